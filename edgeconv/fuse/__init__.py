@@ -1,0 +1,1 @@
+"""Graph-level fusions done in PyTorch before export: BatchNorm folding and RepVGG-style branch merging."""

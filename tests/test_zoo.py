@@ -1,0 +1,60 @@
+"""Registry-wide checks: every registered model builds, runs at its default input and matches its paper figures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeconv.errors import InvalidArgumentError, UnknownModelError
+from edgeconv.zoo import create_model, get_spec, list_models, register_model
+from edgeconv.zoo.registry import count_params
+
+ALL = list_models()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_at_default_input(name: str) -> None:
+    spec = get_spec(name)
+    model = create_model(name)
+    assert not model.training
+    with torch.inference_mode():
+        out = model(torch.randn(1, *spec.input_size))
+    assert out.shape == (1, spec.num_classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if get_spec(n).figures.params])
+def test_params_match_paper_or_deviation_is_explained(name: str) -> None:
+    spec = get_spec(name)
+    ours = count_params(name)
+    deviation = abs(ours - spec.figures.params) / spec.figures.params
+    if deviation > 0.02:
+        assert spec.figures.note, f"{name}: {ours:,} params vs paper {spec.figures.params:,.0f} ({deviation:.1%}) unexplained"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_spec_is_complete(name: str) -> None:
+    spec = get_spec(name)
+    assert spec.paper.title and spec.paper.year > 1980
+    assert len(spec.mean) == len(spec.std) == spec.input_size[0]
+    assert spec.family
+
+
+def test_duplicate_name_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(get_spec(ALL[0]))
+
+
+def test_unknown_name_suggests_closest() -> None:
+    with pytest.raises(UnknownModelError, match="resnet50"):
+        create_model("resnet05")
+
+
+def test_unknown_kwarg_lists_accepted() -> None:
+    with pytest.raises(InvalidArgumentError, match="accepts"):
+        create_model("lenet5", width_multiplier=2)
+
+
+def test_list_models_filters() -> None:
+    assert list_models("lenet*") == ["lenet5"]
+    assert "lenet5" in list_models("net5")

@@ -80,7 +80,8 @@ class ModelSpec:
     dataset: str = "imagenet"
     kwargs: dict[str, Any] = field(default_factory=dict)
     figures: PaperFigures = PaperFigures()
-    torchvision_name: str | None = None
+    torchvision_name: str | None = None  # same architecture in torchvision: its state_dict loads strictly
+    torchvision_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: tuple[WeightsEntry, ...] = ()
     description: str = ""
 

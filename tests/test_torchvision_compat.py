@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision  # a dev dependency (cross-checks only)
 
 from edgeconv.zoo import create_model, get_spec, list_specs
-
-torchvision = pytest.importorskip("torchvision")  # a dev dependency; CI installs it
 
 PAIRS = [s.name for s in list_specs() if s.torchvision_name]
 

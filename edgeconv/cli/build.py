@@ -1,1 +1,70 @@
-"""(placeholder: being written)."""
+"""``edgeconv build ARTIFACT --backend tensorrt``: build a TensorRT engine on the machine that will run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgeconv.cli.app import app, print_json
+from edgeconv.errors import InvalidArgumentError
+
+
+@app.command("build")
+def build_command(
+    artifact: str = typer.Argument(..., help="Artifact folder (from `edgeconv export`), .onnx file, or zoo name."),
+    backend: str = typer.Option("tensorrt", "--backend", help="Only tensorrt builds engines."),
+    precision: str = typer.Option("fp16", "--precision", "-p", help="fp32 | fp16 | int8 (int8: the QDQ artifact)."),
+    batch: int = typer.Option(1, "--batch", help="Optimization batch (profile opt)."),
+    max_batch: int | None = typer.Option(None, "--max-batch", help="Largest batch for a dynamic-batch ONNX."),
+    dla_core: int | None = typer.Option(None, "--dla-core", help="Run on this DLA core (Jetson), GPU fallback on."),
+    no_gpu_fallback: bool = typer.Option(False, "--no-gpu-fallback", help="With --dla-core: fail instead."),
+    workspace: int | None = typer.Option(1024, "--workspace", help="Builder workspace limit in MB."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="Timing cache file (read and updated)."),
+    optimization_level: int = typer.Option(3, "--opt-level", help="Builder optimization level 0..5 (8.6+)."),
+    typing_mode: str = typer.Option("auto", "--typing", help="auto | weak | strong (10.x network typing)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if an up-to-date engine is recorded."),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where zoo names are exported/cached."),
+    json_output: bool = typer.Option(False, "--json", help="Print the engine's manifest entry as JSON."),
+) -> None:
+    """Build a serialized TensorRT engine from an exported ONNX and record it in the artifact's manifest.json
+    (TensorRT version, GPU, compute capability): engines only run on the TensorRT version and GPU that built them."""
+    from edgeconv.backends.artifacts import resolve_target
+    from edgeconv.backends.tensorrt import BuildRequest, build_engine, require_tensorrt
+
+    if backend != "tensorrt":
+        raise InvalidArgumentError(f"--backend {backend!r}: only tensorrt builds engines (onnxruntime needs no build)")
+    features = require_tensorrt()  # fail before exporting anything when TensorRT is missing
+    target = resolve_target(artifact, models_dir=models_dir)
+    if precision == "fp16" and "fp16" in target.onnx:
+        onnx_path = target.onnx["fp16"]
+    else:
+        onnx_path = target.onnx_for("int8" if precision == "int8" else "fp32")
+    static = target.input_shape[0]
+    if static > 0:
+        low = high = opt = static
+    else:
+        opt = batch
+        high = max(batch, max_batch or batch)
+        low = batch if dla_core is not None else 1
+    request = BuildRequest(
+        precision=precision,
+        min_batch=low,
+        opt_batch=opt,
+        max_batch=high,
+        workspace_mb=workspace,
+        dla_core=dla_core,
+        gpu_fallback=not no_gpu_fallback,
+        timing_cache=str(timing_cache) if timing_cache else None,
+        optimization_level=optimization_level,
+        typing=typing_mode,
+    )
+    record = build_engine(onnx_path, request, force=force)
+    if json_output:
+        print_json(record.to_json())
+    else:
+        typer.echo(
+            f"{onnx_path.parent / record.file}: TensorRT {features.version}, {record.precision}, batch "
+            f"{record.min_batch}..{record.max_batch}, {record.gpu_name} (sm {record.compute_capability}), "
+            f"built in {record.build_seconds:.1f} s"
+        )

@@ -1,0 +1,201 @@
+"""What a benchmark or build runs: a zoo name (exported on the fly into ``models/``), an artifact folder or an .onnx.
+
+The precision of each ONNX file is read from the graph (QDQ nodes -> int8, FP16 initializers -> fp16), so the
+lookup does not depend on file-naming conventions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeconv.backends.base import import_optional
+from edgeconv.errors import ArtifactError, InvalidArgumentError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS_DIR = Path("models")
+
+
+def onnx_input_info(model_path: str | os.PathLike[str]) -> tuple[str, tuple[int, ...]]:
+    """Name and shape (-1 for symbolic dims) of the first graph input, read with ``onnx`` (no runtime needed)."""
+    onnx = import_optional("onnx")
+    model = onnx.load(str(model_path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        return value.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+    raise ArtifactError(f"{model_path} has no graph input")
+
+
+def onnx_precision(model_path: str | os.PathLike[str]) -> str:
+    """fp32, fp16 or int8 (a QDQ or QLinear graph), from the graph itself."""
+    onnx = import_optional("onnx")
+    model = onnx.load(str(model_path), load_external_data=False)
+    ops = {node.op_type for node in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops or any(op.startswith("QLinear") for op in ops):
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_has_qdq(model_path: str | os.PathLike[str]) -> bool:
+    onnx = import_optional("onnx")
+    model = onnx.load(str(model_path), load_external_data=False)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
+@dataclass
+class Target:
+    """A resolved benchmark/build target."""
+
+    name: str
+    onnx: dict[str, Path]  # precision -> ONNX file
+    input_name: str
+    input_shape: tuple[int, ...]  # as in the ONNX (-1 = dynamic)
+    folder: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    zoo_name: str | None = None  # set when a PyTorch module can be built for the torch backend
+    module_factory: Callable[[], Any] | None = None
+
+    def onnx_for(self, precision: str) -> Path:
+        if precision in self.onnx:
+            return self.onnx[precision]
+        hints = {"fp16": "--fp16", "int8": "--int8"}
+        where = self.folder or self.name
+        raise ArtifactError(
+            f"{where} has no {precision} ONNX (it has {', '.join(sorted(self.onnx)) or 'none'}); "
+            f"export one with `edgeconv export {self.zoo_name or 'MODEL'} {hints.get(precision, '')}`".rstrip()
+        )
+
+    def batch_shape(self, batch: int) -> tuple[int, ...]:
+        """The input shape for ``batch``; checks that a static-batch ONNX is asked for its own batch."""
+        if batch < 1:
+            raise InvalidArgumentError(f"batch {batch} must be >= 1")
+        if any(d < 0 for d in self.input_shape[1:]):
+            raise ArtifactError(f"{self.name}: only the batch dimension may be dynamic, input is {self.input_shape}")
+        static = self.input_shape[0]
+        if static > 0 and static != batch:
+            raise InvalidArgumentError(
+                f"{self.name} was exported with a static batch of {static}; batch {batch} needs an export with "
+                "--dynamic-batch (or --batch N)"
+            )
+        return (batch, *self.input_shape[1:])
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def manifest_model_name(manifest: dict[str, Any]) -> str | None:
+    model = manifest.get("model")
+    if isinstance(model, dict):
+        model = model.get("name")
+    return model if isinstance(model, str) else None
+
+
+def _scan_folder(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.onnx")):
+        precision = onnx_precision(path)
+        # Prefer the shortest name per precision (model.onnx over model.sim.onnx and the like).
+        if precision not in found or len(path.name) < len(found[precision].name):
+            found[precision] = path
+    return found
+
+
+def _zoo_factory(name: str, kwargs: dict[str, Any] | None = None) -> Callable[[], Any]:
+    def build() -> Any:
+        from edgeconv.zoo import create_model
+
+        return create_model(name, **(kwargs or {}))
+
+    return build
+
+
+def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynamic_batch: bool = True) -> Target:
+    """A path (artifact folder or .onnx) or a zoo name; a zoo name not yet exported is exported into models/<name>."""
+    path = Path(target)
+    if path.exists():
+        if path.is_file():
+            if path.suffix != ".onnx":
+                raise InvalidArgumentError(f"{path} is not an .onnx file or an artifact folder")
+            folder = path.parent
+            onnx_files = {onnx_precision(path): path}
+        else:
+            folder = path
+            onnx_files = _scan_folder(folder)
+            if not onnx_files:
+                raise ArtifactError(f"{folder} holds no .onnx file; export one with `edgeconv export MODEL`")
+        manifest = read_manifest(folder)
+        zoo = manifest_model_name(manifest)
+        first = onnx_files.get("fp32") or next(iter(onnx_files.values()))
+        input_name, shape = onnx_input_info(first)
+        return Target(
+            name=zoo or path.stem,
+            onnx=onnx_files,
+            input_name=input_name,
+            input_shape=shape,
+            folder=folder,
+            manifest=manifest,
+            zoo_name=zoo,
+            module_factory=_zoo_factory(zoo, manifest.get("model_kwargs") or None) if zoo else None,
+        )
+    from edgeconv.zoo import get_spec  # raises UnknownModelError with close names
+
+    try:
+        get_spec(target)
+    except UnknownModelError as exc:
+        raise UnknownModelError(f"{target!r} is neither a file/folder nor a zoo model: {exc}") from None
+    folder = models_dir / target
+    if not (folder.is_dir() and _scan_folder(folder)):
+        folder = export_zoo_model(target, folder, dynamic_batch=dynamic_batch)
+    resolved = resolve_target(str(folder), models_dir=models_dir)
+    resolved.name, resolved.zoo_name = target, target
+    if resolved.module_factory is None:
+        resolved.module_factory = _zoo_factory(target)
+    return resolved
+
+
+def export_zoo_model(name: str, folder: Path, *, dynamic_batch: bool = True) -> Path:
+    """Export a zoo model through the export pipeline's ``export_artifact`` (cached in ``folder``)."""
+    try:
+        from edgeconv.artifact import export_artifact  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ArtifactError(
+            f"cannot export {name!r} on the fly: the export pipeline (edgeconv.artifact) is unavailable ({exc}); "
+            f"pass an artifact folder or an .onnx file instead"
+        ) from exc
+    params = inspect.signature(export_artifact).parameters
+    kwargs: dict[str, Any] = {}
+    if "dynamic_batch" in params:
+        kwargs["dynamic_batch"] = dynamic_batch
+    log.info("exporting %s into %s", name, folder)
+    result = export_artifact(name, folder, **kwargs)
+    # Where the artifact landed: the returned path (or an object carrying one), else the folder or folder/<name>.
+    candidates: list[Path] = []
+    for value in (result, *(getattr(result, attr, None) for attr in ("folder", "path", "out_dir", "directory"))):
+        if isinstance(value, (str, os.PathLike)):
+            path = Path(value)
+            candidates.append(path.parent if path.suffix else path)
+    candidates += [folder, folder / name]
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob("*.onnx")):
+            return candidate
+    raise ArtifactError(f"exporting {name!r} produced no .onnx in {folder}")

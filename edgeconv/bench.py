@@ -1,0 +1,445 @@
+"""Latency harness: warm-up, timed iterations (or seconds), device sync, percentiles, and the environment record.
+
+Several configurations measured together are *interleaved*: each round runs a block of iterations of every
+configuration in turn (rotating which goes first), so slow drift of the machine (thermal throttling, a neighbour's
+load, frequency scaling) hits all of them equally instead of whichever happened to run last.
+
+Each sample is the wall time of one ``runner.run(x)`` (numpy in -> numpy out, host<->device copies included on a GPU)
+followed by ``runner.synchronize()``. The first call after the runner is loaded is reported apart as ``cold_ms``
+(lazy initialisation, kernel selection, caches) and never enters the statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeconv.backends.base import BackendRunner
+from edgeconv.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of one configuration, in milliseconds per batch; ``throughput`` in images per second."""
+
+    iterations: int
+    batch: int
+    cold_ms: float | None
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iterations": self.iterations,
+            "cold_ms": self.cold_ms,
+            "mean_ms": self.mean_ms,
+            "std_ms": self.std_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "throughput": self.throughput,
+        }
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default, "type 7"): p50 of [1, 2, 3, 4] is 2.5."""
+    if not samples:
+        raise InvalidArgumentError("no samples to take a percentile of")
+    if not 0 <= q <= 100:
+        raise InvalidArgumentError(f"percentile {q} must be in [0, 100]")
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def compute_stats(samples_ms: Sequence[float], *, batch: int = 1, cold_ms: float | None = None) -> LatencyStats:
+    """Statistics of timed samples (ms per batch). ``std`` is the sample standard deviation (n - 1)."""
+    if not samples_ms:
+        raise InvalidArgumentError("no timed iterations: use at least --iters 1")
+    if batch < 1:
+        raise InvalidArgumentError(f"batch {batch} must be >= 1")
+    values = [float(s) for s in samples_ms]
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return LatencyStats(
+        iterations=n,
+        batch=batch,
+        cold_ms=cold_ms,
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=min(values),
+        max_ms=max(values),
+        p50_ms=percentile(values, 50),
+        p90_ms=percentile(values, 90),
+        p99_ms=percentile(values, 99),
+        throughput=1000.0 * batch / mean if mean > 0 else float("inf"),
+    )
+
+
+@dataclass
+class BenchCase:
+    """One configuration to time: a runner (not yet active) and the input it runs."""
+
+    runner: BackendRunner
+    inputs: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)  # model, backend, precision, batch, device ... for the row
+
+    @property
+    def batch(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass
+class BenchResult:
+    case: BenchCase
+    stats: LatencyStats
+    samples_ms: list[float]
+
+    def row(self, env: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A flat JSON row: the case's info, ``batch``, the statistics and (optionally) the environment."""
+        row: dict[str, Any] = {**self.case.info, "batch": self.case.batch, **self.stats.to_dict()}
+        if env is not None:
+            row["env"] = env
+        return row
+
+
+def _time_one(runner: BackendRunner, inputs: np.ndarray, clock: Callable[[], int]) -> float:
+    start = clock()
+    runner.run(inputs)
+    runner.synchronize()
+    return (clock() - start) / 1e6
+
+
+def measure(
+    cases: Sequence[BenchCase],
+    *,
+    warmup: int = 10,
+    iterations: int | None = 100,
+    seconds: float | None = None,
+    block: int = 10,
+    min_iterations: int = 5,
+    clock: Callable[[], int] = time.perf_counter_ns,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time every case, interleaved in round-robin blocks of ``block`` iterations.
+
+    Either ``iterations`` per case, or ``seconds``: rounds go on until every case has spent that many seconds in
+    timed iterations (and has at least ``min_iterations``). All runners are active at once for the whole
+    measurement; each one's cold (first) run and ``warmup`` runs happen before any timed round.
+    """
+    if not cases:
+        raise InvalidArgumentError("nothing to benchmark")
+    if (iterations is None) == (seconds is None):
+        raise InvalidArgumentError("give exactly one of iterations (--iters) or seconds (--seconds)")
+    if iterations is not None and iterations < 1:
+        raise InvalidArgumentError(f"--iters {iterations} must be >= 1")
+    if seconds is not None and seconds <= 0:
+        raise InvalidArgumentError(f"--seconds {seconds} must be > 0")
+    if warmup < 0 or block < 1:
+        raise InvalidArgumentError(f"warmup ({warmup}) must be >= 0 and block ({block}) >= 1")
+
+    from contextlib import ExitStack
+
+    samples: list[list[float]] = [[] for _ in cases]
+    colds: list[float] = []
+    with ExitStack() as stack:
+        for case in cases:
+            if progress:
+                progress(f"loading {case.runner.describe()}")
+            stack.enter_context(case.runner)
+            colds.append(_time_one(case.runner, case.inputs, clock))
+            for _ in range(warmup):
+                case.runner.run(case.inputs)
+            case.runner.synchronize()
+
+        def done(i: int) -> bool:
+            if iterations is not None:
+                return len(samples[i]) >= iterations
+            assert seconds is not None  # narrowed above; keeps mypy happy
+            return sum(samples[i]) >= seconds * 1000.0 and len(samples[i]) >= min_iterations
+
+        round_index = 0
+        while not all(done(i) for i in range(len(cases))):
+            order = [(round_index + k) % len(cases) for k in range(len(cases))]
+            for i in order:
+                if done(i):
+                    continue
+                todo = block if iterations is None else min(block, iterations - len(samples[i]))
+                runner, inputs = cases[i].runner, cases[i].inputs
+                for _ in range(todo):
+                    samples[i].append(_time_one(runner, inputs, clock))
+            round_index += 1
+            if progress:
+                progress(f"round {round_index}: " + ", ".join(str(len(s)) for s in samples) + " iterations")
+    return [
+        BenchResult(case=case, stats=compute_stats(s, batch=case.batch, cold_ms=cold), samples_ms=s)
+        for case, s, cold in zip(cases, samples, colds, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Environment record (files and library calls only: no shell-outs)
+# ---------------------------------------------------------------------------------------------------------------
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def cpu_info() -> dict[str, Any]:
+    text = _read("/proc/cpuinfo") or ""
+    model = None
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        match = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            model = match.group(1).strip()
+            break
+    blocks = (
+        dict(re.findall(r"^(physical id|core id)\s*:\s*(\S+)", part, re.MULTILINE)) for part in text.split("\n\n")
+    )
+    physical = {(block.get("physical id"), block.get("core id")) for block in blocks if block}
+    info: dict[str, Any] = {
+        "model": model or platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": len(physical) or None,
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    if governor:
+        info["governor"] = governor.strip()
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def _version(module: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """GPU name, capability, memory and driver (torch + /proc/driver/nvidia/version), or None without a GPU."""
+    driver_text = _read("/proc/driver/nvidia/version")
+    driver = None
+    if driver_text:
+        match = re.search(r"Kernel Module(?: for \S+)?\s+([\d.]+)", driver_text)
+        driver = match.group(1) if match else driver_text.splitlines()[0].strip()
+    try:
+        import torch
+    except ImportError:
+        torch = None  # type: ignore[assignment]
+    if torch is not None and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {
+            "name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+            "driver": driver,
+        }
+    if driver:
+        return {"name": None, "driver": driver}
+    return None
+
+
+def jetson_info(root: str | os.PathLike[str] = "/") -> dict[str, Any] | None:
+    """L4T release and nvpmodel power mode, read from files under ``root``.
+
+    /etc/nv_tegra_release (L4T), /var/lib/nvpmodel/status (``pmode:0002``), /etc/nvpmodel.conf (mode names).
+    """
+    base = Path(root)
+
+    def read(relative: str) -> str | None:
+        return _read(str(base / relative))
+
+    release = read("etc/nv_tegra_release")
+    model = read("proc/device-tree/model")
+    if release is None and not (model and ("jetson" in model.lower() or "nvidia" in model.lower())):
+        return None
+    info: dict[str, Any] = {"model": model.strip("\x00\n ") if model else None}
+    if release:
+        match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", release)
+        info["l4t"] = f"{match.group(1)}.{match.group(2)}" if match else release.splitlines()[0].strip()
+    status = read("var/lib/nvpmodel/status")  # e.g. "pmode:0002 fmode:quiet"
+    mode_id = None
+    if status:
+        match = re.search(r"pmode:\s*(\d+)", status)
+        mode_id = int(match.group(1)) if match else None
+    info["power_mode_id"] = mode_id
+    conf = read("etc/nvpmodel.conf") or ""
+    names = {int(i): n for i, n in re.findall(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", conf)}
+    info["power_mode"] = names.get(mode_id) if mode_id is not None else None
+    return info
+
+
+def environment() -> dict[str, Any]:
+    """Where a number was measured: CPU, GPU and driver, library versions, Jetson power mode."""
+    env: dict[str, Any] = {
+        "hostname": platform.node(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "cpu": cpu_info(),
+        "gpu": gpu_info(),
+        "versions": {
+            "edgeconv": _version("edgeconv"),
+            "numpy": np.__version__,
+            "torch": _version("torch"),
+            "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
+            "onnx": _version("onnx"),
+            "tensorrt": None,
+            "cuda": None,
+        },
+    }
+    try:
+        from edgeconv.backends.tensorrt import tensorrt_version
+
+        env["versions"]["tensorrt"] = tensorrt_version()
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        env["versions"]["cuda"] = torch.version.cuda
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    jetson = jetson_info()
+    if jetson:
+        env["jetson"] = jetson
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cases for a target: backends x precisions x batches
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaseOptions:
+    device: str = "cpu"
+    threads: int | None = None
+    ort_provider: str | None = None  # cpu / cuda / tensorrt; None: from device
+    graph_optimization: str = "all"
+    torch_compile: bool = False
+    cuda_graph: bool = False
+    seed: int = 0
+
+
+def make_cases(
+    target: Any,
+    *,
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    batches: Sequence[int],
+    options: CaseOptions = CaseOptions(),
+) -> tuple[list[BenchCase], list[str]]:
+    """Runners (not yet active) for every backend x precision x batch; combinations a backend cannot run are skipped
+    with the reason (second return value). ``target`` is an ``edgeconv.backends.artifacts.Target``."""
+    from edgeconv.backends.base import BACKENDS, PRECISIONS, check_choice
+    from edgeconv.errors import ArtifactError
+
+    cases: list[BenchCase] = []
+    skipped: list[str] = []
+    module = None
+    for backend in backends:
+        check_choice("backend", backend, BACKENDS)
+        for precision in precisions:
+            check_choice("precision", precision, PRECISIONS)
+            for batch in batches:
+                info: dict[str, Any] = {
+                    "model": target.name,
+                    "backend": backend,
+                    "precision": precision,
+                    "device": "cuda" if backend == "tensorrt" else options.device,
+                    "threads": options.threads,
+                }
+                try:
+                    shape = target.batch_shape(batch)
+                    x = np.random.default_rng(options.seed).standard_normal(shape, dtype=np.float32)
+                    runner: BackendRunner
+                    if backend == "torch":
+                        if target.module_factory is None:
+                            raise ArtifactError(
+                                f"{target.name}: the torch backend needs a zoo model (the artifact's manifest names "
+                                "none); benchmark a zoo name instead"
+                            )
+                        from edgeconv.backends.torch import TorchRunner
+
+                        if module is None:
+                            module = target.module_factory()
+                        runner = TorchRunner(
+                            module,
+                            input_shape=shape,
+                            device=options.device,
+                            precision=precision,
+                            compile=options.torch_compile,
+                            threads=options.threads,
+                        )
+                        info["compile"] = options.torch_compile
+                    elif backend == "onnxruntime":
+                        from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
+
+                        provider = options.ort_provider or options.device
+                        if provider == "tensorrt" and precision == "fp16" and "fp16" not in target.onnx:
+                            path = target.onnx_for("fp32")  # the TensorRT EP lowers it itself (trt_fp16_enable)
+                        else:
+                            path = target.onnx_for(precision)
+                        runner = OnnxRuntimeRunner(
+                            path,
+                            device=options.device,
+                            precision=precision,
+                            provider=provider,
+                            threads=options.threads,
+                            graph_optimization=options.graph_optimization,
+                        )
+                        info["provider"] = provider
+                        info["onnx"] = Path(path).name
+                    else:
+                        from edgeconv.backends.tensorrt import TensorRTRunner, engine_for
+
+                        engine_path, record = engine_for(
+                            target, precision=precision, batch=batch, max_batch=max(batches)
+                        )
+                        runner = TensorRTRunner(engine_path, record, cuda_graph=options.cuda_graph)
+                        info["engine"] = engine_path.name
+                except (InvalidArgumentError, ArtifactError) as exc:
+                    skipped.append(f"{backend}/{precision}/batch {batch}: {exc}")
+                    continue
+                runner.label = f"{target.name} b{batch}"
+                cases.append(BenchCase(runner=runner, inputs=x, info=info))
+    return cases, skipped

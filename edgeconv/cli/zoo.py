@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
+from edgeconv.profile import profile_model
+from edgeconv.profile.report import ProfileReport
 from edgeconv.zoo import get_spec, list_specs
 from edgeconv.zoo.registry import count_params
 
@@ -49,6 +51,19 @@ def list_command(
     Console().print(table)
 
 
+def block_summary(report: ProfileReport, depth: int = 2) -> list[dict[str, object]]:
+    """Per-block totals: layers grouped by the first ``depth`` parts of their module name (``features.3``)."""
+    blocks: dict[str, dict[str, object]] = {}
+    for layer in report.layers:
+        key = ".".join(layer.name.split("/")[0].split(".")[:depth]) or layer.name
+        row = blocks.setdefault(key, {"block": key, "layers": 0, "params": 0, "macs": 0, "output_shape": None})
+        row["layers"] = int(row["layers"]) + 1  # type: ignore[call-overload]
+        row["params"] = int(row["params"]) + layer.params  # type: ignore[call-overload]
+        row["macs"] = int(row["macs"]) + layer.macs  # type: ignore[call-overload]
+        row["output_shape"] = list(layer.output_shape)
+    return list(blocks.values())
+
+
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`)."),
@@ -60,6 +75,7 @@ def info_command(
     """
     spec = get_spec(name)
     params = count_params(name)
+    report = profile_model(name)
     info = {
         "name": spec.name,
         "family": spec.family,
@@ -74,12 +90,15 @@ def info_command(
         "accepts": spec.builder_kwargs(),
         "params": params,
         "paper_params": spec.figures.params,
+        "macs": report.macs,
         "paper_macs": spec.figures.macs,
         "paper_source": spec.figures.source,
         "note": spec.figures.note,
         "torchvision_equivalent": spec.torchvision_name,
         "weights": [{"name": w.name, "source": w.source, "install": w.install} for w in spec.weights],
     }
+    info["by_type"] = {key: totals.to_dict() for key, totals in report.by_type().items()}
+    info["blocks"] = block_summary(report)
     if json_output:
         print_json(info)
         return
@@ -88,9 +107,24 @@ def info_command(
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in info.items():
-        if key in ("params", "paper_params", "paper_macs"):
+        if key in ("by_type", "blocks"):
+            continue
+        if key in ("params", "paper_params", "macs", "paper_macs"):
             value = _millions(value)
         elif key == "weights":
             value = "; ".join(f"{w['name']}: {w['source']}" for w in value) or "-"
         table.add_row(key, "-" if value in (None, "", [], {}) else str(value))
     console.print(table)
+    by_type = Table(title="by op type (mult-adds = conv/fc multiply-accumulates)")
+    for column in ("type", "params", "params %", "mult-adds", "mult-adds %"):
+        by_type.add_column(column, justify="left" if column == "type" else "right")
+    for key, totals in report.by_type().items():
+        by_type.add_row(key, _millions(totals.params), f"{totals.params_pct:.2f}", _millions(totals.macs), f"{totals.macs_pct:.2f}")
+    console.print(by_type)
+    blocks = Table(title="layer summary by block")
+    for column in ("block", "layers", "output", "params", "mult-adds"):
+        blocks.add_column(column, justify="left" if column in ("block", "output") else "right")
+    for row in info["blocks"]:
+        shape = "x".join(map(str, row["output_shape"][1:]))
+        blocks.add_row(row["block"], str(row["layers"]), shape, _millions(row["params"]), _millions(row["macs"]))
+    console.print(blocks)

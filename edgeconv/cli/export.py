@@ -92,7 +92,7 @@ def export_command(
     fallback: str = typer.Option("auto", "--fallback",
                                  help="INT8: auto, none, or PyTorch module names kept in float (a,b)."),
     min_agreement: float = typer.Option(None, "--min-agreement",
-                                        help="INT8 gate: least top-1 agreement with FP32 (default 0.80)."),
+                                        help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."),
     opset: int = typer.Option(None, "--opset", help="ONNX opset (default 17: TensorRT 8.6+ and ONNX Runtime)."),
     batch: int = typer.Option(None, "--batch", help="Static batch size (default 1)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch axis dynamic."),

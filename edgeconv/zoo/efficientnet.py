@@ -291,6 +291,12 @@ LITE_MACS_NOTE = (
     "counts per-element ops (BN, ReLU6, residual adds) that are not conv / FC multiply-accumulates."
 )
 B_SOURCE = "Tan & Le 2019, Table 2 (seeds 002 / 004)"
+B_MACS_NOTE = (
+    "Conv + FC mult-adds counted here equal the GFLOPS torchvision publishes for its same-architecture weights "
+    "(EfficientNet_B*_Weights.meta['_ops']: B4 4.394, B5 10.266, B6 19.068, B7 37.746). The paper's B4 4.2 B and "
+    "B5 9.9 B are 4.6% and 3.6% lower; the paper does not say how it counted (its TF profiler rounds, and the paper "
+    "scales channel counts before rounding to multiples of 8, which torchvision and edgeconv do after)."
+)
 LITE_SOURCE = "tensorflow/tpu models/official/efficientnet/lite README (params / MAdds of the released checkpoints)"
 
 for _name, _v in B_VARIANTS.items():
@@ -301,7 +307,7 @@ for _name, _v in B_VARIANTS.items():
             paper=TAN_2019,
             builder=_b_builder(_name),
             input_size=(3, _v.resolution, _v.resolution),
-            figures=PaperFigures(params=_v.params, macs=_v.macs, source=B_SOURCE),
+            figures=PaperFigures(params=_v.params, macs=_v.macs, source=B_SOURCE, note=B_MACS_NOTE),
             torchvision_name=_name,
             description=f"Compound scaling of B0: width x{_v.width_mult}, depth x{_v.depth_mult}, {_v.resolution}px; "
             "torchvision layout.",

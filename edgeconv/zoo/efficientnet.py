@@ -294,8 +294,7 @@ B_SOURCE = "Tan & Le 2019, Table 2 (seeds 002 / 004)"
 B_MACS_NOTE = (
     "Conv + FC mult-adds counted here equal the GFLOPS torchvision publishes for its same-architecture weights "
     "(EfficientNet_B*_Weights.meta['_ops']: B4 4.394, B5 10.266, B6 19.068, B7 37.746). The paper's B4 4.2 B and "
-    "B5 9.9 B are 4.6% and 3.6% lower; the paper does not say how it counted (its TF profiler rounds, and the paper "
-    "scales channel counts before rounding to multiples of 8, which torchvision and edgeconv do after)."
+    "B5 9.9 B are 4.6% and 3.6% lower, and the paper does not say how it counted them."
 )
 LITE_SOURCE = "tensorflow/tpu models/official/efficientnet/lite README (params / MAdds of the released checkpoints)"
 

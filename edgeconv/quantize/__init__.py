@@ -1,0 +1,50 @@
+"""Reduced precision: calibration data (image folders -> batches), INT8 QDQ per runtime, fidelity metrics and gate.
+
+Heavy imports (torch, onnxruntime.quantization) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from edgeconv.quantize.calibration import (
+    DEFAULT_CALIBRATION_DIR,
+    CalibrationData,
+    CalibrationReader,
+    Preprocessing,
+    load_calibration_data,
+    random_crops,
+    read_image_folder,
+    split_calibration_folder,
+)
+from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT, FidelityReport, check_gate, compare_logits, sqnr_db
+from edgeconv.quantize.int8 import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_METHOD,
+    TARGETS,
+    Int8Options,
+    Int8Report,
+    node_module_name,
+    quantize_int8,
+)
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "DEFAULT_CALIBRATION_DIR",
+    "DEFAULT_CALIBRATION_METHOD",
+    "DEFAULT_MIN_AGREEMENT",
+    "TARGETS",
+    "CalibrationData",
+    "CalibrationReader",
+    "FidelityReport",
+    "Int8Options",
+    "Int8Report",
+    "Preprocessing",
+    "check_gate",
+    "compare_logits",
+    "load_calibration_data",
+    "node_module_name",
+    "quantize_int8",
+    "random_crops",
+    "read_image_folder",
+    "split_calibration_folder",
+    "sqnr_db",
+]

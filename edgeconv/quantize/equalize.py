@@ -1,0 +1,268 @@
+"""Data-free quantization helpers in PyTorch (Nagel et al. 2019, "Data-Free Quantization Through Weight Equalization
+and Bias Correction"), applied to a BatchNorm-folded model before ONNX export.
+
+Cross-layer equalization (CLE). For ``conv2(act(conv1(x)))`` with ``act`` positively homogeneous (ReLU:
+``relu(x / s) = relu(x) / s`` for ``s > 0``), dividing output channel ``i`` of ``conv1`` (weights and bias) by ``s_i``
+and multiplying input channel ``i`` of ``conv2`` by ``s_i`` leaves the function unchanged. ``s_i = sqrt(r1_i * r2_i) /
+r2_i`` (``r`` = per-channel max |w|) makes both ranges ``sqrt(r1_i * r2_i)``: depthwise filters with tiny ranges stop
+wasting the int8 grid, and the activation channels between the two convs get more uniform ranges, which per-tensor
+activation quantization needs.
+
+ReLU6 is not positively homogeneous: ``relu6(x / s) != relu6(x) / s`` (the clip point moves to ``6 / s_i`` per
+channel). Pairs joined by ReLU6 are skipped by default (``relu6="skip"``), which keeps the float function exact.
+``relu6="relu"`` is the paper's own choice (replace ReLU6 by ReLU, then equalize): it changes the float function
+wherever activations exceed 6, so it is measured, not assumed.
+
+Bias correction. Quantizing weights ``W -> W_q`` shifts the expected output by ``E[(W_q - W) x]``; subtracting it from
+the bias removes the systematic part of the error. The expectation is taken empirically, over the calibration data's
+inputs to each layer (the paper's "empirical bias correction"), including padding and border effects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+logger = logging.getLogger(__name__)
+
+_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU)  # positively homogeneous: f(x / s) = f(x) / s for s > 0
+_RELU6 = (nn.ReLU6,)
+_PASS = (nn.Identity, nn.Dropout)
+
+
+@dataclass
+class EqualizationReport:
+    """Pairs equalized ``(conv1, conv2)`` and pairs skipped with the reason."""
+
+    equalized: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    relu6_replaced: list[str] = field(default_factory=list)
+
+
+def _leaf_sequence(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    """Leaves of a plain ``nn.Sequential`` in execution order, expanding nested plain Sequentials."""
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential) and type(child).forward is nn.Sequential.forward:
+            out.extend(_leaf_sequence(child, full + "."))
+        else:
+            out.append((full, child))
+    return out
+
+
+def _pairs_from_sequentials(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(conv1, act, conv2) triples that a plain ``nn.Sequential`` chains directly."""
+    triples: list[tuple[str, str, str]] = []
+    for name, module in model.named_modules():
+        if not (isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward):
+            continue
+        leaves = [(n, m) for n, m in _leaf_sequence(module, f"{name}." if name else "") if not isinstance(m, _PASS)]
+        for (n1, m1), (na, ma), (n2, m2) in zip(leaves, leaves[1:], leaves[2:], strict=False):
+            if isinstance(m1, nn.Conv2d) and isinstance(ma, (*_HOMOGENEOUS, *_RELU6)) and isinstance(m2, nn.Conv2d):
+                triples.append((n1, na, n2))
+    return triples
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (nn.Conv2d, *_HOMOGENEOUS, *_RELU6)) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str, str]] | None:
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:  # fx raises many types for untraceable forward code
+        logger.debug("fx cannot trace %s (%s); using nn.Sequential chains only", type(model).__name__, exc)
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    triples = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(model.get_submodule(node.target), nn.Conv2d):
+            continue
+        if len(node.users) != 1 or calls[node.target] != 1:
+            continue
+        act = next(iter(node.users))
+        if act.op != "call_module" or not isinstance(model.get_submodule(act.target), (*_HOMOGENEOUS, *_RELU6)):
+            continue
+        if len(act.users) != 1 or calls[act.target] != 1:
+            continue
+        nxt = next(iter(act.users))
+        is_conv = nxt.op == "call_module" and isinstance(model.get_submodule(nxt.target), nn.Conv2d)
+        if is_conv and calls[nxt.target] == 1:
+            if nxt.args and nxt.args[0] is act and len(nxt.args) == 1:
+                triples.append((node.target, act.target, nxt.target))
+    return triples
+
+
+def find_equalization_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(conv1, activation, conv2) module-name triples where conv1's output reaches only conv2 through the activation."""
+    triples = _pairs_from_fx(model)
+    if triples is None:
+        triples = _pairs_from_sequentials(model)
+    return sorted(set(triples), key=lambda t: list(dict(model.named_modules())).index(t[0]))
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, new)
+
+
+def _compatible(conv1: nn.Conv2d, conv2: nn.Conv2d) -> str | None:
+    if conv1.out_channels != conv2.in_channels:
+        return "channel counts differ"
+    if conv2.groups not in (1, conv2.in_channels):
+        return f"conv2 has groups={conv2.groups} (only dense and depthwise are handled)"
+    if conv1.groups not in (1, conv1.out_channels) or (conv1.groups > 1 and conv1.in_channels != conv1.out_channels):
+        return f"conv1 has groups={conv1.groups}"
+    return None
+
+
+@torch.no_grad()
+def _equalize_pair(conv1: nn.Conv2d, conv2: nn.Conv2d, max_scale: float) -> None:
+    w1 = conv1.weight.double()
+    w2 = conv2.weight.double()
+    r1 = w1.abs().flatten(1).amax(1)  # per output channel of conv1
+    if conv2.groups == 1:
+        r2 = w2.abs().transpose(0, 1).flatten(1).amax(1)  # per input channel of conv2
+    else:  # depthwise: input channel i is weight row i
+        r2 = w2.abs().flatten(1).amax(1)
+    scale = torch.sqrt(r1 * r2) / r2
+    # Dead channels (zero range) and extreme ratios would blow up one side; leave those channels alone.
+    scale = torch.where((r1 > 0) & (r2 > 0), scale, torch.ones_like(scale)).clamp(1 / max_scale, max_scale)
+    conv1.weight.copy_((w1 / scale.reshape(-1, 1, 1, 1)).to(conv1.weight.dtype))
+    if conv1.bias is not None:
+        conv1.bias.copy_((conv1.bias.double() / scale).to(conv1.bias.dtype))
+    shape = (1, -1, 1, 1) if conv2.groups == 1 else (-1, 1, 1, 1)
+    conv2.weight.copy_((w2 * scale.reshape(shape)).to(conv2.weight.dtype))
+
+
+def equalize_model(model: nn.Module, *, iterations: int = 4, relu6: str = "skip",
+                   max_scale: float = 1e3) -> EqualizationReport:
+    """Cross-layer equalization in place on a BN-folded ``model`` (BatchNorm between the convs blocks a pair).
+
+    ``relu6``: ``"skip"`` leaves pairs joined by ReLU6 alone (float function exact); ``"relu"`` replaces those ReLU6 by
+    ReLU and equalizes them (the paper's recipe; changes the function where activations exceed 6). Iterated, as the
+    paper does, because a conv shared by two pairs (conv2 of one is conv1 of the next) moves again.
+    """
+    if relu6 not in ("skip", "relu"):
+        raise ValueError(f"relu6={relu6!r}; use 'skip' or 'relu'")
+    report = EqualizationReport()
+    triples = find_equalization_pairs(model)
+    usable: list[tuple[nn.Conv2d, nn.Conv2d]] = []
+    for n1, na, n2 in triples:
+        conv1, act, conv2 = model.get_submodule(n1), model.get_submodule(na), model.get_submodule(n2)
+        if not (isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d)):
+            continue
+        why = _compatible(conv1, conv2)
+        if why is None and isinstance(act, _RELU6):
+            if relu6 == "skip":
+                why = "ReLU6 between (scaling would move its clip point)"
+            else:
+                _set_module(model, na, nn.ReLU(inplace=False))
+                report.relu6_replaced.append(na)
+        if why is None and isinstance(act, (nn.PReLU,)):
+            why = "PReLU slope is per channel"  # homogeneous, but keep it simple: not needed by the zoo
+        if why is not None:
+            report.skipped.append((n1, n2, why))
+            continue
+        usable.append((conv1, conv2))
+        report.equalized.append((n1, n2))
+    for _ in range(iterations):
+        for conv1, conv2 in usable:
+            _equalize_pair(conv1, conv2, max_scale)
+    logger.info("cross-layer equalization: %d pairs equalized, %d skipped", len(report.equalized), len(report.skipped))
+    return report
+
+
+# --- bias correction ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WeightQuantScheme:
+    """How the runtime will quantize weights: symmetric per-output-channel integers in ``[-qmax, qmax]``."""
+
+    qmax: int = 127
+    per_channel: bool = True
+
+    def fake_quantize(self, weight: torch.Tensor) -> torch.Tensor:
+        w = weight.double()
+        if self.per_channel:
+            r = w.abs().flatten(1).amax(1).reshape(-1, *([1] * (w.dim() - 1)))
+        else:
+            r = w.abs().amax()
+        scale = torch.where(r > 0, r / self.qmax, torch.ones_like(r))
+        return (torch.clamp(torch.round(w / scale), -self.qmax, self.qmax) * scale).to(weight.dtype)
+
+
+@torch.no_grad()
+def correct_bias(model: nn.Module, samples: Iterable[torch.Tensor], scheme: WeightQuantScheme | None = None, *,
+                 skip: Iterable[str] = (), qmax_by_layer: Mapping[str, int] | None = None) -> dict[str, float]:
+    """Empirical bias correction in place: for every Conv2d / Linear, subtract the mean over the calibration inputs
+    (batch and spatial positions) of ``layer(x; W_q) - layer(x; W)``. Returns ``{module: mean |correction|}``.
+
+    The inputs seen by each layer come from the float model, collected in one pass per batch; corrections are applied
+    after the pass so they do not feed back into later layers' statistics. ``qmax_by_layer`` overrides the integer
+    range per layer (7-bit weights are ``qmax=64``).
+    """
+    scheme = scheme or WeightQuantScheme()
+    skipped = set(skip)
+    layers: dict[str, nn.Conv2d | nn.Linear] = {
+        n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in skipped}
+    qmax_by_layer = qmax_by_layer or {}
+
+    def delta(name: str, module: nn.Conv2d | nn.Linear) -> torch.Tensor:
+        own = WeightQuantScheme(qmax_by_layer.get(name, scheme.qmax), scheme.per_channel)
+        return own.fake_quantize(module.weight) - module.weight
+
+    deltas = {n: delta(n, m) for n, m in layers.items()}
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook_for(name: str):  # noqa: ANN202 -- closure for a forward hook
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            x = inputs[0]
+            if isinstance(module, nn.Conv2d):
+                err = nn.functional.conv2d(x, deltas[name], None, module.stride, module.padding, module.dilation,
+                                           module.groups)
+                total, n = err.double().sum(dim=(0, 2, 3)), err.shape[0] * err.shape[2] * err.shape[3]
+            else:
+                err = nn.functional.linear(x, deltas[name])
+                flat = err.double().reshape(-1, err.shape[-1])
+                total, n = flat.sum(0), flat.shape[0]
+            sums[name] = sums.get(name, 0) + total
+            counts[name] = counts.get(name, 0) + n
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in layers.items()]
+    try:
+        for batch in samples:
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    applied: dict[str, float] = {}
+    for name, module in layers.items():
+        if name not in sums:
+            continue
+        correction = (sums[name] / counts[name]).to(module.weight.dtype)
+        if module.bias is None:
+            module.bias = nn.Parameter(torch.zeros(module.weight.shape[0], dtype=module.weight.dtype))
+        module.bias -= correction
+        applied[name] = float(correction.abs().mean())
+    logger.info("bias correction applied to %d layers", len(applied))
+    return applied
+
+
+def batches(array: np.ndarray, batch_size: int = 32) -> Iterable[torch.Tensor]:
+    for start in range(0, len(array), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(array[start : start + batch_size]))

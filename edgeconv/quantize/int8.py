@@ -1,0 +1,658 @@
+"""INT8 post-training quantization to QDQ ONNX, one form per runtime, with a fidelity gate.
+
+Pipeline (``quantize_int8``): calibration and held-out crops from disjoint photos -> (PyTorch, on the BN-folded model)
+cross-layer equalization and empirical bias correction -> ONNX -> ORT ``quantize_static`` (QDQ) with the target's
+scheme -> per-layer sensitivity and automatic float fallback until the gate holds -> fidelity against the FP32
+artifact on the held-out crops.
+
+Targets (measured on this project's AVX2, non-VNNI CPU; bench/results/int8.md):
+
+- ``onnxruntime``: uint8 activations (asymmetric, per tensor), int8 symmetric per-channel weights. ORT's u8s8 GEMM
+  kernel on AVX2 without VNNI multiplies with ``vpmaddubsw``, whose int16 pair sums saturate when 8-bit weights meet
+  large activations: it lost ~19 points of top-1 agreement on mobilenet_v2 against the same graph evaluated exactly.
+  So weights of GEMM-backed ops (dense convs, Gemm/MatMul) are 7-bit (``[-64, 64]``: 255 * 64 * 2 < 2^15, no
+  saturation possible), while depthwise convs -- a direct int32 kernel, no saturation -- keep 8 bits. u8u8 also avoids
+  saturation but ran at 0.87x FP32 latency instead of ~0.6x.
+- ``tensorrt``: int8 symmetric activations and weights, every zero point 0, per-channel weights on the output-channel
+  axis (Conv axis 0), Q/DQ only on the inputs of compute ops (TensorRT fuses them; reference section 2b). Its fidelity
+  is measured on ONNX Runtime CPU with graph optimizations off, i.e. the QDQ graph's exact arithmetic (TensorRT
+  accumulates in int32); ORT's own fused s8s8 AVX2 kernels saturate, and that graph is not meant for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from edgeconv.errors import CalibrationError, InvalidArgumentError, QuantizationError
+from edgeconv.quantize.calibration import (
+    MIN_IMAGES,
+    CalibrationData,
+    CalibrationReader,
+    Preprocessing,
+    ProgressCallback,
+    load_calibration_data,
+)
+from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT, FidelityReport, check_gate, compare_logits, sqnr_db
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+    from edgeconv.zoo.registry import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+Target = Literal["onnxruntime", "tensorrt"]
+TARGETS: tuple[str, ...] = ("onnxruntime", "tensorrt")
+CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+DEFAULT_CALIBRATION_METHOD = "percentile"
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# 7-bit symmetric weights for GEMM-backed ops on the onnxruntime target (see module docstring).
+SATURATION_SAFE_QMAX = 64
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """Everything ``quantize_int8`` can be told. ``calib_dir=None`` means the repository's ``calibration/`` folder.
+
+    ``fallback``: ``"auto"`` (keep the most sensitive layers in float until ``min_agreement`` holds, at most
+    ``max_fallback_layers`` and within ``latency_budget`` x FP32 on the onnxruntime target), ``"none"``, or PyTorch
+    module names to keep in float (``("features.0.0", "classifier.1")``).
+    """
+
+    target: Target = "onnxruntime"
+    calib_dir: Path | None = None
+    calib_method: str = DEFAULT_CALIBRATION_METHOD
+    calib_samples: int = 128
+    eval_samples: int = 300
+    seed: int = 0
+    equalize: bool = True
+    relu6: Literal["skip", "relu"] = "skip"
+    bias_correction: bool = True
+    bias_correction_samples: int = 64  # expected error per channel converges fast; each sample costs 2 forward passes
+    fallback: str | tuple[str, ...] = "auto"
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_fallback_layers: int = 6
+    latency_budget: float | None = 0.7
+    percentile: float = 99.999
+    force: bool = False
+    input_size: tuple[int, int] | None = None  # None: the FP32 ONNX input's (H, W), else the spec's
+    # Called as calibration crops are prepared and fed; carried here so pipeline hooks need not know about it.
+    progress: ProgressCallback | None = field(default=None, compare=False, repr=False)
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise InvalidArgumentError(f"--target {self.target!r} is not known; choose one of {', '.join(TARGETS)}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise InvalidArgumentError(
+                f"--calib-method {self.calib_method!r} is not known; choose one of {', '.join(CALIBRATION_METHODS)}")
+        if self.calib_samples < 8:
+            raise InvalidArgumentError(f"--calib-samples {self.calib_samples} is too few; use at least 8 (128 default)")
+        if self.eval_samples < 1:
+            raise InvalidArgumentError(f"evaluation samples {self.eval_samples} must be at least 1")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise InvalidArgumentError(f"--min-agreement {self.min_agreement} must be a fraction in [0, 1], e.g. 0.85")
+        if isinstance(self.fallback, str) and self.fallback not in ("auto", "none"):
+            raise InvalidArgumentError(
+                f"--fallback {self.fallback!r}: use auto, none, or module names separated by commas")
+
+
+@dataclass
+class LayerSensitivity:
+    module: str
+    node: str
+    op_type: str
+    sqnr_db: float  # of this layer's output in the fully quantized graph vs FP32 (accumulated error)
+    own_sqnr_db: float  # of this layer's own inputs' and weights' quantization alone
+    agreement_gain: float | None = None  # top-1 agreement gained (calibration crops) by keeping only it in float
+
+
+@dataclass
+class Int8Report:
+    """What ``quantize_int8`` did and measured; ``manifest()`` is the dict written into ``manifest.json``."""
+
+    target: str
+    calib_method: str
+    fidelity: FidelityReport
+    baseline: FidelityReport | None  # plain PTQ (no CLE, no bias correction, no fallback), when measured
+    fallback_modules: list[str]
+    gate_passed: bool
+    min_agreement: float
+    equalized_pairs: int = 0
+    equalization_skipped: int = 0
+    bias_corrected_layers: int = 0
+    layers: list[LayerSensitivity] = field(default_factory=list)
+    latency_ratio: float | None = None  # INT8 / FP32 median latency, batch 1, ORT CPU (onnxruntime target)
+    calibration_images: list[str] = field(default_factory=list)
+    evaluation_images: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    calib_samples: int = 0
+    notes: list[str] = field(default_factory=list)
+    before_fallback: FidelityReport | None = None  # CLE + bias correction, all layers INT8 (when fallback ran)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "calibration": {"method": self.calib_method, "samples": self.calib_samples,
+                            "images": self.calibration_images, "skipped_files": self.skipped_files},
+            "evaluation_images": self.evaluation_images,
+            "fidelity": self.fidelity.as_dict(),
+            "plain_ptq_fidelity": self.baseline.as_dict() if self.baseline else None,
+            "fidelity_before_fallback": self.before_fallback.as_dict() if self.before_fallback else None,
+            "gate": {"min_agreement": self.min_agreement, "passed": self.gate_passed},
+            "equalized_pairs": self.equalized_pairs,
+            "bias_corrected_layers": self.bias_corrected_layers,
+            "float_fallback": self.fallback_modules,
+            "latency_ratio_vs_fp32": self.latency_ratio,
+            "layer_sqnr_db": {layer.module or layer.node: round(layer.sqnr_db, 2) for layer in self.layers},
+            "float_fallback_gain": {layer.module or layer.node: round(layer.agreement_gain, 4)
+                                    for layer in self.layers if layer.agreement_gain is not None},
+            "notes": self.notes,
+        }
+
+
+# --- names ---------------------------------------------------------------------------------------------------------
+
+_SCOPE_SUFFIX = re.compile(r"^[A-Za-z]+(_\d+)?$")
+
+
+def node_module_name(node_name: str) -> str:
+    """PyTorch module name of an ONNX node from the TorchScript exporter, or ``""`` when the node has no scope.
+
+    The exporter's scope path names each module relative to the nearest enclosing module that is not a container:
+    ``/features/features.1/conv/conv.0/conv.0.0/Conv`` is ``features.1.conv.0.0`` (``conv`` restarts under the
+    ``features.1`` block); ``/layer1/layer1.0/conv1/Conv`` is ``layer1.0.conv1``; ``/classifier/classifier.1/Gemm`` is
+    ``classifier.1``.
+    """
+    parts = [p for p in node_name.split("/") if p]
+    if len(parts) < 2 or not _SCOPE_SUFFIX.match(parts[-1]):
+        return ""
+    qualified, base, previous = "", "", None
+    for part in parts[:-1]:
+        if previous is None or not part.startswith(previous + "."):
+            base = qualified  # a new relative naming starts inside the current module
+        qualified = f"{base}.{part}" if base else part
+        previous = part
+    return qualified
+
+
+def quantizable_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type in QUANTIZED_OPS]
+
+
+def _is_depthwise(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
+    import onnx
+
+    if node.op_type != "Conv":
+        return False
+    group = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+    return group > 1
+
+
+def resolve_fallback(model: onnx.ModelProto, modules: Sequence[str]) -> list[str]:
+    """PyTorch module names (or ONNX node names) -> ONNX node names of the compute ops they cover."""
+    nodes = quantizable_nodes(model)
+    chosen: list[str] = []
+    for name in modules:
+        hits = [n.name for n in nodes
+                if name in (n.name, node_module_name(n.name)) or node_module_name(n.name).startswith(name + ".")]
+        if not hits:
+            known = ", ".join(sorted({node_module_name(n.name) or n.name for n in nodes})[:8])
+            raise InvalidArgumentError(f"--fallback layer {name!r} is not a quantized layer of this model; "
+                                       f"layers are PyTorch module names such as: {known} ...")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+# --- ORT quantization ----------------------------------------------------------------------------------------------
+
+def _ort_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def weight_qmax_by_node(model: onnx.ModelProto, target: str) -> dict[str, int]:
+    """Integer weight range per compute node for ``target`` (ORT's symmetric int8 is [-127, 127])."""
+    if target == "tensorrt":
+        return {n.name: 127 for n in quantizable_nodes(model)}
+    return {n.name: 127 if _is_depthwise(n, model) else SATURATION_SAFE_QMAX for n in quantizable_nodes(model)}
+
+
+def _quantize_kwargs(model: onnx.ModelProto, target: str, options: Int8Options, *,
+                     plain: bool = False) -> dict[str, Any]:
+    """``quantize_static`` arguments for ``target``. ``plain``: what a user of ORT's quantizer gets with the target's
+    types and nothing else (8-bit weights everywhere, per-channel, MinMax) -- the baseline of the bench table."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    extra: dict[str, Any] = {"CalibPercentile": options.percentile, "WeightSymmetric": True}
+    if target == "tensorrt":
+        extra.update({"ActivationSymmetric": True, "AddQDQPairToWeight": True, "DedicatedQDQPair": True,
+                      "QuantizeBias": False, "ForceQuantizeNoInputCheck": True,
+                      "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                      "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}})
+        types = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8}
+        ops = list(QUANTIZED_OPS)
+    else:
+        initializers = {i.name for i in model.graph.initializer}
+        overrides = {n.input[1]: [{"axis": 0, "reduce_range": True}]
+                     for n in quantizable_nodes(model)
+                     if not _is_depthwise(n, model) and len(n.input) > 1 and n.input[1] in initializers
+                     and n.op_type in ("Conv", "Gemm")} if not plain else {}
+        extra["TensorQuantOverrides"] = overrides
+        types = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8}
+        ops = None  # ORT's default set: also Add, Pool, Concat ..., which keeps whole chains in int8 (speed)
+    return {"quant_format": QuantFormat.QDQ, "per_channel": True, "reduce_range": False,
+            "op_types_to_quantize": ops, "extra_options": extra, **types}
+
+
+class _Quantizer:
+    """Runs ``quantize_static`` repeatedly on one pre-processed model, calibrating only once (ORT >= 1.31 caches the
+    ranges in a file; older releases recalibrate)."""
+
+    def __init__(self, source: Path, workdir: Path, samples: np.ndarray, input_name: str, target: str,
+                 options: Int8Options, progress: ProgressCallback | None, *, plain: bool = False) -> None:
+        import onnx
+        from onnxruntime.quantization import quant_pre_process
+
+        self.pre = workdir / "pre.onnx"
+        try:
+            quant_pre_process(str(source), str(self.pre))
+        except Exception as exc:  # shape inference failures surface as many exception types
+            logger.info("quant_pre_process failed (%s); quantizing the model as exported", exc)
+            self.pre = source
+        self.model = onnx.load(str(self.pre))
+        self.samples, self.input_name, self.target, self.options = samples, input_name, target, options
+        self.progress = progress
+        self.kwargs = _quantize_kwargs(self.model, target, options, plain=plain)
+        self.cache = workdir / f"ranges.{options.calib_method}.json"
+        self.cacheable = "calibration_cache_path" in inspect.signature(
+            __import__("onnxruntime.quantization", fromlist=["quantize_static"]).quantize_static).parameters
+        self.count = 0
+        graph_input = next(i for i in self.model.graph.input if i.name == input_name)
+        batch_dim = graph_input.type.tensor_type.shape.dim[0]
+        self.batch_size = batch_dim.dim_value if batch_dim.HasField("dim_value") else 16  # a fixed batch must be fed
+
+    def __call__(self, out: Path, exclude: Sequence[str] = ()) -> Path:
+        from onnxruntime.quantization import quantize_static
+
+        reader = CalibrationReader(self.samples, self.input_name, batch_size=self.batch_size,
+                                   progress=self.progress if self.count == 0 else None)
+        extra = {} if not self.cacheable else {"calibration_cache_path": str(self.cache)}
+        quantize_static(str(self.pre), str(out), reader, nodes_to_exclude=list(exclude) or None,
+                        calibrate_method=_ort_method(self.options.calib_method), **self.kwargs, **extra)
+        self.count += 1
+        return out
+
+
+# --- running ---------------------------------------------------------------------------------------------------------
+
+def _session(path: Path, exact: bool = False, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if exact:  # QDQ arithmetic as written (what TensorRT computes), not ORT's fused integer kernels
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: Path, samples: np.ndarray, *, exact: bool = False, batch_size: int = 32,
+             output: int = 0) -> np.ndarray:
+    """Logits of ``samples`` through ``path`` on ORT CPU (batch 1 when the model's batch dimension is fixed)."""
+    session = _session(path, exact)
+    inp = session.get_inputs()[0]
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    step = fixed or batch_size
+    outs = []
+    for start in range(0, len(samples), step):
+        batch = samples[start : start + step]
+        if fixed and len(batch) != fixed:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - len(batch), 0)])
+            outs.append(session.run(None, {inp.name: batch})[output][: len(samples) - start])
+        else:
+            outs.append(session.run(None, {inp.name: batch})[output])
+    result = np.concatenate(outs)
+    return result.reshape(result.shape[0], -1)
+
+
+def measure_latency_ratio(fp32: Path, int8: Path, sample: np.ndarray, *, runs: int = 30, warmup: int = 5,
+                          exact: bool = False) -> tuple[float, float, float]:
+    """(fp32 ms, int8 ms, ratio): medians of interleaved batch-1 runs on ORT CPU, same process, same input."""
+    sessions = [_session(fp32), _session(int8, exact)]
+    feeds = [{s.get_inputs()[0].name: sample[:1]} for s in sessions]
+    for s, f in zip(sessions, feeds, strict=True):
+        for _ in range(warmup):
+            s.run(None, f)
+    times: list[list[float]] = [[], []]
+    for _ in range(runs):
+        for i, (s, f) in enumerate(zip(sessions, feeds, strict=True)):
+            start = time.perf_counter()
+            s.run(None, f)
+            times[i].append(time.perf_counter() - start)
+    a, b = float(np.median(times[0])) * 1e3, float(np.median(times[1])) * 1e3
+    return a, b, b / a
+
+
+def layer_sqnr(float_model: Path, qdq_model: Path, samples: np.ndarray, workdir: Path) -> list[LayerSensitivity]:
+    """Per compute layer: SQNR of its output as the rest of the QDQ graph sees it (after its output Q/DQ, if any; QDQ
+    graph run exactly) against the FP32 graph's same tensor -- the error accumulated up to that layer -- and SQNR of
+    its own dequantized input against the float value that was quantized (the error this layer's input quantization
+    adds on its own)."""
+    import onnx
+
+    fmodel = onnx.load(str(float_model))
+    qmodel = onnx.load(str(qdq_model))
+    compute = [n for n in qmodel.graph.node if n.op_type in QUANTIZED_OPS]
+    float_names = {o for n in fmodel.graph.node for o in n.output} | {i.name for i in fmodel.graph.input}
+    producer = {o: n for n in qmodel.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in qmodel.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    pairs: dict[str, tuple[str, str]] = {}  # node -> (float tensor, quantized-graph tensor) of its output
+    inputs: dict[str, tuple[str, str]] = {}  # node -> (float tensor, dequantized input) of its activation input
+    for n in compute:
+        out = n.output[0]
+        q = next((c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"), None)
+        dq = next((c for c in consumers.get(q.output[0], []) if c.op_type == "DequantizeLinear"), None) if q else None
+        pairs[n.name] = (out, dq.output[0] if dq is not None else out)
+        src = producer.get(n.input[0])
+        if src is not None and src.op_type == "DequantizeLinear":
+            qin = producer.get(src.input[0])
+            if qin is not None and qin.op_type == "QuantizeLinear":
+                inputs[n.name] = (qin.input[0], n.input[0])
+    want_f = sorted({f for f, _ in [*pairs.values(), *inputs.values()] if f in float_names})
+    want_q = sorted({q for _, q in [*pairs.values(), *inputs.values()]})
+    fpath, qpath = workdir / "f_aug.onnx", workdir / "q_aug.onnx"
+    _with_outputs(fmodel, want_f, fpath)
+    _with_outputs(qmodel, want_q, qpath)
+    fo = _run_named(fpath, samples)
+    qo = _run_named(qpath, samples)
+    result = []
+    for n in compute:
+        f_out, q_out = pairs[n.name]
+        if f_out not in fo or q_out not in qo:
+            continue
+        total = sqnr_db(fo[f_out], qo[q_out])
+        f_in, q_in = inputs.get(n.name, ("", ""))
+        own = sqnr_db(fo[f_in], qo[q_in]) if f_in in fo and q_in in qo else float("inf")
+        result.append(LayerSensitivity(node_module_name(n.name), n.name, n.op_type, total, own))
+    return result
+
+
+def _with_outputs(model: onnx.ModelProto, names: Sequence[str], path: Path) -> None:
+    import onnx
+
+    model = copy.deepcopy(model)
+    present = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in present:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    onnx.save(model, str(path))
+
+
+def _run_named(path: Path, samples: np.ndarray) -> dict[str, np.ndarray]:
+    session = _session(path, exact=True)
+    name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else len(samples)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for start in range(0, len(samples) - step + 1, step):
+        for n, v in zip(names, session.run(None, {name: samples[start : start + step]}), strict=True):
+            chunks[n].append(np.asarray(v))
+    return {n: np.concatenate(v) for n, v in chunks.items() if v and v[0].dtype.kind == "f"}
+
+
+# --- the pipeline ----------------------------------------------------------------------------------------------------
+
+def _onnx_input(path: Path) -> tuple[str, list[int | str]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    graph_input = next(i for i in model.graph.input if i.name not in inits)
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "batch")
+            for d in graph_input.type.tensor_type.shape.dim]
+    return graph_input.name, dims
+
+
+def _fold_for_quantization(torch_model: nn.Module) -> nn.Module:
+    try:
+        from edgeconv.fuse import fuse_model
+    except ImportError:  # pragma: no cover - the fuse package ships with edgeconv
+        return copy.deepcopy(torch_model).eval()
+    return fuse_model(torch_model).model.eval()
+
+
+def _export(model: nn.Module, path: Path, input_name: str, dims: list[int | str], opset: int,
+            output_name: str = "output") -> None:
+    """Re-export with the FP32 artifact's input/output names, shape and opset, so the INT8 file is a drop-in."""
+    import torch
+
+    shape = [d if isinstance(d, int) else 1 for d in dims]
+    dynamic = {i: str(d) for i, d in enumerate(dims) if not isinstance(d, int)}
+    kwargs: dict[str, Any] = {}
+    if dynamic:
+        kwargs["dynamic_axes"] = {input_name: dynamic, output_name: {0: dynamic[0]} if 0 in dynamic else {}}
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(shape),), str(path), dynamo=False, opset_version=opset,
+                          input_names=[input_name], output_names=[output_name], **kwargs)
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max(13, next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17))  # QDQ axis: 13+
+
+
+def _output_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.output[0].name
+
+
+def prepare_calibration(spec: ModelSpec | Preprocessing, options: Int8Options,
+                        progress: ProgressCallback | None = None) -> CalibrationData:
+    """Calibration + held-out crops for ``spec``'s preprocessing, per ``options``."""
+    prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
+    return load_calibration_data(options.calib_dir, prep, samples=options.calib_samples,
+                                 eval_samples=options.eval_samples, seed=options.seed,
+                                 method=options.calib_method, progress=progress)
+
+
+def quantize_int8(model_fp32_onnx: str | Path, out_path: str | Path, spec: ModelSpec | Preprocessing,
+                  torch_model: nn.Module | None = None, options: Int8Options | None = None, *,
+                  progress: ProgressCallback | None = None, data: CalibrationData | None = None,
+                  measure_baseline: bool = False) -> Int8Report:
+    """Quantize ``model_fp32_onnx`` to a QDQ INT8 model at ``out_path`` (written atomically) and measure it.
+
+    ``torch_model``: the FP32 PyTorch model the ONNX file came from; needed for cross-layer equalization and bias
+    correction (done in PyTorch, then re-exported); without it those steps are skipped and noted. ``data``:
+    pre-computed calibration crops (benchmarks reuse one set across variants). Raises ``QuantizationError`` when the
+    held-out agreement is below ``options.min_agreement`` and ``options.force`` is not set; the file is then not
+    written.
+    """
+    options = options or Int8Options()
+    options.validate()
+    source_fp32 = Path(model_fp32_onnx)
+    out = Path(out_path)
+    if not source_fp32.is_file():
+        raise QuantizationError(f"FP32 model {source_fp32} does not exist; export it first")
+    if options.calib_samples < MIN_IMAGES[options.calib_method]:
+        raise CalibrationError(f"--calib-samples {options.calib_samples} is below what {options.calib_method} needs")
+    progress = progress or options.progress
+    input_name, dims = _onnx_input(source_fp32)
+    if options.input_size is None and len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]):
+        options = replace(options, input_size=(int(dims[2]), int(dims[3])))
+    data = data or prepare_calibration(spec, options, progress)
+    notes: list[str] = []
+    reference = run_onnx(source_fp32, data.evaluation)
+    reference_cal = run_onnx(source_fp32, data.calibration)
+    exact = options.target == "tensorrt"
+
+    with tempfile.TemporaryDirectory(prefix="edgeconv-int8-") as tmp:
+        work = Path(tmp)
+        source = source_fp32
+        eq_pairs = eq_skipped = bc_layers = 0
+        if torch_model is not None and (options.equalize or options.bias_correction):
+            source, eq_pairs, eq_skipped, bc_layers = _improve(torch_model, source_fp32, work, data, options,
+                                                               input_name, dims)
+        elif torch_model is None and (options.equalize or options.bias_correction):
+            notes.append("no PyTorch model given: cross-layer equalization and bias correction skipped")
+
+        baseline = None
+        if measure_baseline:
+            (work / "plain").mkdir()
+            plain = _Quantizer(source_fp32, work / "plain", data.calibration, input_name, options.target,
+                               Int8Options(target=options.target, calib_method="minmax"), None, plain=True)
+            path = plain(work / "plain" / "plain.onnx")
+            baseline = compare_logits(reference, run_onnx(path, data.evaluation, exact=exact))
+
+        quantizer = _Quantizer(source, work, data.calibration, input_name, options.target, options, progress)
+        candidate = quantizer(work / "q0.onnx")
+        fallback_nodes: list[str] = []
+        if isinstance(options.fallback, tuple) or (isinstance(options.fallback, str)
+                                                   and options.fallback not in ("auto", "none")):
+            names = options.fallback if isinstance(options.fallback, tuple) else tuple(options.fallback.split(","))
+            fallback_nodes = resolve_fallback(quantizer.model, [n.strip() for n in names if n.strip()])
+            candidate = quantizer(work / "q_manual.onnx", fallback_nodes)
+        fidelity = compare_logits(reference, run_onnx(candidate, data.evaluation, exact=exact))
+        layers = layer_sqnr(source, candidate, data.evaluation[: min(32, len(data.evaluation))], work)
+
+        latency = None
+        before_fallback = None
+        if options.fallback == "auto" and fidelity.top1_agreement < options.min_agreement:
+            before_fallback = fidelity
+            candidate, fallback_nodes, latency = _auto_fallback(quantizer, candidate, layers, work, data, reference_cal,
+                                                                source_fp32, options, exact)
+            fidelity = compare_logits(reference, run_onnx(candidate, data.evaluation, exact=exact))
+        by_node = {layer.node: layer for layer in layers}
+        gate = check_gate(fidelity, options.min_agreement, force=options.force)
+        if not gate:
+            notes.append(f"written below the gate with --force ({fidelity.top1_agreement:.1%} < "
+                         f"{options.min_agreement:.1%})")
+        _atomic_copy(candidate, out)
+
+    return Int8Report(
+        target=options.target, calib_method=options.calib_method, fidelity=fidelity, baseline=baseline,
+        fallback_modules=[by_node[n].module if n in by_node and by_node[n].module else n for n in fallback_nodes],
+        gate_passed=gate, min_agreement=options.min_agreement, equalized_pairs=eq_pairs,
+        equalization_skipped=eq_skipped, bias_corrected_layers=bc_layers, layers=layers, latency_ratio=latency,
+        calibration_images=[p.name for p in data.split.calibration.paths] if data.split else [],
+        evaluation_images=[p.name for p in data.split.evaluation.paths] if data.split else [],
+        skipped_files=[f"{p.name}: {why}" for p, why in data.skipped], calib_samples=len(data.calibration),
+        notes=notes, before_fallback=before_fallback)
+
+
+def _improve(torch_model: nn.Module, source_fp32: Path, work: Path, data: CalibrationData, options: Int8Options,
+             input_name: str, dims: list[int | str]) -> tuple[Path, int, int, int]:
+    """CLE and bias correction in PyTorch on the BN-folded model, re-exported to ONNX for quantization."""
+    import onnx
+
+    from edgeconv.quantize.equalize import batches, correct_bias, equalize_model
+
+    model = _fold_for_quantization(torch_model)
+    eq_pairs = eq_skipped = bc_layers = 0
+    if options.equalize:
+        eq = equalize_model(model, relu6=options.relu6)
+        eq_pairs, eq_skipped = len(eq.equalized), len(eq.skipped)
+    path = work / "improved.onnx"
+    output_name = _output_name(source_fp32)
+    _export(model, path, input_name, dims, _opset(source_fp32), output_name)
+    if options.bias_correction:
+        # Per-layer weight range of the target, looked up by ONNX node -> module name.
+        qmax_nodes = weight_qmax_by_node(onnx.load(str(path)), options.target)
+        qmax_modules = {node_module_name(k): v for k, v in qmax_nodes.items() if node_module_name(k)}
+        subset = data.calibration[: options.bias_correction_samples]
+        applied = correct_bias(model, batches(subset, 16), qmax_by_layer=qmax_modules)
+        bc_layers = len(applied)
+        _export(model, path, input_name, dims, _opset(source_fp32), output_name)
+    return path, eq_pairs, eq_skipped, bc_layers
+
+
+def _auto_fallback(quantizer: _Quantizer, candidate: Path, layers: list[LayerSensitivity], work: Path,
+                   data: CalibrationData, reference_cal: np.ndarray, fp32: Path, options: Int8Options,
+                   exact: bool) -> tuple[Path, list[str], float | None]:
+    """Keep layers in float, most useful first, until the gate holds on the *calibration* crops (the held-out crops
+    stay untouched for the final figure), within ``max_fallback_layers`` and the latency budget."""
+
+    def agreement(path: Path) -> float:
+        return compare_logits(reference_cal, run_onnx(path, data.calibration, exact=exact)).top1_agreement
+
+    base = agreement(candidate)
+    # Candidates: the lowest own-SQNR layers, plus the first and last compute layers (image input and logits).
+    ranked = sorted(layers, key=lambda layer: layer.own_sqnr_db)
+    pool = list(dict.fromkeys([layers[0].node, layers[-1].node] + [layer.node for layer in ranked[:6]]))
+    by_node = {layer.node: layer for layer in layers}
+    for i, node in enumerate(pool):
+        gain = agreement(quantizer(work / f"single{i}.onnx", [node])) - base
+        by_node[node].agreement_gain = gain
+        logger.info("float %s alone: %+.1f points", by_node[node].module or node, 100 * gain)
+    order = sorted(pool, key=lambda n: -(by_node[n].agreement_gain or 0.0))
+    chosen: list[str] = []
+    best, best_path, latency = base, candidate, None
+    for node in order[: options.max_fallback_layers]:
+        if (by_node[node].agreement_gain or 0.0) <= 0.0:
+            break
+        trial = chosen + [node]
+        path = quantizer(work / f"fallback{len(trial)}.onnx", trial)
+        score = agreement(path)
+        if options.latency_budget is not None and options.target == "onnxruntime":
+            _, _, ratio = measure_latency_ratio(fp32, path, data.calibration[:1], runs=10)
+            if ratio > options.latency_budget:
+                logger.info("falling back %s would cost %.2fx FP32 latency (> %.2fx); stopping", node, ratio,
+                            options.latency_budget)
+                break
+            latency = ratio
+        if score > best:
+            chosen, best, best_path = trial, score, path
+        if best >= options.min_agreement:
+            break
+    logger.info("fallback to float: %s (calibration-crop agreement %.1f%% -> %.1f%%)",
+                ", ".join(by_node[n].module or n for n in chosen) or "none", 100 * base, 100 * best)
+    return best_path, chosen, latency
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(src.read_bytes())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an artifact is meant to be shared
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+
+
+def parse_fallback(text: str) -> str | tuple[str, ...]:
+    """``--fallback`` value: ``auto``, ``none``, or PyTorch module names separated by commas."""
+    value = text.strip()
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not names:
+        raise InvalidArgumentError(
+            f"--fallback {text!r}: use auto, none, or module names such as features.0.0,classifier.1")
+    return names

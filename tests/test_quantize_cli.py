@@ -1,0 +1,35 @@
+"""`edgeconv export MODEL --int8 ...` through the CLI: options reach quantize_int8, bad input gives one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgeconv.cli import app
+
+
+def test_export_int8_writes_fidelity_into_the_manifest(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", "lenet5", "--int8", "--calib-samples", "16", "--calib-method", "minmax",
+                                      "--target", "tensorrt", "--out", str(tmp_path / "lenet5"), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "lenet5" / "manifest.json").read_text())
+    int8 = manifest["int8"]
+    assert int8["target"] == "tensorrt" and int8["calibration"]["method"] == "minmax"
+    assert int8["calibration"]["samples"] == 16 and int8["fidelity"]["samples"] == 300
+    assert int8["gate"]["passed"] and int8["fidelity"]["top1_agreement"] >= 0.8
+    assert (tmp_path / "lenet5" / "model_int8.onnx").is_file()
+
+
+def test_export_int8_bad_calibration_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", "lenet5", "--int8", "--calib", str(tmp_path / "missing"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "calibration folder" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "out" / "model_int8.onnx").exists()
+
+
+def test_int8_options_need_int8(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", "lenet5", "--target", "tensorrt", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "add --int8" in result.output

@@ -1,0 +1,227 @@
+"""INT8 QDQ export: TensorRT graph rules, ONNX Runtime form checked numerically against PyTorch, fidelity and gate.
+
+Fidelity metric for INT8 (documented in edgeconv.quantize.fidelity): top-1 agreement with the FP32 model on held-out
+crops of real photos, plus output SQNR. Small models at 32x32 keep this file at a few seconds of compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, numpy_helper
+from torch import nn
+
+from edgeconv.errors import InvalidArgumentError, QuantizationError
+from edgeconv.quantize.calibration import Preprocessing
+from edgeconv.quantize.fidelity import FidelityReport, check_gate, compare_logits, sqnr_db
+from edgeconv.quantize.int8 import Int8Options, node_module_name, quantize_int8, run_onnx
+
+PREP = Preprocessing(input_size=(3, 32, 32))
+
+
+class Tiny(nn.Module):
+    """Dense conv + BN + ReLU, depthwise + ReLU6, pointwise, a residual add, two 1x1 convs, global pool, classifier."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.pw = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.head = nn.Sequential(nn.Conv2d(16, 32, 1), nn.ReLU(), nn.Conv2d(32, 32, 1), nn.ReLU())
+        self.classifier = nn.Linear(32, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.pw(self.dw(x))
+        x = self.head(x).mean(dim=(2, 3))
+        return self.classifier(x)
+
+
+def _model() -> Tiny:
+    torch.manual_seed(0)
+    model = Tiny()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _export(model: nn.Module, path: Path) -> Path:
+    torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    return path
+
+
+OPTIONS = {"calib_samples": 32, "eval_samples": 48, "calib_method": "minmax", "min_agreement": 0.0}
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export(_model(), tmp_path_factory.mktemp("int8") / "tiny.onnx")
+
+
+def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trt.onnx"
+    report = quantize_int8(fp32, out, PREP, _model(), Int8Options(target="tensorrt", fallback="none", **OPTIONS))
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for node in qdq:
+        assert len(node.input) == 3, f"{node.name} has no explicit zero point"
+        zero = inits[node.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), f"{node.name}: zero point {zero} (TensorRT needs int8 zeros)"
+        assert (inits[node.input[1]] > 0).all()
+    assert not [i for i in model.graph.initializer if i.data_type == TensorProto.UINT8]
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 5
+    for conv in convs:
+        dq = producer[conv.input[1]]  # weights: float -> Q -> DQ -> Conv, per output channel (axis 0)
+        assert dq.op_type == "DequantizeLinear"
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        out_channels = inits[producer[dq.input[0]].input[0]].shape[0]
+        assert axis == 0 and inits[dq.input[1]].shape == (out_channels,)
+        act = producer[conv.input[0]]  # activations: per-tensor Q/DQ on every conv input
+        assert act.op_type == "DequantizeLinear" and inits[act.input[1]].ndim == 0
+    assert report.fidelity.top1_agreement >= 0.9 and report.fidelity.output_sqnr_db > 20
+
+
+def test_onnxruntime_target_matches_pytorch(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ort.onnx"
+    torch_model = _model()
+    report = quantize_int8(fp32, out, PREP, torch_model, Int8Options(target="onnxruntime", **OPTIONS))
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # uint8 activations, int8 weights
+    types = {numpy_helper.to_array(i).dtype for i in model.graph.initializer if i.name.endswith("zero_point")}
+    assert np.dtype(np.uint8) in types and np.dtype(np.int8) in types
+    # End to end against PyTorch itself (not only against the FP32 ONNX): held-out real-photo crops.
+    x = np.stack([PREP(im) for im in _eval_images()])
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    got = run_onnx(out, x)
+    fidelity = compare_logits(expected, got)
+    assert fidelity.top1_agreement >= 0.9, fidelity.summary()
+    assert sqnr_db(expected, got) > 20.0, fidelity.summary()
+    # head.0 -> ReLU -> head.2 is equalized; dw.0 -> ReLU6 -> pw.0 is skipped (clip point), stem feeds a residual.
+    assert (report.equalized_pairs, report.equalization_skipped, report.bias_corrected_layers) == (1, 1, 6)
+    assert {layer.module for layer in report.layers} >= {"stem.0", "dw.0", "pw.0", "head.0", "head.2"}
+    assert report.manifest()["fidelity"]["samples"] == 48
+
+
+def _eval_images() -> list:
+    from edgeconv.quantize.calibration import DEFAULT_CALIBRATION_DIR, read_image_folder
+
+    return [im for _, im in read_image_folder(DEFAULT_CALIBRATION_DIR / "eval").images]
+
+
+def test_gate_refuses_to_write_below_threshold(tmp_path: Path) -> None:
+    # Two classifier rows that differ by 1e-4: their order is decided below INT8 resolution, so quantization flips
+    # about half of the answers between them.
+    model = _model()
+    with torch.no_grad():
+        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(32)
+        model.classifier.bias[1] = model.classifier.bias[0]
+        model.classifier.bias[0] += 50.0
+        model.classifier.bias[1] += 50.0
+    fp32 = _export(model, tmp_path / "ties.onnx")
+    out = tmp_path / "ties.int8.onnx"
+    strict = {**OPTIONS, "min_agreement": 0.99}
+    with pytest.raises(QuantizationError, match=r"below the gate: top-1 agreement .* required top-1 agreement >= 99"):
+        quantize_int8(fp32, out, PREP, None, Int8Options(fallback="none", **strict))
+    assert not out.exists()
+    report = quantize_int8(fp32, out, PREP, None, Int8Options(fallback="none", force=True, **strict))
+    assert out.exists() and not report.gate_passed and report.fidelity.top1_agreement < 0.99
+
+
+def test_manual_fallback_by_module_name(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fb.onnx"
+    report = quantize_int8(fp32, out, PREP, None,
+                           Int8Options(fallback=("stem", "classifier"), equalize=False, bias_correction=False,
+                                       **OPTIONS))
+    assert report.fallback_modules == ["stem.0", "classifier"]
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    stem = next(n for n in model.graph.node if node_module_name(n.name) == "stem.0")
+    assert stem.input[1] not in producer or producer[stem.input[1]].op_type != "DequantizeLinear"
+    with pytest.raises(InvalidArgumentError, match="'nope' is not a quantized layer.*stem.0"):
+        quantize_int8(fp32, out, PREP, None, Int8Options(fallback=("nope",), **OPTIONS))
+
+
+def test_node_module_names() -> None:
+    assert node_module_name("/features/features.0/features.0.0/Conv") == "features.0.0"
+    assert node_module_name("/classifier/classifier.1/Gemm") == "classifier.1"
+    assert node_module_name("/stem/stem.0/Conv_1") == "stem.0"
+    assert node_module_name("Conv_12") == ""
+    assert node_module_name("/features/features.1/conv/conv.0/conv.0.0/Conv") == "features.1.conv.0.0"
+    assert node_module_name("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
+    assert node_module_name("/layer1/layer1.0/downsample/downsample.0/Conv") == "layer1.0.downsample.0"
+
+
+def test_node_names_map_to_real_modules(tmp_path: Path) -> None:
+    from edgeconv.zoo import create_model
+
+    model = create_model("mobilenet_v2", width_mult=0.35)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17)
+    modules = dict(model.named_modules())
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert len(convs) == 53
+    for node in convs:
+        assert isinstance(modules[node_module_name(node.name)], (nn.Conv2d, nn.Linear)), node.name
+
+
+def test_fidelity_metrics_on_known_arrays() -> None:
+    ref = np.array([[4.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # confident (p ~ 0.92)
+                    [1.0, 1.1, 0.0, 0.0, 0.0, 0.0],   # not confident
+                    [0.0, 0.0, 5.0, 0.0, 0.0, 0.0],   # confident
+                    [0.0, 0.0, 0.0, 0.2, 0.1, 0.0]])  # not confident
+    test = ref.copy()
+    test[1] = [1.2, 1.0, 0.0, 0.0, 0.0, 0.0]  # flips the unconfident one
+    test[2] = [0.0, 6.0, 5.0, 0.0, 0.0, 0.0]  # flips a confident one
+    report = compare_logits(ref, test)
+    assert report.samples == 4 and report.top1_agreement == pytest.approx(0.5)
+    assert report.confident_samples == 2 and report.confident_agreement == pytest.approx(0.5)
+    assert report.top5_overlap == pytest.approx(1.0)  # 5 of 6 classes: the top 5 sets still coincide
+    same = compare_logits(ref, ref)
+    assert same.mean_kl == pytest.approx(0.0, abs=1e-12) and same.output_sqnr_db == float("inf")
+    assert report.mean_kl > 0.0
+    assert sqnr_db(np.ones(100), np.ones(100) * 1.01) == pytest.approx(40.0)
+
+
+def test_check_gate() -> None:
+    report = FidelityReport(300, 0.8, 100, 0.97, 0.9, 0.05, 20.0)
+    assert check_gate(report, 0.8)
+    with pytest.raises(QuantizationError, match=r"80.0% of 300 \(97.0% of 100 confident\).*>= 85.0%.*--fallback auto"):
+        check_gate(report, 0.85)
+    assert check_gate(report, 0.85, force=True) is False
+    with pytest.raises(InvalidArgumentError):
+        check_gate(report, 85)
+
+
+def test_parse_fallback_and_options() -> None:
+    from edgeconv.quantize.int8 import parse_fallback
+
+    assert parse_fallback("auto") == "auto" and parse_fallback("NONE") == "none"
+    assert parse_fallback("features.0.0, classifier.1") == ("features.0.0", "classifier.1")
+    with pytest.raises(InvalidArgumentError):
+        parse_fallback(" , ")
+    with pytest.raises(InvalidArgumentError, match="--target 'tflite' is not known"):
+        Int8Options(target="tflite").validate()  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="--calib-method 'kl'"):
+        Int8Options(calib_method="kl").validate()
+
+
+def test_int8_keeps_the_fp32_io_names(fp32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "io.onnx"
+    quantize_int8(fp32, out, PREP, _model(), Int8Options(fallback="none", **OPTIONS))
+    model, reference = onnx.load(str(out)), onnx.load(str(fp32))
+    assert [i.name for i in model.graph.input] == [i.name for i in reference.graph.input] == ["input"]
+    assert [o.name for o in model.graph.output] == ["logits"]

@@ -25,8 +25,14 @@ class _Steps:
     def __init__(self, console: Console, enabled: bool) -> None:
         self.console = console
         self.enabled = enabled
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                 console=console, transient=True, disable=not enabled)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not enabled,
+        )
         self.task: Any = None
         self.label: str | None = None
         self.started = 0.0
@@ -37,7 +43,9 @@ class _Steps:
 
     def _finish(self) -> None:
         if self.label is not None and self.enabled:
-            self.console.print(f"[green]done[/green] {self.label} [dim]({time.perf_counter() - self.started:.1f} s)[/dim]")
+            self.console.print(
+                f"[green]done[/green] {self.label} [dim]({time.perf_counter() - self.started:.1f} s)[/dim]"
+            )
 
     def __call__(self, label: str) -> None:
         self._finish()
@@ -62,12 +70,19 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
         if precision == "int8" and manifest.get("int8"):
             fidelity = manifest["int8"].get("fidelity", {})
             agreement = fidelity.get("top1_agreement")
-            row = ["-", "-", f"{agreement:.1%}" if isinstance(agreement, float) else "-",
-                   "gate passed" if manifest["int8"].get("gate", {}).get("passed") else "below gate (--force)"]
+            row = [
+                "-",
+                "-",
+                f"{agreement:.1%}" if isinstance(agreement, float) else "-",
+                "gate passed" if manifest["int8"].get("gate", {}).get("passed") else "below gate (--force)",
+            ]
         elif figures:
-            row = [f"{figures['max_abs_diff']:.2e}", f"{figures['max_rel_error']:.2e}",
-                   f"{figures['top1_agreement']:.0%} of {figures['images']}",
-                   f"[green]pass[/green] (rel <= {figures['tolerance']:g})" if figures["passed"] else "[red]fail[/red]"]
+            row = [
+                f"{figures['max_abs_diff']:.2e}",
+                f"{figures['max_rel_error']:.2e}",
+                f"{figures['top1_agreement']:.0%} of {figures['images']}",
+                f"[green]pass[/green] (rel <= {figures['tolerance']:g})" if figures["passed"] else "[red]fail[/red]",
+            ]
         else:
             row = ["-", "-", "-", "not validated"]
         table.add_row(precision, entry["path"], f"{entry['bytes'] / 1e6:.1f} MB", *row)
@@ -77,22 +92,31 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`)."),
-    weights: str = typer.Option(None, "--weights", help="'imagenet' (catalog) or a state_dict file; default: seeded random init."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (FP16 compute, FP32 input/output), validated."),
+    weights: str = typer.Option(
+        None, "--weights", help="'imagenet' (catalog) or a state_dict file; default: seeded random init."
+    ),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Also write model_fp16.onnx (FP16 compute, FP32 input/output), validated."
+    ),
     int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (QDQ INT8, calibrated), validated."),
-    target: str = typer.Option("onnxruntime", "--target",
-                               help="INT8 form: onnxruntime (fast on ORT CPU) or tensorrt (TensorRT QDQ rules)."),
-    calib: Path = typer.Option(None, "--calib",
-                               help="INT8 calibration photo folder (default: the repository's calibration/)."),
-    calib_method: str = typer.Option("percentile", "--calib-method",
-                                     help="INT8 calibration: minmax, entropy or percentile."),
+    target: str = typer.Option(
+        "onnxruntime", "--target", help="INT8 form: onnxruntime (fast on ORT CPU) or tensorrt (TensorRT QDQ rules)."
+    ),
+    calib: Path = typer.Option(
+        None, "--calib", help="INT8 calibration photo folder (default: the repository's calibration/)."
+    ),
+    calib_method: str = typer.Option(
+        "percentile", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."
+    ),
     calib_samples: int = typer.Option(128, "--calib-samples", help="INT8: random crops of the calibration photos."),
     no_equalize: bool = typer.Option(False, "--no-equalize", help="INT8: skip cross-layer equalization."),
     no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="INT8: skip bias correction."),
-    fallback: str = typer.Option("auto", "--fallback",
-                                 help="INT8: auto, none, or PyTorch module names kept in float (a,b)."),
-    min_agreement: float = typer.Option(None, "--min-agreement",
-                                        help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."),
+    fallback: str = typer.Option(
+        "auto", "--fallback", help="INT8: auto, none, or PyTorch module names kept in float (a,b)."
+    ),
+    min_agreement: float = typer.Option(
+        None, "--min-agreement", help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."
+    ),
     opset: int = typer.Option(None, "--opset", help="ONNX opset (default 17: TensorRT 8.6+ and ONNX Runtime)."),
     batch: int = typer.Option(None, "--batch", help="Static batch size (default 1)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch axis dynamic."),
@@ -100,8 +124,12 @@ def export_command(
     width_mult: float = typer.Option(None, "--width-mult", help="Width multiplier, for models that take one."),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export without BatchNorm folding / re-parameterization."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: models/MODEL)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing, different artifact in the output folder; "
-                               "with --int8 also write INT8 below its fidelity gate."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace an existing, different artifact in the output folder; "
+        "with --int8 also write INT8 below its fidelity gate.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
 ) -> None:
     """Fuse, export to ONNX, validate against PyTorch on ONNX Runtime, and write an artifact folder.
@@ -125,10 +153,16 @@ def export_command(
 
             int8_options = Int8Options(
                 target=target,  # type: ignore[arg-type]  # validated below
-                calib_dir=calib, calib_method=calib_method, calib_samples=calib_samples,
-                equalize=not no_equalize, bias_correction=not no_bias_correction, fallback=parse_fallback(fallback),
-                min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement, force=force,
-                progress=int8_progress)
+                calib_dir=calib,
+                calib_method=calib_method,
+                calib_samples=calib_samples,
+                equalize=not no_equalize,
+                bias_correction=not no_bias_correction,
+                fallback=parse_fallback(fallback),
+                min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement,
+                force=force,
+                progress=int8_progress,
+            )
             int8_options.validate()
         elif any(v is not None for v in (calib, min_agreement)) or target != "onnxruntime" or fallback != "auto":
             raise InvalidArgumentError("--target, --calib, --fallback and --min-agreement configure INT8; add --int8")
@@ -156,8 +190,10 @@ def export_command(
         stdout.print(f"{manifest.folder} already holds this artifact: nothing written")
     fusion = manifest.data.get("fusion", {})
     if manifest.data.get("fused"):
-        line = (f"fused: {fusion.get('folded', 0)} BatchNorms folded, {fusion.get('reparameterized', 0)} blocks "
-                f"re-parameterized, params {fusion.get('params_before', 0):,} -> {fusion.get('params_after', 0):,}")
+        line = (
+            f"fused: {fusion.get('folded', 0)} BatchNorms folded, {fusion.get('reparameterized', 0)} blocks "
+            f"re-parameterized, params {fusion.get('params_before', 0):,} -> {fusion.get('params_after', 0):,}"
+        )
         if fusion.get("unfoldable"):
             line += f"; {len(fusion['unfoldable'])} BatchNorms not foldable (e.g. {fusion['unfoldable'][0]})"
         stdout.print(line)

@@ -1,0 +1,637 @@
+"""PyTorch -> ONNX export, checked: onnx.checker, shape inference, simplification, and a numerical comparison against
+PyTorch on ONNX Runtime CPU with real photographs.
+
+Exporter choice: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``), because
+  * it emits opset 17 natively. The torch.export-based exporter (default since torch 2.9) implements opset >= 18 only
+    and reaches 17 through the ONNX version converter, which can fail per operator and then silently keeps 18
+    (torch 2.14 logs "Setting ONNX exporter to use operator set version 18"); TensorRT 8.6 (JetPack 6.0) parses at
+    most opset 17;
+  * it behaves the same on torch 2.11 (the GPU machine) and 2.14 (here), and its node names carry the module path
+    (``/layer1/layer1.0/conv1/Conv``), which is how a numerical divergence is traced back to a named module;
+  * the zoo's models are static graphs (fixed control flow at a given input size), exactly what tracing captures, and
+    it is ~30x faster per model, which keeps the registry-wide export test inside CI's budget.
+It is deprecated upstream; ``exporter="dynamo"`` selects the torch.export-based one for models or torch releases
+that need it, and is used automatically if a future torch drops ``dynamo=False``.
+
+Simplifier: onnxslim. It is pure Python (installs wherever onnx does), actively maintained and released, and keeps
+opset, names and dynamic axes; onnxsim (onnx-simplifier) is a C++ extension whose wheels have lagged new Python and
+onnx releases (source builds need cmake) and it is not installed here.
+
+Validation metric (``compare_outputs``): max abs difference, max relative error = max|onnx - torch| / max|torch| over
+the whole output batch, and top-1 agreement per image. FP32 passes at relative error <= 1e-4; FP16 at <= 1e-2 (FP16
+has an 11-bit mantissa, ~5e-4 per rounding, and errors add up over depth). In both, every image must keep its top-1
+class, except a near tie: an image whose PyTorch top-1 logit leads the ONNX top-1 class by no more than the max abs
+difference is not counted as a disagreement (random-weight models have near-flat logits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+# TensorRT 8.6 parses opset <= 17, TRT 10/11 up to 20+/25, ONNX Runtime >= 1.14 runs 17: the one safe for all.
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 21
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 1e-2
+VALIDATION_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
+
+Exporter = Literal["torchscript", "dynamo"]
+
+
+@dataclass
+class Comparison:
+    """ONNX Runtime output against PyTorch on the same inputs. Truthy when it passed (Polygraphy's comparator style)."""
+
+    max_abs_diff: float
+    max_rel_error: float
+    top1_agreement: float
+    images: int
+    tolerance: float
+    passed: bool
+    top1_disagreements: list[int] = field(default_factory=list)
+    near_ties: int = 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"max abs diff {self.max_abs_diff:.3g}, max relative error {self.max_rel_error:.3g} "
+            f"(tolerance {self.tolerance:g}), top-1 agreement {self.top1_agreement:.0%} on {self.images} images"
+        )
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    opset: int
+    exporter: str
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]
+    dynamic_batch: bool
+    simplified: bool
+    nodes: int
+    validation: Comparison | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def compare_outputs(reference: np.ndarray, actual: np.ndarray, tolerance: float) -> Comparison:
+    """See the module docstring for the metric. Non-finite values in either output fail the comparison."""
+    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    actual = np.asarray(actual, dtype=np.float64).reshape(len(actual), -1)
+    if reference.shape != actual.shape:
+        return Comparison(float("inf"), float("inf"), 0.0, len(reference), tolerance, False)
+    finite = bool(np.isfinite(reference).all() and np.isfinite(actual).all())
+    diff = np.abs(actual - reference)
+    max_abs = float(diff.max()) if finite else float("inf")
+    scale = float(np.abs(reference).max()) if finite else 0.0
+    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    ref_top, act_top = reference.argmax(1), actual.argmax(1)
+    disagreements, ties = [], 0
+    for i in np.nonzero(ref_top != act_top)[0]:
+        margin = reference[i, ref_top[i]] - reference[i, act_top[i]]
+        if margin <= max_abs:
+            ties += 1
+        else:
+            disagreements.append(int(i))
+    agreement = float((ref_top == act_top).mean())
+    passed = finite and rel <= tolerance and not disagreements
+    return Comparison(max_abs, rel, agreement, len(reference), tolerance, passed, disagreements, ties)
+
+
+def validation_images(names: Sequence[str] = VALIDATION_PHOTOS) -> list[np.ndarray]:
+    """Real photographs shipped with scikit-image (no download): RGB uint8 arrays."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise ExportError(
+            "validating an export needs scikit-image's sample photos: pip install scikit-image "
+            "(or pass validate=False and check the model yourself)"
+        ) from exc
+    return [getattr(skimage.data, name)() for name in names]
+
+
+def validation_batch(
+    input_shape: Sequence[int], mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> np.ndarray:
+    """The validation photos preprocessed for a (C, H, W) input, stacked into an (N, C, H, W) float32 batch."""
+    from edgeconv.preprocess import preprocess_image
+
+    channels = int(input_shape[0])
+    mean = mean or ((0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels)
+    std = std or ((0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
+    images = [preprocess_image(img, input_size=tuple(input_shape), mean=mean, std=std) for img in validation_images()]
+    return np.concatenate(images, axis=0).astype(np.float32)
+
+
+def _batches(images: np.ndarray, batch: int | None) -> Iterator[np.ndarray]:
+    """Static batch: every image once, in batches of exactly ``batch`` (cycling to fill). Dynamic: all at once."""
+    if batch is None:
+        yield images
+        return
+    count = max(len(images), batch)
+    order = [i % len(images) for i in range(count + (-count) % batch)]
+    for start in range(0, len(order), batch):
+        yield images[order[start : start + batch]]
+
+
+def ort_session(model: str | os.PathLike | bytes, threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, (str, os.PathLike)) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_torch(model: nn.Module, batch: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(batch)).float().numpy()
+
+
+def validate_onnx(
+    onnx_model: str | os.PathLike | bytes,
+    reference: nn.Module,
+    images: np.ndarray,
+    *,
+    tolerance: float = FP32_TOLERANCE,
+    batch: int | None = 1,
+) -> Comparison:
+    """Run ``images`` through ONNX Runtime CPU and ``reference`` (PyTorch, eval) and compare the outputs."""
+    session = ort_session(onnx_model)
+    input_name = session.get_inputs()[0].name
+    ref_out, ort_out = [], []
+    for chunk in _batches(images, batch):
+        ort_out.append(session.run(None, {input_name: chunk})[0])
+        ref_out.append(run_torch(reference, chunk))
+    return compare_outputs(np.concatenate(ref_out), np.concatenate(ort_out).astype(np.float32), tolerance)
+
+
+# --- export -------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _collect_warnings(sink: list[str]) -> Iterator[None]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            continue  # the exporter's own deprecation notice: documented in this module's docstring
+        text = str(w.message).splitlines()[0]
+        if text not in sink:
+            sink.append(text)
+            logger.warning("exporter: %s", text)
+
+
+@contextlib.contextmanager
+def _silence_native_stderr() -> Iterator[None]:
+    """The TorchScript exporter dumps its whole IR graph to file descriptor 2 from C++ when an operator fails
+    (``_jit_onnx_log("Torch IR graph at exception")``); the user gets our one-line error instead."""
+    if hasattr(torch._C, "_jit_set_onnx_log_output_stream"):  # its default stream is stdout, which carries --json
+        torch._C._jit_set_onnx_log_output_stream("stderr")
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (embedded interpreter): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.redirect_stderr(io.StringIO()):
+                yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _torch_export(
+    model: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    target: Any,
+    *,
+    opset: int,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]] | None,
+    exporter: Exporter,
+) -> None:
+    if exporter == "torchscript":
+        try:
+            torch.onnx.export(
+                model,
+                example,
+                target,
+                dynamo=False,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+            return
+        except TypeError as exc:  # a torch without the TorchScript exporter rejects dynamo=False
+            if "dynamo" not in str(exc):
+                raise
+            logger.warning("this torch has no TorchScript ONNX exporter; using the torch.export-based one")
+    dynamic_shapes = None
+    if dynamic_axes:
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) + (None,) * (len(example) - 1)
+    program = torch.onnx.export(
+        model,
+        example,
+        dynamo=True,
+        opset_version=opset,
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_shapes=dynamic_shapes,
+    )
+    assert program is not None  # dynamo=True always returns the ONNXProgram
+    program.save(target) if not isinstance(target, io.BytesIO) else target.write(
+        program.model_proto.SerializeToString()
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _record_module_inputs(model: nn.Module, example: tuple[torch.Tensor, ...]) -> dict[str, tuple[Any, ...]]:
+    """Positional inputs of every module call in one forward pass (first call only)."""
+    recorded: dict[str, tuple[Any, ...]] = {}
+    handles = []
+    for name, module in model.named_modules():
+
+        def hook(mod: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            recorded.setdefault(name, tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():  # not inference_mode: inference tensors cannot be traced again by the exporter
+            model(*example)
+    except Exception:  # the export error is what matters; a forward that also fails is reported by it
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorded
+
+
+def find_unexportable_module(
+    model: nn.Module, example: tuple[torch.Tensor, ...], try_export: Callable[[nn.Module, tuple[Any, ...]], None]
+) -> str | None:
+    """Descend from the root to the innermost module that fails to export on its own: the first failing child at
+    each level, or the module itself when all its children export (the culprit is in its own ``forward``)."""
+    inputs = _record_module_inputs(model, example)
+    current = ""
+    while True:
+        module = model.get_submodule(current) if current else model
+        culprit = None
+        for child_name, child in module.named_children():
+            full = f"{current}.{child_name}" if current else child_name
+            args = inputs.get(full)
+            if args is None or not all(isinstance(a, torch.Tensor) for a in args):
+                continue
+            try:
+                try_export(child, args)
+            except Exception:
+                culprit = full
+                break
+        if culprit is None:
+            return current or None
+        current = culprit
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_shape: Sequence[int],
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    input_name: str = "input",
+    output_name: str = "logits",
+    simplify: bool = True,
+    validate: bool = True,
+    reference: nn.Module | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    tolerance: float = FP32_TOLERANCE,
+    exporter: Exporter = "torchscript",
+) -> ExportReport:
+    """Export ``model`` (eval mode, CPU, float32) to ``path`` and check it.
+
+    ``input_shape`` is the full input shape (batch, C, H, W); with ``dynamic_batch`` the batch axis becomes a named
+    dimension ``batch``. ``reference`` is the PyTorch model the ONNX output is compared with (default: ``model``; pass
+    the unfused original to cover fusion too). ``mean`` / ``std`` normalize the validation photos. Raises
+    ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
+    The file is written atomically: on any failure nothing is left at ``path``.
+    """
+    import onnx
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidArgumentError(
+            f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
+            f"({DEFAULT_OPSET} runs on TensorRT 8.6+ and ONNX Runtime)"
+        )
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) < 2 or min(shape) < 1:
+        raise InvalidArgumentError(
+            f"input_shape {input_shape} must be the full shape (batch, C, H, W) with positive sizes"
+        )
+    model = model.eval().float().cpu()
+    path = Path(path)
+    trace_batch = max(shape[0], 2) if dynamic_batch else shape[0]  # trace at >1 so no axis specializes to batch 1
+    example = (torch.randn(trace_batch, *shape[1:]),)
+    dynamic_axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    caught: list[str] = []
+
+    def try_export(module: nn.Module, args: tuple[Any, ...]) -> None:
+        names = [f"in{i}" for i in range(len(args))]
+        with _collect_warnings([]), _silence_native_stderr():
+            _torch_export(
+                module,
+                args,
+                io.BytesIO(),
+                opset=opset,
+                input_names=names,
+                output_names=["out"],
+                dynamic_axes=None,
+                exporter=exporter,
+            )
+
+    buffer = io.BytesIO()
+    try:
+        with _collect_warnings(caught), _silence_native_stderr():
+            _torch_export(
+                model,
+                example,
+                buffer,
+                opset=opset,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes=dynamic_axes,
+                exporter=exporter,
+            )
+    except Exception as exc:
+        culprit = find_unexportable_module(model, example, try_export)
+        where = (
+            f"module {culprit!r} ({type(model.get_submodule(culprit)).__name__})"
+            if culprit
+            else "the model's own forward"
+        )
+        raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {_first_line(exc)}") from exc
+
+    proto = onnx.load_from_string(buffer.getvalue())
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except Exception as exc:
+        raise ExportError(f"exported graph fails onnx.checker / shape inference: {_first_line(exc)}") from exc
+    if simplify:
+        import onnxslim
+
+        try:
+            slim = onnxslim.slim(proto)
+            onnx.checker.check_model(slim, full_check=True)
+            proto = slim
+        except Exception as exc:  # a simplifier bug must not cost the user the export: keep the checked graph
+            logger.warning("onnxslim failed (%s); keeping the unsimplified graph", _first_line(exc))
+            simplify = False
+    data = proto.SerializeToString()
+
+    comparison = None
+    if validate:
+        images = validation_batch(shape[1:], mean, std)
+        reference = (reference or model).eval().float().cpu()
+        comparison = validate_onnx(
+            data, reference, images, tolerance=tolerance, batch=None if dynamic_batch else shape[0]
+        )
+        logger.info("ONNX Runtime vs PyTorch: %s", comparison.describe())
+        if not comparison:
+            raise ExportError(
+                _divergence_message(
+                    model, proto, images[:1] if dynamic_batch else images[: shape[0]], comparison, tolerance
+                )
+            )
+    write_atomic(path, data)
+    return ExportReport(
+        path=path,
+        opset=opset,
+        exporter=exporter,
+        input_name=input_name,
+        output_name=output_name,
+        input_shape=shape,
+        dynamic_batch=dynamic_batch,
+        simplified=simplify,
+        nodes=len(proto.graph.node),
+        validation=comparison,
+        warnings=caught,
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file next to ``path``, then rename over it: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --- locating a divergence ----------------------------------------------------------------------------------------
+
+
+def _module_of_node(node_name: str, modules: dict[str, nn.Module]) -> str | None:
+    """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``. TorchScript scope segments are either a child's attribute
+    name or a qualified name (children of containers), so each segment is resolved against both."""
+    parts = node_name.strip("/").split("/")[:-1]
+    current = ""
+    for seg in parts:
+        for candidate in (f"{current}.{seg}" if current else seg, seg):
+            if candidate in modules:
+                current = candidate
+                break
+        else:
+            return current or None
+    return current or None
+
+
+def layer_outputs_onnx(proto: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Every float intermediate tensor of the graph, by name, for one batch (extra graph outputs, ORT CPU)."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    existing = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for name in node.output:
+            if name and name not in existing:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+                existing.add(name)
+    session = ort_session(model.SerializeToString())
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {session.get_inputs()[0].name: batch})
+    return {n: v for n, v in zip(names, values, strict=True) if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
+
+
+def locate_divergence(model: nn.Module, proto: Any, batch: np.ndarray, tolerance: float) -> tuple[str, float] | None:
+    """The first module (in execution order, innermost first) whose PyTorch output differs from the matching ONNX
+    tensor by more than ``tolerance`` (relative), with that error; None when every matched layer agrees."""
+    modules = dict(model.named_modules())
+    last_tensor: dict[str, str] = {}
+    owned: set[str] = set()
+    for node in proto.graph.node:
+        owner = _module_of_node(node.name, modules)
+        if owner is None or not node.output:
+            continue
+        owned.add(owner)
+        parts = owner.split(".")
+        for depth in range(1, len(parts) + 1):  # a node is also the latest output of every enclosing module
+            last_tensor[".".join(parts[:depth])] = node.output[0]
+    produced_by: dict[int, str] = {}
+    order: list[tuple[str, torch.Tensor, int | None]] = []
+    keep: list[Any] = []
+    handles = []
+    for name, module in modules.items():
+        if not name:
+            continue
+
+        def hook(mod: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
+            if isinstance(out, torch.Tensor):
+                keep.append(out)
+                source = id(args[0]) if args and isinstance(args[0], torch.Tensor) else None
+                order.append((name, out.detach().clone(), source))
+                produced_by[id(out)] = name
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            model(torch.from_numpy(batch))
+    finally:
+        for handle in handles:
+            handle.remove()
+    # A module with no ONNX node of its own (BatchNorm folded into the Conv by the exporter) owns its producer's tensor.
+    for name, _, source in order:
+        if name not in owned and source in produced_by and produced_by[source] in last_tensor:
+            last_tensor[name] = last_tensor.pop(produced_by[source])
+    onnx_values = layer_outputs_onnx(proto, batch)
+    for name, value, _ in order:
+        tensor = last_tensor.get(name)
+        if tensor is None or tensor not in onnx_values:
+            continue
+        theirs, ours = onnx_values[tensor], value.float().numpy()
+        if theirs.shape != ours.shape:
+            continue
+        scale = float(np.abs(ours).max())
+        err = float(np.abs(theirs - ours).max()) / scale if scale > 0 else float(np.abs(theirs).max())
+        if not np.isfinite(theirs).all() or err > tolerance:
+            return name, err
+    return None
+
+
+def _divergence_message(
+    model: nn.Module, proto: Any, batch: np.ndarray, comparison: Comparison, tolerance: float
+) -> str:
+    head = f"ONNX Runtime output disagrees with PyTorch: {comparison.describe()}"
+    try:
+        found = locate_divergence(model, proto, batch, tolerance)
+    except Exception as exc:  # the localisation is a diagnosis aid; its own failure must not hide the real error
+        logger.debug("could not localise the divergence: %s", exc)
+        found = None
+    if found is None:
+        return f"{head}; all matched layers agree: the difference comes from the reference model (fusion?)"
+    name, err = found
+    kind = type(model.get_submodule(name)).__name__
+    return f"{head}; first diverging layer: {name!r} ({kind}, relative error {err:.3g})"
+
+
+# --- FP16 ---------------------------------------------------------------------------------------------------------
+
+
+def convert_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """FP16 weights and compute with FP32 inputs/outputs (Cast nodes at the edges), written atomically.
+
+    Uses ``onnxruntime.transformers.float16`` (shipped inside onnxruntime; onnxconverter-common is not needed).
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        fp16 = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+        sort_topologically(fp16.graph)
+        onnx.checker.check_model(fp16, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"FP16 conversion of {onnx_path} failed: {_first_line(exc)}") from exc
+    out = Path(out_path)
+    write_atomic(out, fp16.SerializeToString())
+    return out
+
+
+def sort_topologically(graph: Any) -> None:
+    """Reorder ``graph.node`` so every node comes after its producers (in place). The float16 converter appends its
+    input Casts at the end of the node list, which onnx.checker and TensorRT's parser reject."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ExportError(f"graph has a cycle or a dangling input near node {pending[0].name!r}")
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+    copies = [type(n)() for n in ordered]
+    for copy_, node in zip(copies, ordered, strict=True):
+        copy_.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def validate_fp16(
+    onnx_path: str | os.PathLike | bytes,
+    reference: nn.Module,
+    images: np.ndarray,
+    *,
+    batch: int | None = 1,
+    tolerance: float = FP16_TOLERANCE,
+) -> Comparison:
+    """FP16 model on ONNX Runtime CPU against the FP32 PyTorch model: raises ``ValidationError`` below the gate."""
+    comparison = validate_onnx(onnx_path, reference, images, tolerance=tolerance, batch=batch)
+    if not comparison:
+        raise ValidationError(f"FP16 model disagrees with PyTorch FP32: {comparison.describe()}")
+    return comparison

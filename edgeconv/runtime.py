@@ -1,0 +1,193 @@
+"""Run an exported artifact with numpy, onnxruntime and Pillow only: no torch import anywhere on this path.
+
+>>> engine = Engine("models/mobilenet_v2")
+>>> engine.classify("coffee.jpg", top_k=3)
+[('espresso', 0.87...), ...]
+
+``Engine`` reads ``manifest.json`` (written by ``edgeconv export``) for the input name and shape, the preprocessing
+(resize, center crop, mean/std) and the labels, so an app feeds it exactly what the PyTorch model was fed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeconv.errors import ArtifactError, BackendUnavailableError, InputError, ValidationError
+
+MANIFEST = "manifest.json"  # same names as edgeconv.artifact, which imports torch lazily but is not needed here
+FORMAT = "edgeconv-artifact/1"
+
+
+def _dims(shape: list[Any]) -> tuple[int | str, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else (d or "batch") for d in shape)
+
+
+def _format_shape(shape: tuple[int | str, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+class Engine:
+    """An ONNX Runtime session over an artifact folder (``models/<name>``) or a single ``.onnx`` file.
+
+    ``precision`` picks the file from the manifest (fp32, fp16, int8). ``providers``: ONNX Runtime execution
+    providers, CPU by default. ``threads``: intra-op threads (0 = ONNX Runtime's default).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        precision: str = "fp32",
+        providers: list[str] | None = None,
+        threads: int = 0,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError("edgeconv.runtime needs onnxruntime: pip install onnxruntime") from exc
+        path = Path(path)
+        if path.is_dir():
+            self.folder = path
+            self.manifest = self._read_manifest(path / MANIFEST, required=True)
+            entry = self.manifest.get("files", {}).get(precision)
+            if not entry:
+                held = ", ".join(self.manifest.get("files", {})) or "none"
+                raise ArtifactError(f"{path} has no {precision} model (it holds: {held}); export it with --{precision}")
+            self.model_path = path / entry["path"]
+        elif path.is_file():
+            if path.suffix != ".onnx":
+                raise ArtifactError(f"{path} is not an .onnx file or an artifact folder")
+            self.folder = path.parent
+            self.model_path = path
+            self.manifest = self._read_manifest(path.parent / MANIFEST, required=False)
+        else:
+            raise ArtifactError(f"{path} does not exist; give an artifact folder (models/<name>) or an .onnx file")
+        if not self.model_path.is_file():
+            raise ArtifactError(f"{self.model_path} listed in the manifest is missing; re-export the artifact")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise ArtifactError(
+                f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0][:200]}"
+            ) from exc
+        meta = self.session.get_inputs()[0]
+        self.input_name: str = meta.name
+        self.input_shape: tuple[int | str, ...] = _dims(list(meta.shape))
+        self.output_name: str = self.session.get_outputs()[0].name
+        self._labels: list[str] | None = None
+
+    @staticmethod
+    def _read_manifest(path: Path, *, required: bool) -> dict[str, Any]:
+        if not path.is_file():
+            if required:
+                raise ArtifactError(
+                    f"{path} not found: not an edgeconv artifact folder (export one with `edgeconv export`)"
+                )
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ArtifactError(f"{path} is not an {FORMAT} manifest")
+        return data
+
+    # --- raw inference ----------------------------------------------------------------------------------------------
+
+    def _check(self, array: Any) -> np.ndarray:
+        expected = _format_shape(self.input_shape)
+        if not isinstance(array, np.ndarray):
+            raise InputError(
+                f"input must be a numpy array of shape {expected} and dtype float32, got {type(array).__name__}"
+            )
+        if array.dtype != np.float32:
+            raise InputError(
+                f"input dtype is {array.dtype}; expected float32 of shape {expected} (use array.astype(np.float32))"
+            )
+        if array.ndim != len(self.input_shape) or any(
+            isinstance(want, int) and want != got for want, got in zip(self.input_shape, array.shape, strict=True)
+        ):
+            raise InputError(f"input shape is {tuple(array.shape)}; expected {expected}")
+        if array.size and not np.isfinite(array).all():
+            raise InputError("input contains NaN or Inf values")
+        return np.ascontiguousarray(array)
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """Model output (logits) for a float32 array of the model's input shape."""
+        output = self.session.run([self.output_name], {self.input_name: self._check(array)})[0]
+        if not np.isfinite(output).all():
+            raise ValidationError(
+                f"{self.model_path.name} produced NaN/Inf outputs for a finite input: the model is numerically broken "
+                "at this precision (overflow in FP16? untrained weights?); try the fp32 file or re-export"
+            )
+        return output
+
+    # --- classification ---------------------------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            info = self.manifest.get("labels") or {}
+            path = self.folder / info.get("file", "labels.txt")
+            if path.is_file():
+                self._labels = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+            else:
+                self._labels = []
+        return self._labels
+
+    def preprocess(self, image: Any) -> np.ndarray:
+        """An image (path, PIL image or HxW[xC] array) -> the model's input array, per the manifest."""
+        from PIL import Image, UnidentifiedImageError
+
+        from edgeconv.preprocess import preprocess_image
+
+        prep = self.manifest.get("preprocessing")
+        if not prep:
+            raise ArtifactError(
+                f"{self.model_path} has no manifest.json with preprocessing; classify() needs one (use run() with "
+                "your own preprocessed array, or export with `edgeconv export`)"
+            )
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                with Image.open(image) as opened:
+                    image = opened.convert("RGB")
+            except (OSError, UnidentifiedImageError) as exc:
+                raise InputError(f"cannot read image {image}: {exc}") from exc
+        chw = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
+        if len(chw) != 3:
+            raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, H, W)")
+        array = preprocess_image(
+            image,
+            input_size=chw,
+            mean=prep["mean"],
+            std=prep["std"],
+            resize_ratio=float(prep.get("resize_ratio", 0.875)),
+        )
+        batch = self.input_shape[0]
+        if isinstance(batch, int) and batch > 1:  # a static batch-N model: fill the batch, read the first row
+            array = np.repeat(array, batch, axis=0)
+        return array
+
+    def classify(self, image: Any, top_k: int = 5) -> list[tuple[str, float]]:
+        """Top-``top_k`` (label, probability) for one image (path, PIL image or array), softmax over the logits."""
+        if top_k < 1:
+            raise InputError(f"top_k {top_k} must be at least 1")
+        logits = self.run(self.preprocess(image))[0].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)[:top_k]
+        labels = self.labels
+        return [(labels[i] if i < len(labels) else str(i), float(probs[i])) for i in order]
+
+    def __repr__(self) -> str:
+        return f"Engine({str(self.model_path)!r}, input {self.input_name}{_format_shape(self.input_shape)})"

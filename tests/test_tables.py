@@ -2,15 +2,65 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from edgeconv.cli import app
-from edgeconv.profile.tables import TABLES, TableRow, TableSpec, compute_table, compute_tables
+from edgeconv.errors import ArtifactError
+from edgeconv.profile.tables import (
+    LATENCY_METRIC,
+    MOBILENET_V2_COMPARISON,
+    PENDING_BENCH,
+    TABLES,
+    TableRow,
+    TableSpec,
+    compute_table,
+    compute_tables,
+    find_bench_results,
+    load_bench,
+)
 
 runner = CliRunner()
+
+
+def _bench_row(model: str, backend: str, p50: float, **extra: Any) -> dict[str, Any]:
+    """A summary row as bench/run_bench.py writes it (test input, not a measurement)."""
+    row: dict[str, Any] = {"model": model, "backend": backend, "precision": "fp32", "device": "cpu", "batch": 1}
+    if backend == "onnxruntime":
+        row["provider"] = "cpu"
+    return {**row, "threads": None, "p50_ms": p50, "macs": None, "params": None, "vs_torch": None, **extra}
+
+
+def _write_bench(path: Path, summary: list[dict[str, Any]]) -> Path:
+    env = {"hostname": "box", "cpu": {"model": "Test CPU 9000", "usable_cores": 4, "load_avg_1m": 0.1}, "gpu": None}
+    path.write_text(json.dumps({"env": env, "summary": summary, "rows": [], "breakdowns": []}))
+    return path
+
+
+@pytest.fixture
+def bench_file(tmp_path: Path) -> Path:
+    return _write_bench(
+        tmp_path / "test-cpu.json",
+        [
+            _bench_row("mobilenet_v2", "onnxruntime", 10.0),
+            _bench_row("mobilenet_v2", "torch", 40.0),
+            _bench_row("mobilenet_v1", "torch", 100.0),
+            _bench_row("mobilenet_v1", "onnxruntime", 14.0),
+            # other batch / precision rows of the same model must not be picked
+            _bench_row("mobilenet_v1", "onnxruntime", 1.0, batch=8),
+            _bench_row("mobilenet_v1", "onnxruntime", 2.0, precision="int8"),
+            _bench_row("mobilenet_v2_140", "onnxruntime", 30.0),
+            _bench_row("shufflenet_v2_x1_0", "onnxruntime", 5.0),
+            _bench_row("shufflenet_v2_x1_0", "torch", 20.0),
+            _bench_row("shufflenet_v2_x0_5", "torch", 12.0),  # no ORT row: the ratio falls back to torch for both
+        ],
+    )
 
 
 def test_mobilenet_v1_table2_shares() -> None:
@@ -29,8 +79,9 @@ def test_mobilenet_v1_table2_shares() -> None:
 
 def test_shufflenet_v2_within_three_percent() -> None:
     result = compute_table("shufflenet_v2")
-    assert len(result.rows) == 8
-    for row in result.rows:
+    counts = [row for row in result.rows if row.metric != LATENCY_METRIC]
+    assert len(counts) == 8
+    for row in counts:
         assert row.status in ("ok", "flagged"), row
         assert abs(row.deviation) < 0.03, row
 
@@ -39,8 +90,80 @@ def test_mobilenet_v2_comparison() -> None:
     rows = {(r.label, r.metric): r for r in compute_table("mobilenet_v2_comparison").rows}
     assert abs(rows["MobileNetV2", "macs"].edgeconv - 300) < 3
     assert rows["MobileNetV2", "cpu_latency_ms"].status == "pending"
-    assert rows["MobileNetV2", "cpu_latency_ms"].explanation == "filled by bench"
+    assert rows["MobileNetV2", "cpu_latency_ms"].explanation == PENDING_BENCH
+    assert rows["MobileNetV2", "cpu_latency_ms"].edgeconv is None
     assert abs(rows["MobileNetV1", "macs"].deviation) < 0.02
+
+
+def test_latency_rows_join_bench_results(bench_file: Path) -> None:
+    # only the latency rows: they need no profiling
+    spec = dataclasses.replace(
+        MOBILENET_V2_COMPARISON, rows=tuple(r for r in MOBILENET_V2_COMPARISON.rows if r.metric == LATENCY_METRIC)
+    )
+    result = compute_table(spec, bench=load_bench(bench_file))
+    rows = {r.model: r for r in result.rows}
+    assert result.bench is not None
+    assert result.bench["file"] == str(bench_file) and result.bench["cpu"] == "Test CPU 9000"
+    assert result.bench["machine"] == "test-cpu"
+
+    v2 = rows["mobilenet_v2"]
+    assert v2.edgeconv == 10.0 and v2.paper == 75  # ONNX Runtime CPU preferred over torch
+    assert "onnxruntime (cpu) on cpu" in v2.measured_with
+    assert v2.ratio_edgeconv == pytest.approx(1.0) and v2.ratio_paper == pytest.approx(1.0)
+
+    # milliseconds are never flagged (deviation None); the ratio is compared: 1.40 here vs 113/75 = 1.507: -7%
+    v1 = rows["mobilenet_v1"]
+    assert v1.edgeconv == 14.0 and v1.deviation is None
+    assert v1.ratio_edgeconv == pytest.approx(1.4) and v1.ratio_paper == pytest.approx(113 / 75)
+    assert v1.ratio_deviation == pytest.approx(1.4 / (113 / 75) - 1)
+    assert v1.status == "ok" and not v1.flagged
+
+    # 3.0 here vs 143/75 = 1.91: +57%, flagged with the figures in the explanation
+    v14 = rows["mobilenet_v2_140"]
+    assert v14.ratio_edgeconv == pytest.approx(3.0)
+    assert v14.flagged and v14.status == "flagged" and v14.deviation is None
+    assert "3.00 here, 1.91 in the paper" in v14.explanation and "Test CPU 9000" in v14.explanation
+
+    nasnet = rows["nasnet_a_mobile"]
+    assert nasnet.status == "pending" and nasnet.edgeconv is None
+    assert "nasnet_a_mobile not measured" in nasnet.explanation and "--models nasnet_a_mobile" in nasnet.explanation
+
+
+def test_latency_ratio_uses_one_configuration_for_both_models(bench_file: Path) -> None:
+    spec = dataclasses.replace(
+        TABLES["shufflenet_v2"], rows=tuple(r for r in TABLES["shufflenet_v2"].rows if r.metric == LATENCY_METRIC)
+    )
+    rows = {r.model: r for r in compute_table(spec, bench=load_bench(bench_file)).rows}
+    # x0_5 has only a torch row, so its ratio is against x1_0's torch row (20 ms), not its ONNX Runtime one (5 ms)
+    assert rows["shufflenet_v2_x0_5"].edgeconv == 12.0
+    assert rows["shufflenet_v2_x0_5"].ratio_edgeconv == pytest.approx(0.6)
+    assert rows["shufflenet_v2_x0_5"].measured_with.startswith("torch on cpu")
+    assert rows["shufflenet_v2_x1_0"].edgeconv == 5.0
+    # no paper speed in this table: ours only, nothing to flag
+    assert rows["shufflenet_v2_x0_5"].ratio_paper is None and not rows["shufflenet_v2_x0_5"].flagged
+    assert rows["shufflenet_v2_x2_0"].status == "pending"
+
+
+def test_find_bench_results_newest_full_run(tmp_path: Path) -> None:
+    assert find_bench_results([tmp_path]) is None
+    old = _write_bench(tmp_path / "old-machine.json", [])
+    new = _write_bench(tmp_path / "new-machine.json", [])
+    quick = _write_bench(tmp_path / "new-machine-quick.json", [])
+    os.utime(old, (1_000_000, 1_000_000))
+    os.utime(new, (2_000_000, 2_000_000))
+    os.utime(quick, (3_000_000, 3_000_000))  # newest, but a smoke run
+    assert find_bench_results([tmp_path]) == new.resolve()
+
+
+def test_load_bench_rejects_missing_and_malformed(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="not found"):
+        load_bench(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        load_bench(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ArtifactError, match="no 'summary'"):
+        load_bench(tmp_path / "other.json")
 
 
 def test_not_in_zoo_and_bad_kwargs_do_not_crash() -> None:
@@ -79,15 +202,26 @@ def test_all_tables_flags_are_explained() -> None:
                 assert row.explanation and row.explanation != "unexplained", (result.name, row.label, row.metric)
 
 
-def test_cli_tables_json_schema() -> None:
-    result = runner.invoke(app, ["tables", "shufflenet_v2", "--json"])
+def test_cli_tables_json_schema(bench_file: Path) -> None:
+    result = runner.invoke(app, ["tables", "shufflenet_v2", "--bench", str(bench_file), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert isinstance(data, list) and data[0]["name"] == "shufflenet_v2"
     for row in data[0]["rows"]:
         assert {"label", "metric", "paper", "edgeconv", "deviation", "flagged", "explanation"} <= set(row)
+    assert data[0]["bench"]["file"] == str(bench_file) and data[0]["bench"]["cpu"] == "Test CPU 9000"
+    latency = {r["model"]: r for r in data[0]["rows"] if r["metric"] == LATENCY_METRIC}
+    assert latency["shufflenet_v2_x1_0"]["edgeconv"] == 5.0 and latency["shufflenet_v2_x1_0"]["ratio_edgeconv"] == 1.0
+    assert "onnxruntime" in latency["shufflenet_v2_x1_0"]["measured_with"]
+    assert latency["shufflenet_v2_x2_0"]["status"] == "pending"
     text = runner.invoke(app, ["tables", "mobilenet_v1_table2"])
     assert text.exit_code == 0 and "FLAG" in text.stdout and "typo" in text.stdout
+
+
+def test_cli_tables_missing_bench_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["tables", "mobilenet_v2_comparison", "--bench", str(tmp_path / "none.json")])
+    assert result.exit_code != 0
+    assert "none.json not found" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_tables_unknown_name() -> None:

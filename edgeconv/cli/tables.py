@@ -1,13 +1,24 @@
-"""``edgeconv tables [NAME]``: the papers' resource tables, paper figure beside edgeconv's count."""
+"""``edgeconv tables [NAME] [--bench FILE]``: the papers' resource tables, paper figure beside edgeconv's count."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
-from edgeconv.profile.tables import TableResult, compute_tables, get_table, table_names
+from edgeconv.profile.tables import (
+    LATENCY_METRIC,
+    RowResult,
+    TableResult,
+    compute_tables,
+    find_bench_results,
+    get_table,
+    load_bench,
+    table_names,
+)
 
 
 def _number(value: float | None, unit: str) -> str:
@@ -18,37 +29,62 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.4g} {unit}".strip()
 
 
-def _deviation(result_row: object) -> str:
-    deviation = getattr(result_row, "deviation", None)
-    if deviation is None:
+def _deviation(row: RowResult) -> str:
+    if row.metric == LATENCY_METRIC:  # milliseconds on other hardware are not compared; their ratios are
+        return "-" if row.ratio_deviation is None else f"{100 * row.ratio_deviation:+.1f}% (ratio)"
+    if row.deviation is None:
         return "-"
-    if getattr(result_row, "deviation_unit", "") == "pp":
-        return f"{deviation:+.2f} pp"
-    return f"{100 * deviation:+.1f}%"
+    if row.deviation_unit == "pp":
+        return f"{row.deviation:+.2f} pp"
+    return f"{100 * row.deviation:+.1f}%"
+
+
+def _ratio(row: RowResult) -> str:
+    if row.metric != LATENCY_METRIC:
+        return ""
+    paper = "-" if row.ratio_paper is None else f"{row.ratio_paper:.2f}"
+    ours = "-" if row.ratio_edgeconv is None else f"{row.ratio_edgeconv:.2f}"
+    return f"{paper} / {ours}"
 
 
 def print_table(result: TableResult, console: Console) -> None:
     """The table with one footnote per flagged or unreproduced row (long explanations read badly in a cell)."""
     table = Table(title=f"{result.title}\n[dim]{result.source}[/dim]")
-    for column in ("row", "metric", "paper", "edgeconv", "deviation", "status"):
-        table.add_column(column, justify="right" if column in ("paper", "edgeconv", "deviation") else "left")
+    latency = [row for row in result.rows if row.metric == LATENCY_METRIC]
+    reference = next((row.label for row in latency if row.model == result.latency_reference), "reference")
+    columns = ["row", "metric", "paper", "edgeconv", "deviation", "status"]
+    if latency:
+        columns.insert(4, f"x {reference}\npaper / ours")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("row", "metric", "status") else "right")
     footnotes: list[str] = []
     for row in result.rows:
         status = "[red]FLAG[/red]" if row.flagged else row.status
-        if row.status != "ok" and row.explanation:
-            footnotes.append(row.explanation)
-            status += f" [{len(footnotes)}]"
-        table.add_row(
-            row.label,
-            row.metric,
-            _number(row.paper, row.unit),
-            _number(row.edgeconv, row.unit),
-            _deviation(row),
-            status,
-        )
+        if row.explanation and (row.status != "ok" or row.metric == LATENCY_METRIC):
+            if row.explanation not in footnotes:  # one footnote for the same text (pending rows)
+                footnotes.append(row.explanation)
+            status += f" [{footnotes.index(row.explanation) + 1}]"
+        ours = _number(row.edgeconv, row.unit)
+        if row.measured_with:  # which backend and device the milliseconds are
+            ours += f"\n[dim]{row.measured_with}[/dim]"
+        cells = [row.label, row.metric, _number(row.paper, row.unit), ours, _deviation(row), status]
+        if latency:
+            cells.insert(4, _ratio(row))
+        table.add_row(*cells)
     console.print(table)
     if result.note:
         console.print(result.note, style="dim", highlight=False)
+    if result.bench:
+        bench = result.bench
+        console.print(
+            f"Latency from {bench['file']} (machine {bench['machine']}, CPU {bench['cpu']}, "
+            f"{bench['usable_cores']} usable cores, load {bench['load_avg_1m']} at start"
+            + (f", GPU {bench['gpu']}" if bench.get("gpu") else "")
+            + ")",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
     for index, text in enumerate(footnotes, 1):
         console.print(f"[{index}] {text}", highlight=False, markup=False)
     console.print()
@@ -57,15 +93,25 @@ def print_table(result: TableResult, console: Console) -> None:
 @app.command("tables")
 def tables_command(
     name: str = typer.Argument(None, help=f"One table: {', '.join(table_names())}. Default: all."),
+    bench: Path = typer.Option(
+        None,
+        "--bench",
+        help="Benchmark results (bench/run_bench.py JSON) for the latency rows. Default: the newest "
+        "bench/results/*.json that is not a -quick run.",
+        dir_okay=False,
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list of tables, each with name and rows."),
 ) -> None:
     """Reproduce the papers' resource tables from the zoo's code: paper figure, edgeconv figure, deviation.
 
-    Deviations over 2% (0.05 pp for shares) are flagged and carry their explanation.
-    Example: [bold]edgeconv tables mobilenet_v1_table2[/bold]
+    Deviations over 2% (0.05 pp for shares) are flagged and carry their explanation. Latency rows show the
+    benchmark's p50 beside the paper's (other hardware: not flagged) and compare the latency relative to the table's
+    reference model, flagged above 25%.
+    Example: [bold]edgeconv tables mobilenet_v2_comparison --bench bench/results/amd-epyc-2c.json[/bold]
     """
     names = [get_table(name).name] if name else None
-    results = compute_tables(names)
+    path = bench if bench is not None else find_bench_results()
+    results = compute_tables(names, bench=load_bench(path) if path is not None else None)
     if json_output:
         print_json([result.to_dict() for result in results])
         return

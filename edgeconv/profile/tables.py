@@ -7,22 +7,36 @@ percentages; they are compared in percentage points and flagged above 0.05 pp.
 
 Rows whose model the zoo does not have are reported as ``not in zoo``; a zoo builder that rejects the row's kwargs or
 input is reported as ``error`` with the message, never raised, so a partial zoo still yields every table.
+
+Latency rows (``cpu_latency_ms``) come from a results file of ``bench/run_bench.py`` (:class:`BenchResults`): the
+median-of-repeats p50 at batch 1, fp32, preferring ONNX Runtime on the CPU. The paper timed other hardware (MobileNet
+V2: a Pixel 1 CPU), so the milliseconds are shown side by side and never flagged; what is compared is each model's
+latency relative to the table's reference model (``TableSpec.latency_reference``), flagged above 25%. Without a
+results file the rows are ``pending``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from edgeconv.errors import EdgeconvError, UnknownModelError
+from edgeconv.errors import ArtifactError, EdgeconvError, UnknownModelError
 from edgeconv.profile.report import ProfileReport
 
 logger = logging.getLogger(__name__)
 
 FLAG_RELATIVE = 0.02  # counts: flag above 2% relative deviation
 FLAG_SHARE_PP = 0.05  # shares: flag above 0.05 percentage points
+FLAG_RATIO = 0.25  # latency relative to the table's reference model: flag above 25% relative deviation
+
+LATENCY_METRIC = "cpu_latency_ms"
+PENDING_BENCH = "pending: run python bench/run_bench.py"
+# Configurations tried in order for a latency row, as (backend, provider, device): the papers' column is a CPU's.
+LATENCY_PREFERENCE: tuple[tuple[str, str | None, str], ...] = (("onnxruntime", "cpu", "cpu"), ("torch", None, "cpu"))
 
 METRICS = ("params", "macs", "params_share", "macs_share", "cpu_latency_ms")
 
@@ -58,6 +72,7 @@ class TableSpec:
     rows: tuple[TableRow, ...]
     units: dict[str, tuple[float, str]] = field(default_factory=dict)  # metric -> (multiplier, label)
     note: str = ""
+    latency_reference: str = ""  # model whose latency the latency rows are divided by (paper and ours alike)
 
     def unit(self, metric: str) -> tuple[float, str]:
         if metric in self.units:
@@ -82,6 +97,11 @@ class RowResult:
     model: str | None
     kwargs: dict[str, Any]
     input_size: int | None
+    # Latency rows: latency / the reference model's, in the paper and here; relative deviation of ours from the paper's
+    ratio_paper: float | None = None
+    ratio_edgeconv: float | None = None
+    ratio_deviation: float | None = None
+    measured_with: str = ""  # which benchmark configuration gave ``edgeconv``
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +118,10 @@ class RowResult:
             "model": self.model,
             "kwargs": dict(self.kwargs),
             "input_size": self.input_size,
+            "ratio_paper": self.ratio_paper,
+            "ratio_edgeconv": self.ratio_edgeconv,
+            "ratio_deviation": self.ratio_deviation,
+            "measured_with": self.measured_with,
         }
 
 
@@ -108,6 +132,8 @@ class TableResult:
     source: str
     note: str
     rows: list[RowResult]
+    bench: dict[str, Any] | None = None  # the results file behind the latency rows and where it was measured
+    latency_reference: str = ""  # model the latency ratios are relative to
 
     @property
     def flagged(self) -> list[RowResult]:
@@ -120,6 +146,8 @@ class TableResult:
             "source": self.source,
             "note": self.note,
             "rows": [r.to_dict() for r in self.rows],
+            "bench": self.bench,
+            "latency_reference": self.latency_reference,
         }
 
 
@@ -239,7 +267,10 @@ MOBILENET_V2_COMPARISON = TableSpec(
     name="mobilenet_v2_comparison",
     title="MobileNet V2 comparison: params, MAdds, CPU latency",
     source="Sandler et al. 2018, Table 4 (seed 003); latency on a Google Pixel 1 CPU",
-    note="The CPU column is filled by the benchmark (bench/results), not by the profiler.",
+    note="The CPU column is filled by the benchmark (bench/results: p50, batch 1, fp32), not by the profiler. The "
+    "paper timed a Pixel 1 CPU, so milliseconds are shown side by side, not compared; the latency relative to "
+    "MobileNetV2 is compared, flagged above 25%.",
+    latency_reference="mobilenet_v2",
     rows=(
         *_pair("MobileNetV1", 4.2, 575, "mobilenet_v1"),
         _r("MobileNetV1", "cpu_latency_ms", 113, "mobilenet_v1", pending="filled by bench"),
@@ -292,7 +323,14 @@ SHUFFLENET_V2_TABLE = TableSpec(
         *_pair("1x", 2.3, 146, "shufflenet_v2_x1_0"),
         *_pair("1.5x", 3.5, 299, "shufflenet_v2_x1_5"),
         *_pair("2x", 7.4, 591, "shufflenet_v2_x2_0"),
+        *(
+            _r(label, LATENCY_METRIC, None, f"shufflenet_v2_{suffix}", pending="filled by bench")
+            for label, suffix in (("0.5x", "x0_5"), ("1x", "x1_0"), ("1.5x", "x1_5"), ("2x", "x2_0"))
+        ),
     ),
+    note="The latency rows are edgeconv's benchmark (bench/results: p50, batch 1, fp32) and its ratio to 1x; the "
+    "paper's speeds (its Table 8: GTX 1080Ti batch 8, Snapdragon 810 one thread) are not in this architecture table.",
+    latency_reference="shufflenet_v2_x1_0",
 )
 
 _GOOGLENET = {"model": "googlenet", "kwargs": {"branch3_kernel_size": 5}, "weights_only": True}
@@ -583,6 +621,80 @@ def get_table(name: str) -> TableSpec:
         raise InvalidArgumentError(f"unknown table {name!r}; tables: {', '.join(TABLES)}") from None
 
 
+@dataclass(frozen=True)
+class BenchResults:
+    """A results file of ``bench/run_bench.py``: its ``summary`` rows (one per model, backend, provider, precision,
+    device and batch, with the median-of-repeats ``p50_ms``) and the environment it recorded."""
+
+    path: Path
+    summary: list[dict[str, Any]]
+    env: dict[str, Any]
+
+    def environment_summary(self) -> dict[str, Any]:
+        """Where the figures were measured, for the tables' JSON: file, machine, CPU, GPU, load, versions."""
+        cpu = self.env.get("cpu") or {}
+        gpu = self.env.get("gpu") or {}
+        return {
+            "file": str(self.path),
+            "machine": self.path.stem,  # run_bench names the file after the machine
+            "hostname": self.env.get("hostname"),
+            "cpu": cpu.get("model"),
+            "usable_cores": cpu.get("usable_cores"),
+            "load_avg_1m": cpu.get("load_avg_1m"),
+            "gpu": gpu.get("name"),
+            "versions": self.env.get("versions"),
+        }
+
+    def measurements(self, model: str) -> dict[tuple[str, str | None, str], dict[str, Any]]:
+        """``model``'s batch-1 fp32 summary rows by (backend, provider, device), ``LATENCY_PREFERENCE`` first."""
+        found: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        for row in self.summary:
+            config = _config(row)
+            if row.get("model") == model and config is not None:
+                found.setdefault(config, row)
+        order = [c for c in LATENCY_PREFERENCE if c in found] + sorted(set(found) - set(LATENCY_PREFERENCE), key=str)
+        return {config: found[config] for config in order}
+
+
+def _config(row: dict[str, Any]) -> tuple[str, str | None, str] | None:
+    if row.get("batch") != 1 or row.get("precision") != "fp32" or not isinstance(row.get("p50_ms"), int | float):
+        return None
+    return (str(row.get("backend")), row.get("provider"), str(row.get("device")))
+
+
+def load_bench(path: str | Path) -> BenchResults:
+    """Read a ``bench/run_bench.py`` JSON file; a missing or malformed one raises ArtifactError naming it."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"benchmark results {path} not found; run python bench/run_bench.py") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"benchmark results {path} unreadable ({exc}); re-run python bench/run_bench.py") from None
+    summary = document.get("summary") if isinstance(document, dict) else None
+    if not isinstance(summary, list) or not all(isinstance(row, dict) for row in summary):
+        raise ArtifactError(
+            f"benchmark results {path} have no 'summary' list of rows; is it a bench/run_bench.py JSON file?"
+        )
+    env = document.get("env")
+    return BenchResults(path=path, summary=summary, env=env if isinstance(env, dict) else {})
+
+
+def find_bench_results(directories: Iterable[str | Path] | None = None) -> Path | None:
+    """The newest full-run results file (``*.json``, not ``*-quick.json``) in ``directories``; by default
+    ``bench/results`` under the working directory and under the edgeconv checkout. None when there is none."""
+    if directories is None:
+        checkout = Path(__file__).resolve().parents[2]
+        directories = [Path.cwd() / "bench" / "results", checkout / "bench" / "results"]
+    files = {
+        candidate.resolve()
+        for directory in directories
+        for candidate in Path(directory).glob("*.json")
+        if not candidate.name.endswith("-quick.json") and candidate.is_file()
+    }
+    return max(files, key=lambda f: f.stat().st_mtime, default=None)
+
+
 class _ProfileCache:
     """Profiles each (model, kwargs, input) once across all rows and tables."""
 
@@ -628,7 +740,57 @@ def _in_zoo(name: str) -> bool:
     return True
 
 
-def compute_row(row: TableRow, spec: TableSpec, cache: _ProfileCache | None = None) -> RowResult:
+def _describe(config: tuple[str, str | None, str], measured: dict[str, Any]) -> str:
+    backend, provider, device = config
+    threads = measured.get("threads")
+    return f"{backend}{f' ({provider})' if provider else ''} on {device}, fp32, batch 1" + (
+        f", {threads} threads" if threads else ""
+    )
+
+
+def _latency_row(row: TableRow, spec: TableSpec, bench: BenchResults | None, base: RowResult) -> RowResult:
+    """Measured p50 beside the paper's figure; the ratio to the reference model is what gets compared."""
+    if bench is None:
+        return replace(base, status="pending", explanation=PENDING_BENCH)
+    model, reference = row.model or "", spec.latency_reference
+    measured = bench.measurements(model)
+    if not measured:
+        models = ",".join(dict.fromkeys(m for m in (model, reference) if m))
+        why = f"{model} not measured in {bench.path}: run python bench/run_bench.py --models {models}"
+        return replace(base, status="pending", explanation=why)
+    reference_measured = bench.measurements(reference) if reference else {}
+    # The ratio needs both models timed the same way: prefer a configuration the reference was measured with too.
+    config = next((c for c in measured if c in reference_measured), next(iter(measured)))
+    value = float(measured[config]["p50_ms"])
+    described = _describe(config, measured[config])
+    result = replace(base, edgeconv=value, status="ok", explanation="", measured_with=described)
+    if config not in reference_measured:
+        why = f"no ratio: {reference} not measured with {described}" if reference else ""
+        return replace(result, explanation=why)
+    ours = value / float(reference_measured[config]["p50_ms"])
+    paper_reference = next(
+        (r.paper for r in spec.rows if r.metric == LATENCY_METRIC and r.model == reference and r.paper), None
+    )
+    paper = row.paper / paper_reference if row.paper is not None and paper_reference else None
+    result = replace(result, ratio_edgeconv=ours, ratio_paper=paper)
+    if paper is None:
+        return result
+    deviation = (ours - paper) / paper
+    if abs(deviation) <= FLAG_RATIO:
+        return replace(result, ratio_deviation=deviation)
+    why = (
+        f"latency relative to {reference}: {ours:.2f} here, {paper:.2f} in the paper ({100 * deviation:+.0f}%); "
+        f"measured with {described} on {bench.environment_summary()['cpu'] or bench.path.stem}, the paper on other "
+        "hardware and runtime"
+    )
+    if row.explanation:
+        why = f"{why}. {row.explanation}"
+    return replace(result, ratio_deviation=deviation, status="flagged", flagged=True, explanation=why)
+
+
+def compute_row(
+    row: TableRow, spec: TableSpec, cache: _ProfileCache | None = None, bench: BenchResults | None = None
+) -> RowResult:
     scale, unit = spec.unit(row.metric)
     share = row.metric.endswith("_share")
 
@@ -650,6 +812,9 @@ def compute_row(row: TableRow, spec: TableSpec, cache: _ProfileCache | None = No
             input_size=row.input_size,
         )
 
+    if row.metric == LATENCY_METRIC:
+        # milliseconds on different hardware are never flagged: deviation stays None, the ratio is compared
+        return _latency_row(row, spec, bench, result(None, "pending", row.pending))
     if row.pending:
         return result(None, "pending", row.pending)
     if row.model is None or not _in_zoo(row.model):
@@ -672,18 +837,33 @@ def compute_row(row: TableRow, spec: TableSpec, cache: _ProfileCache | None = No
     return result(edgeconv, "flagged", row.explanation or "unexplained", deviation)
 
 
-def compute_table(name_or_spec: str | TableSpec, cache: _ProfileCache | None = None) -> TableResult:
-    """Reproduce one table: every row with paper figure, edgeconv figure, deviation, flag and explanation."""
+def compute_table(
+    name_or_spec: str | TableSpec, cache: _ProfileCache | None = None, bench: BenchResults | None = None
+) -> TableResult:
+    """Reproduce one table: every row with paper figure, edgeconv figure, deviation, flag and explanation.
+
+    Latency rows take their figures from ``bench`` (see :func:`load_bench`, :func:`find_bench_results`) and are
+    ``pending`` without it.
+    """
     spec = get_table(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     cache = cache or _ProfileCache()
-    rows = [compute_row(row, spec, cache) for row in spec.rows]
-    return TableResult(name=spec.name, title=spec.title, source=spec.source, note=spec.note, rows=rows)
+    rows = [compute_row(row, spec, cache, bench) for row in spec.rows]
+    has_latency = any(row.metric == LATENCY_METRIC for row in spec.rows)
+    return TableResult(
+        name=spec.name,
+        title=spec.title,
+        source=spec.source,
+        note=spec.note,
+        rows=rows,
+        bench=bench.environment_summary() if bench is not None and has_latency else None,
+        latency_reference=spec.latency_reference,
+    )
 
 
-def compute_tables(names: Iterable[str] | None = None) -> list[TableResult]:
+def compute_tables(names: Iterable[str] | None = None, bench: BenchResults | None = None) -> list[TableResult]:
     """Every table (or the named ones), sharing one profile cache."""
     cache = _ProfileCache()
-    return [compute_table(name, cache) for name in (list(names) if names is not None else list(TABLES))]
+    return [compute_table(name, cache, bench) for name in (list(names) if names is not None else list(TABLES))]
 
 
 def explanation_for(model: str, metric: str) -> str:

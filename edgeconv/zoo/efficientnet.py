@@ -12,7 +12,8 @@ strided conv's sampling grid by one pixel against those weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -32,6 +33,30 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
 
+def static_hw(x: torch.Tensor) -> tuple[int, int]:
+    """``x``'s height and width as Python ints, also while ``torch.jit.trace`` / the TorchScript ONNX exporter runs.
+
+    Under tracing ``x.shape`` yields 0-d tensors, so padding computed from it becomes a Shape -> arithmetic -> Pad
+    subgraph (plus Python-bool branches baked in from the trace). Exports are static in H, W (only the batch is
+    dynamic), so the pads are deliberately recorded as constants: the graph gets a plain constant Pad that no
+    simplifier can mis-fold (onnxslim folded the shape subgraph wrongly, shifting every strided conv's grid).
+    """
+    if not torch.jit.is_tracing():
+        return int(x.shape[-2]), int(x.shape[-1])
+    with warnings.catch_warnings():  # the constant is intended: H, W are fixed in every export
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return int(x.shape[-2]), int(x.shape[-1])
+
+
+def same_pads(hw: tuple[int, int], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> list[int]:
+    """TF 'SAME' padding for an (H, W) input, in ``F.pad`` order (left, right, top, bottom): extra goes right/bottom."""
+    pads: list[int] = []
+    for size, k, s, d in zip(reversed(hw), reversed(kernel), reversed(stride), reversed(dilation), strict=True):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
 class Conv2dSame(nn.Conv2d):
     """``nn.Conv2d`` with TensorFlow 'SAME' padding computed from the input size (same ``state_dict`` as Conv2d)."""
 
@@ -40,16 +65,7 @@ class Conv2dSame(nn.Conv2d):
     bn_foldable = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads: list[int] = []
-        for size, k, s, d in zip(
-            reversed(x.shape[-2:]),
-            reversed(self.kernel_size),
-            reversed(self.stride),
-            reversed(self.dilation),
-            strict=True,
-        ):
-            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads += [total // 2, total - total // 2]
+        pads = same_pads(static_hw(x), self.kernel_size, self.stride, self.dilation)
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 

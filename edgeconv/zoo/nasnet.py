@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeconv.zoo.efficientnet import Conv2dSame
+from edgeconv.zoo.efficientnet import Conv2dSame, same_pads, static_hw
 from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
 
 ZOPH_2018 = Paper(
@@ -31,11 +31,7 @@ BN_EPS = 1e-3  # TF's batch-norm epsilon
 
 
 def _same_pads(x: torch.Tensor, kernel: int, stride: int) -> list[int]:
-    pads: list[int] = []
-    for size in reversed(x.shape[-2:]):
-        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    return pads
+    return same_pads(static_hw(x), (kernel, kernel), (stride, stride), (1, 1))
 
 
 class MaxPoolSame(nn.Module):

@@ -36,7 +36,7 @@ log = logging.getLogger("run_bench")
 COMPARISON_SET = (
     "mobilenet_v1", "mobilenet_v2", "mobilenet_v2_140", "shufflenet_v1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
     "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0",
-    "resnet18", "resnet50", "repvgg_a0",
+    "resnet18", "resnet50", "repvgg_a0", "nasnet_a_mobile",
 )  # fmt: skip
 QUICK_SET = ("mobilenet_v2", "shufflenet_v2_x1_0")
 # Deployment form for the PyTorch baseline too: RepVGG is benchmarked re-parameterized (the exported ONNX is fused).

@@ -72,8 +72,15 @@ def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)[:, None]
     images = nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
     images = ((images - 0.5) / 0.5).numpy()
-    return tuple(train_test_split(images, digits.target, test_size=0.25, stratify=digits.target,  # type: ignore[return-value]
-                                  random_state=0))
+    return tuple(
+        train_test_split(
+            images,
+            digits.target,
+            test_size=0.25,
+            stratify=digits.target,  # type: ignore[return-value]
+            random_state=0,
+        )
+    )
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> nn.Module:
@@ -119,20 +126,37 @@ def main() -> None:
         data = CalibrationData(calibration=calib, evaluation=x_test)
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / f"{name}.onnx"
-            torch.onnx.export(model, (torch.zeros(1, 1, 32, 32),), str(fp32), dynamo=False, opset_version=17,
-                              input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 1, 32, 32),),
+                str(fp32),
+                dynamo=False,
+                opset_version=17,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}},
+            )
             onnx_acc = float((run_onnx(fp32, x_test).argmax(1) == y_test).mean())
             for target in ("onnxruntime", "tensorrt"):
                 out = Path(tmp) / f"{name}.{target}.onnx"
-                report = quantize_int8(fp32, out, PREP, model, Int8Options(target=target, calib_samples=256),
-                                       data=data, measure_baseline=True)
+                report = quantize_int8(
+                    fp32,
+                    out,
+                    PREP,
+                    model,
+                    Int8Options(target=target, calib_samples=256),
+                    data=data,
+                    measure_baseline=True,
+                )
                 logits = run_onnx(out, x_test, exact=target == "tensorrt")
                 int8_acc = float((logits.argmax(1) == y_test).mean())
-                rows.append(f"| {name} | {target} | {100 * fp32_acc:.2f}% | {100 * onnx_acc:.2f}% | "
-                            f"{100 * int8_acc:.2f}% | {100 * (int8_acc - fp32_acc):+.2f} | "
-                            f"{100 * report.fidelity.top1_agreement:.2f}% | "
-                            f"{100 * report.baseline.top1_agreement:.2f}% | "  # type: ignore[union-attr]
-                            f"{', '.join(report.fallback_modules) or '-'} | {train_s:.0f}s |")
+                rows.append(
+                    f"| {name} | {target} | {100 * fp32_acc:.2f}% | {100 * onnx_acc:.2f}% | "
+                    f"{100 * int8_acc:.2f}% | {100 * (int8_acc - fp32_acc):+.2f} | "
+                    f"{100 * report.fidelity.top1_agreement:.2f}% | "
+                    f"{100 * report.baseline.top1_agreement:.2f}% | "  # type: ignore[union-attr]
+                    f"{', '.join(report.fallback_modules) or '-'} | {train_s:.0f}s |"
+                )
                 print(rows[-1], flush=True)
     text = [
         "# Digits: FP32 vs INT8 true accuracy (bench/digits.py)\n",

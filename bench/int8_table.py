@@ -78,8 +78,15 @@ def export_fp32(model: torch.nn.Module, path: Path, input_size: tuple[int, int, 
         return
     except (ImportError, TypeError) as exc:
         logger.info("edgeconv.export not usable here (%s); torch.onnx.export", exc)
-    torch.onnx.export(model, (torch.zeros(1, *input_size),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["output"])
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, *input_size),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["output"],
+    )
 
 
 def fused(model: torch.nn.Module) -> torch.nn.Module:
@@ -117,8 +124,9 @@ def main() -> None:
     for name in args.models.split(","):
         spec = get_spec(name)
         prep = Preprocessing.from_spec(spec)
-        data = load_calibration_data(None, prep, samples=args.calib_samples, eval_samples=args.eval_samples,
-                                     seed=0, method="percentile")
+        data = load_calibration_data(
+            None, prep, samples=args.calib_samples, eval_samples=args.eval_samples, seed=0, method="percentile"
+        )
         bn_samples = random_crops([im for _, im in data.split.calibration.images], 256, prep, seed=12345)
         model, weights = build(name, None if name in REAL_WEIGHTS else bn_samples)
         fp32_model = fused(model)
@@ -126,8 +134,13 @@ def main() -> None:
             fp32 = Path(tmp) / f"{name}.onnx"
             export_fp32(fp32_model, fp32, spec.input_size)
             for target in args.targets.split(","):
-                options = Int8Options(target=target, calib_samples=args.calib_samples,
-                                      eval_samples=args.eval_samples, min_agreement=0.0, force=True)
+                options = Int8Options(
+                    target=target,
+                    calib_samples=args.calib_samples,
+                    eval_samples=args.eval_samples,
+                    min_agreement=0.0,
+                    force=True,
+                )
                 options = replace(options, min_agreement=0.85 if target == "onnxruntime" else 0.80)
                 out = Path(tmp) / f"{name}.{target}.int8.onnx"
                 start = time.perf_counter()
@@ -143,7 +156,8 @@ def main() -> None:
                     f"| {pct(fid.top1_agreement)} / {pct(fid.confident_agreement)} ({fid.confident_samples}) "
                     f"| {pct(fid.top5_overlap)} | {fid.mean_kl:.4f} | {', '.join(report.fallback_modules) or '-'} "
                     f"| {f32_ms:.1f} / {i8_ms:.1f} = {ratio:.2f}x{' (ORT fused s8s8, not TRT)' if exact else ''} "
-                    f"| {elapsed:.0f}s |")
+                    f"| {elapsed:.0f}s |"
+                )
                 logger.info("%s %s: %s | plain %s", name, target, fid.summary(), base.summary())
                 if report.before_fallback is not None:
                     logger.info("before fallback: %s", report.before_fallback.summary())
@@ -151,15 +165,19 @@ def main() -> None:
                 logger.info("float-fallback gains (calibration crops): %s", gains)
                 print(lines[-1], flush=True)
                 worst = sorted(report.layers, key=lambda layer: layer.sqnr_db)[:3]
-                logger.info("lowest-SQNR layers: %s",
-                            ", ".join(f"{layer.module or layer.node} {layer.sqnr_db:.1f} dB" for layer in worst))
+                logger.info(
+                    "lowest-SQNR layers: %s",
+                    ", ".join(f"{layer.module or layer.node} {layer.sqnr_db:.1f} dB" for layer in worst),
+                )
                 if args.ablations:
                     for label, change in ABLATIONS.items():
-                        ab = quantize_int8(fp32, Path(tmp) / "ab.onnx", spec, model, replace(options, **change),
-                                           data=data)
+                        ab = quantize_int8(
+                            fp32, Path(tmp) / "ab.onnx", spec, model, replace(options, **change), data=data
+                        )
                         ablation_lines.append(
                             f"| {name} | {target} | {label} | {pct(ab.fidelity.top1_agreement)} / "
-                            f"{pct(ab.fidelity.confident_agreement)} | {', '.join(ab.fallback_modules) or '-'} |")
+                            f"{pct(ab.fidelity.confident_agreement)} | {', '.join(ab.fallback_modules) or '-'} |"
+                        )
                         print(ablation_lines[-1], flush=True)
             if name.startswith("repvgg"):
                 lines.extend(_repvgg_rows(name, model, spec, data, Path(tmp), args))
@@ -171,18 +189,25 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    text = [f"\n## INT8 table ({stamp}, {platform.processor() or platform.machine()}, torch threads 2, ORT CPU)\n",
-            f"{args.eval_samples} held-out random crops of the evaluation photos, {args.calib_samples} calibration "
-            "crops of disjoint photos (calibration/README.md). Plain PTQ = ORT quantize_static QDQ, per-channel, "
-            "MinMax, the target's types, nothing else. Agreement = top-1 agreement with the FP32 model; confident = "
-            "where FP32's top-1 probability > 0.5. Random-weight rows measure fidelity, not accuracy. tensorrt rows' "
-            "fidelity is the "
-            "QDQ graph's exact arithmetic (ORT CPU, optimizations off); their latency column is ORT's fused s8s8 CPU "
-            "kernels, which is not what TensorRT runs.\n", *header, *lines]
+    text = [
+        f"\n## INT8 table ({stamp}, {platform.processor() or platform.machine()}, torch threads 2, ORT CPU)\n",
+        f"{args.eval_samples} held-out random crops of the evaluation photos, {args.calib_samples} calibration "
+        "crops of disjoint photos (calibration/README.md). Plain PTQ = ORT quantize_static QDQ, per-channel, "
+        "MinMax, the target's types, nothing else. Agreement = top-1 agreement with the FP32 model; confident = "
+        "where FP32's top-1 probability > 0.5. Random-weight rows measure fidelity, not accuracy. tensorrt rows' "
+        "fidelity is the "
+        "QDQ graph's exact arithmetic (ORT CPU, optimizations off); their latency column is ORT's fused s8s8 CPU "
+        "kernels, which is not what TensorRT runs.\n",
+        *header,
+        *lines,
+    ]
     if ablation_lines:
-        text += ["\n### Ablations (each improvement switched off, one at a time)\n",
-                 "| model | target | change | agreement overall / confident | kept in float |", "|---|---|---|---|---|",
-                 *ablation_lines]
+        text += [
+            "\n### Ablations (each improvement switched off, one at a time)\n",
+            "| model | target | change | agreement overall / confident | kept in float |",
+            "|---|---|---|---|---|",
+            *ablation_lines,
+        ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     mode = "a" if args.append and out.exists() else "w"
@@ -202,12 +227,21 @@ def _repvgg_rows(name: str, model: torch.nn.Module, spec, data, tmp: Path, args)
     unfused = getattr(unfused, "model", unfused)
     path = tmp / f"{name}.branches.onnx"
     export_fp32(unfused, path, spec.input_size)
-    options = Int8Options(target="onnxruntime", calib_samples=args.calib_samples, eval_samples=args.eval_samples,
-                          min_agreement=0.0, equalize=False, bias_correction=False, fallback="none")
+    options = Int8Options(
+        target="onnxruntime",
+        calib_samples=args.calib_samples,
+        eval_samples=args.eval_samples,
+        min_agreement=0.0,
+        equalize=False,
+        bias_correction=False,
+        fallback="none",
+    )
     report = quantize_int8(path, tmp / "branches.int8.onnx", spec, None, options, data=data)
-    rows.append(f"| {name} (multi-branch form, plain) | random, BN re-estimated | onnxruntime | - | - | "
-                f"{pct(report.fidelity.top1_agreement)} / {pct(report.fidelity.confident_agreement)} | "
-                f"{pct(report.fidelity.top5_overlap)} | {report.fidelity.mean_kl:.4f} | - | - | - |")
+    rows.append(
+        f"| {name} (multi-branch form, plain) | random, BN re-estimated | onnxruntime | - | - | "
+        f"{pct(report.fidelity.top1_agreement)} / {pct(report.fidelity.confident_agreement)} | "
+        f"{pct(report.fidelity.top5_overlap)} | {report.fidelity.mean_kl:.4f} | - | - | - |"
+    )
     return rows
 
 

@@ -168,7 +168,13 @@ def test_tf_same_padding_exports_exactly_with_real_weights(tmp_path) -> None:
     sampling grids). Random-init EfficientNet-Lite logits are too flat to show it; the real checkpoint does."""
     spec = get_spec("efficientnet_lite0")
     model = create_model("efficientnet_lite0", weights="imagenet")
-    report = export_onnx(fuse_model(model).model, tmp_path / "m.onnx", (1, *spec.input_size), reference=model,
-                         mean=spec.mean, std=spec.std)
+    report = export_onnx(
+        fuse_model(model).model,
+        tmp_path / "m.onnx",
+        (1, *spec.input_size),
+        reference=model,
+        mean=spec.mean,
+        std=spec.std,
+    )
     assert report.validation and report.validation.passed
     assert report.validation.max_rel_error <= 1e-4

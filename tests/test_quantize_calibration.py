@@ -97,8 +97,10 @@ def test_unreadable_and_non_image_files_are_skipped_and_counted(tmp_path: Path) 
     (folder / "notes.csv").write_text("a,b\n")
     found = read_image_folder(folder)
     assert len(found.images) == 3
-    assert sorted((p.name, why.split(" ")[0]) for p, why in found.skipped) == [("broken.jpg", "unreadable"),
-                                                                              ("notes.csv", "not")]
+    assert sorted((p.name, why.split(" ")[0]) for p, why in found.skipped) == [
+        ("broken.jpg", "unreadable"),
+        ("notes.csv", "not"),
+    ]
     only_bad = tmp_path / "bad"
     only_bad.mkdir()
     (only_bad / "x.png").write_bytes(b"\x89PNG garbage")

@@ -11,8 +11,23 @@ from edgeconv.cli import app
 
 
 def test_export_int8_writes_fidelity_into_the_manifest(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["export", "lenet5", "--int8", "--calib-samples", "16", "--calib-method", "minmax",
-                                      "--target", "tensorrt", "--out", str(tmp_path / "lenet5"), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "lenet5",
+            "--int8",
+            "--calib-samples",
+            "16",
+            "--calib-method",
+            "minmax",
+            "--target",
+            "tensorrt",
+            "--out",
+            str(tmp_path / "lenet5"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "lenet5" / "manifest.json").read_text())
     int8 = manifest["int8"]
@@ -23,8 +38,9 @@ def test_export_int8_writes_fidelity_into_the_manifest(tmp_path: Path) -> None:
 
 
 def test_export_int8_bad_calibration_folder(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["export", "lenet5", "--int8", "--calib", str(tmp_path / "missing"),
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["export", "lenet5", "--int8", "--calib", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "calibration folder" in result.output and "does not exist" in result.output
     assert not (tmp_path / "out" / "model_int8.onnx").exists()

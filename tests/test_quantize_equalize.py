@@ -13,10 +13,15 @@ from edgeconv.quantize.equalize import WeightQuantScheme, correct_bias, equalize
 def _net(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Dense -> depthwise -> pointwise, with badly mismatched channel ranges (what BN folding produces)."""
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), act(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=8), act(),
-        nn.Conv2d(8, 6, 1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        act(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        act(),
+        nn.Conv2d(8, 6, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
     ).eval()
     with torch.no_grad():
         net[0].weight.mul_(torch.logspace(-2, 1, 8).reshape(-1, 1, 1, 1))

@@ -52,8 +52,16 @@ def _model() -> Tiny:
 
 
 def _export(model: nn.Module, path: Path) -> Path:
-    torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
     return path
 
 
@@ -143,9 +151,13 @@ def test_gate_refuses_to_write_below_threshold(tmp_path: Path) -> None:
 
 def test_manual_fallback_by_module_name(fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "fb.onnx"
-    report = quantize_int8(fp32, out, PREP, None,
-                           Int8Options(fallback=("stem", "classifier"), equalize=False, bias_correction=False,
-                                       **OPTIONS))
+    report = quantize_int8(
+        fp32,
+        out,
+        PREP,
+        None,
+        Int8Options(fallback=("stem", "classifier"), equalize=False, bias_correction=False, **OPTIONS),
+    )
     assert report.fallback_modules == ["stem.0", "classifier"]
     model = onnx.load(str(out))
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -179,10 +191,14 @@ def test_node_names_map_to_real_modules(tmp_path: Path) -> None:
 
 
 def test_fidelity_metrics_on_known_arrays() -> None:
-    ref = np.array([[4.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # confident (p ~ 0.92)
-                    [1.0, 1.1, 0.0, 0.0, 0.0, 0.0],   # not confident
-                    [0.0, 0.0, 5.0, 0.0, 0.0, 0.0],   # confident
-                    [0.0, 0.0, 0.0, 0.2, 0.1, 0.0]])  # not confident
+    ref = np.array(
+        [
+            [4.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # confident (p ~ 0.92)
+            [1.0, 1.1, 0.0, 0.0, 0.0, 0.0],  # not confident
+            [0.0, 0.0, 5.0, 0.0, 0.0, 0.0],  # confident
+            [0.0, 0.0, 0.0, 0.2, 0.1, 0.0],
+        ]
+    )  # not confident
     test = ref.copy()
     test[1] = [1.2, 1.0, 0.0, 0.0, 0.0, 0.0]  # flips the unconfident one
     test[2] = [0.0, 6.0, 5.0, 0.0, 0.0, 0.0]  # flips a confident one

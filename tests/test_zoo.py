@@ -29,7 +29,9 @@ def test_params_match_paper_or_deviation_is_explained(name: str) -> None:
     ours = count_params(name)
     deviation = abs(ours - spec.figures.params) / spec.figures.params
     if deviation > 0.02:
-        assert spec.figures.note, f"{name}: {ours:,} params vs paper {spec.figures.params:,.0f} ({deviation:.1%}) unexplained"
+        assert spec.figures.note, (
+            f"{name}: {ours:,} params vs paper {spec.figures.params:,.0f} ({deviation:.1%}) unexplained"
+        )
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -69,7 +69,9 @@ def parse_input_size(text: str | None) -> tuple[int, int] | None:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 8 or max(parts) > 4096:
-        raise InvalidArgumentError(f"--input-size {text!r} is not valid; use H or H,W with 8 <= H,W <= 4096, e.g. 224 or 224,192")
+        raise InvalidArgumentError(
+            f"--input-size {text!r} is not valid; use H or H,W with 8 <= H,W <= 4096, e.g. 224 or 224,192"
+        )
     return parts[0], parts[1]
 
 

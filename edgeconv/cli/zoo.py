@@ -119,7 +119,9 @@ def info_command(
     for column in ("type", "params", "params %", "mult-adds", "mult-adds %"):
         by_type.add_column(column, justify="left" if column == "type" else "right")
     for key, totals in report.by_type().items():
-        by_type.add_row(key, _millions(totals.params), f"{totals.params_pct:.2f}", _millions(totals.macs), f"{totals.macs_pct:.2f}")
+        by_type.add_row(
+            key, _millions(totals.params), f"{totals.params_pct:.2f}", _millions(totals.macs), f"{totals.macs_pct:.2f}"
+        )
     console.print(by_type)
     blocks = Table(title="layer summary by block")
     for column in ("block", "layers", "output", "params", "mult-adds"):

@@ -64,8 +64,9 @@ class Preprocessing:
             from edgeconv.preprocess import preprocess_image
         except ImportError:  # the shared preprocessing module is optional at this layer
             return _preprocess(image, self)
-        out = preprocess_image(image, input_size=self.input_size, mean=self.mean, std=self.std,
-                               resize_ratio=self.resize_ratio)
+        out = preprocess_image(
+            image, input_size=self.input_size, mean=self.mean, std=self.std, resize_ratio=self.resize_ratio
+        )
         return np.asarray(out, dtype=np.float32).reshape(self.input_size)
 
 
@@ -144,8 +145,9 @@ class CalibrationSplit:
         return self.calibration.skipped + self.evaluation.skipped
 
 
-def split_calibration_folder(folder: str | Path | None = None, *, seed: int = 0, eval_fraction: float = 0.5,
-                             method: str = "minmax") -> CalibrationSplit:
+def split_calibration_folder(
+    folder: str | Path | None = None, *, seed: int = 0, eval_fraction: float = 0.5, method: str = "minmax"
+) -> CalibrationSplit:
     """Calibration vs held-out evaluation images, disjoint by image.
 
     ``folder`` with ``calib/`` and ``eval/`` sub-folders: those. A flat folder: its images shuffled by ``seed`` and cut
@@ -157,8 +159,10 @@ def split_calibration_folder(folder: str | Path | None = None, *, seed: int = 0,
     if folder is None:
         folder = DEFAULT_CALIBRATION_DIR
         if not folder.is_dir():
-            raise CalibrationError(f"the shipped calibration folder {folder} is not there (installed from a wheel?); "
-                                   "pass --calib DIR with a folder of photos")
+            raise CalibrationError(
+                f"the shipped calibration folder {folder} is not there (installed from a wheel?); "
+                "pass --calib DIR with a folder of photos"
+            )
     root = Path(folder).expanduser()
     if (root / "calib").is_dir() and (root / "eval").is_dir():
         split = CalibrationSplit(read_image_folder(root / "calib"), read_image_folder(root / "eval"))
@@ -168,26 +172,42 @@ def split_calibration_folder(folder: str | Path | None = None, *, seed: int = 0,
         if len(everything.images) < need:
             raise CalibrationError(
                 f"calibration folder {root} has {len(everything.images)} usable image(s); {method} calibration plus "
-                f"held-out evaluation need at least {need} distinct images (more photos give better INT8)")
+                f"held-out evaluation need at least {need} distinct images (more photos give better INT8)"
+            )
         order = np.random.default_rng(seed).permutation(len(everything.images))
         n_eval = min(len(order) - MIN_IMAGES[method], max(MIN_EVAL_IMAGES, round(len(order) * eval_fraction)))
         chosen = [everything.images[i] for i in order]
-        split = CalibrationSplit(ImageSet(root, chosen[n_eval:], list(everything.skipped)),
-                                 ImageSet(root, chosen[:n_eval], []))
+        split = CalibrationSplit(
+            ImageSet(root, chosen[n_eval:], list(everything.skipped)), ImageSet(root, chosen[:n_eval], [])
+        )
     n_cal = len(split.calibration.images)
     if n_cal < MIN_IMAGES[method]:
-        raise CalibrationError(f"{split.calibration.folder} has {n_cal} usable image(s); {method} calibration needs at "
-                               f"least {MIN_IMAGES[method]} distinct images; add photos or use --calib-method minmax")
+        raise CalibrationError(
+            f"{split.calibration.folder} has {n_cal} usable image(s); {method} calibration needs at "
+            f"least {MIN_IMAGES[method]} distinct images; add photos or use --calib-method minmax"
+        )
     if len(split.evaluation.images) < MIN_EVAL_IMAGES:
-        raise CalibrationError(f"{split.evaluation.folder} has {len(split.evaluation.images)} usable image(s); "
-                               f"the held-out fidelity check needs at least {MIN_EVAL_IMAGES}")
-    logger.info("calibration images: %s; evaluation images: %s",
-                ", ".join(p.name for p in split.calibration.paths), ", ".join(p.name for p in split.evaluation.paths))
+        raise CalibrationError(
+            f"{split.evaluation.folder} has {len(split.evaluation.images)} usable image(s); "
+            f"the held-out fidelity check needs at least {MIN_EVAL_IMAGES}"
+        )
+    logger.info(
+        "calibration images: %s; evaluation images: %s",
+        ", ".join(p.name for p in split.calibration.paths),
+        ", ".join(p.name for p in split.evaluation.paths),
+    )
     return split
 
 
-def random_crops(images: Sequence[Any], count: int, preprocessing: Preprocessing, *, seed: int = 0,
-                 min_area: float = 0.08, progress: ProgressCallback | None = None) -> np.ndarray:
+def random_crops(
+    images: Sequence[Any],
+    count: int,
+    preprocessing: Preprocessing,
+    *,
+    seed: int = 0,
+    min_area: float = 0.08,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
     """``count`` random resized crops (with horizontal flips) of ``images`` (PIL), each preprocessed -> ``(N,C,H,W)``.
 
     Images are visited round-robin, so every image contributes equally; boxes and flips come from ``seed``.
@@ -225,8 +245,9 @@ class CalibrationReader:
     """ONNX Runtime's ``CalibrationDataReader`` protocol over an array of inputs: ``get_next()`` -> ``{name: batch}``
     or ``None``; ``rewind()`` starts again (ORT reads the data once per calibration pass)."""
 
-    def __init__(self, samples: np.ndarray, input_name: str, *, batch_size: int = 1,
-                 progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self, samples: np.ndarray, input_name: str, *, batch_size: int = 1, progress: ProgressCallback | None = None
+    ) -> None:
         if samples.ndim < 2 or len(samples) == 0:
             raise CalibrationError(f"calibration samples must be a non-empty (N, ...) array, got shape {samples.shape}")
         self.samples = np.ascontiguousarray(samples, dtype=np.float32)
@@ -272,9 +293,16 @@ class CalibrationData:
         return self.split.skipped if self.split else []
 
 
-def load_calibration_data(folder: str | Path | None, preprocessing: Preprocessing, *, samples: int = 128,
-                          eval_samples: int = 300, seed: int = 0, method: str = "minmax",
-                          progress: ProgressCallback | None = None) -> CalibrationData:
+def load_calibration_data(
+    folder: str | Path | None,
+    preprocessing: Preprocessing,
+    *,
+    samples: int = 128,
+    eval_samples: int = 300,
+    seed: int = 0,
+    method: str = "minmax",
+    progress: ProgressCallback | None = None,
+) -> CalibrationData:
     """Read ``folder``, split it by image, and draw ``samples`` calibration and ``eval_samples`` evaluation crops."""
     split = split_calibration_folder(folder, seed=seed, method=method)
     total = samples + eval_samples
@@ -287,9 +315,19 @@ def load_calibration_data(folder: str | Path | None, preprocessing: Preprocessin
         if progress is not None:
             progress(samples + done, total)
 
-    calib = random_crops([im for _, im in split.calibration.images], samples, preprocessing, seed=seed,
-                         progress=cal_progress)
+    calib = random_crops(
+        [im for _, im in split.calibration.images], samples, preprocessing, seed=seed, progress=cal_progress
+    )
     # A different stream for evaluation crops, still a pure function of the seed.
-    evaluation = random_crops([im for _, im in split.evaluation.images], eval_samples, preprocessing,
-                              seed=seed + 1_000_003, progress=eval_progress) if eval_samples else calib[:0]
+    evaluation = (
+        random_crops(
+            [im for _, im in split.evaluation.images],
+            eval_samples,
+            preprocessing,
+            seed=seed + 1_000_003,
+            progress=eval_progress,
+        )
+        if eval_samples
+        else calib[:0]
+    )
     return CalibrationData(calib, evaluation, split)

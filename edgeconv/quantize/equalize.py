@@ -146,8 +146,9 @@ def _equalize_pair(conv1: nn.Conv2d, conv2: nn.Conv2d, max_scale: float) -> None
     conv2.weight.copy_((w2 * scale.reshape(shape)).to(conv2.weight.dtype))
 
 
-def equalize_model(model: nn.Module, *, iterations: int = 4, relu6: str = "skip",
-                   max_scale: float = 1e3) -> EqualizationReport:
+def equalize_model(
+    model: nn.Module, *, iterations: int = 4, relu6: str = "skip", max_scale: float = 1e3
+) -> EqualizationReport:
     """Cross-layer equalization in place on a BN-folded ``model`` (BatchNorm between the convs blocks a pair).
 
     ``relu6``: ``"skip"`` leaves pairs joined by ReLU6 alone (float function exact); ``"relu"`` replaces those ReLU6 by
@@ -186,6 +187,7 @@ def equalize_model(model: nn.Module, *, iterations: int = 4, relu6: str = "skip"
 
 # --- bias correction ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WeightQuantScheme:
     """How the runtime will quantize weights: symmetric per-output-channel integers in ``[-qmax, qmax]``."""
@@ -204,8 +206,14 @@ class WeightQuantScheme:
 
 
 @torch.no_grad()
-def correct_bias(model: nn.Module, samples: Iterable[torch.Tensor], scheme: WeightQuantScheme | None = None, *,
-                 skip: Iterable[str] = (), qmax_by_layer: Mapping[str, int] | None = None) -> dict[str, float]:
+def correct_bias(
+    model: nn.Module,
+    samples: Iterable[torch.Tensor],
+    scheme: WeightQuantScheme | None = None,
+    *,
+    skip: Iterable[str] = (),
+    qmax_by_layer: Mapping[str, int] | None = None,
+) -> dict[str, float]:
     """Empirical bias correction in place: for every Conv2d / Linear, subtract the mean over the calibration inputs
     (batch and spatial positions) of ``layer(x; W_q) - layer(x; W)``. Returns ``{module: mean |correction|}``.
 
@@ -216,7 +224,8 @@ def correct_bias(model: nn.Module, samples: Iterable[torch.Tensor], scheme: Weig
     scheme = scheme or WeightQuantScheme()
     skipped = set(skip)
     layers: dict[str, nn.Conv2d | nn.Linear] = {
-        n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in skipped}
+        n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in skipped
+    }
     qmax_by_layer = qmax_by_layer or {}
 
     def delta(name: str, module: nn.Conv2d | nn.Linear) -> torch.Tensor:
@@ -231,8 +240,9 @@ def correct_bias(model: nn.Module, samples: Iterable[torch.Tensor], scheme: Weig
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             x = inputs[0]
             if isinstance(module, nn.Conv2d):
-                err = nn.functional.conv2d(x, deltas[name], None, module.stride, module.padding, module.dilation,
-                                           module.groups)
+                err = nn.functional.conv2d(
+                    x, deltas[name], None, module.stride, module.padding, module.dilation, module.groups
+                )
                 total, n = err.double().sum(dim=(0, 2, 3)), err.shape[0] * err.shape[2] * err.shape[3]
             else:
                 err = nn.functional.linear(x, deltas[name])

@@ -55,20 +55,27 @@ class FidelityReport:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     def summary(self) -> str:
-        conf = (f"{self.confident_agreement:.1%} of {self.confident_samples} confident"
-                if self.confident_samples else "no confident samples")
-        return (f"top-1 agreement {self.top1_agreement:.1%} of {self.samples} ({conf}), top-5 overlap "
-                f"{self.top5_overlap:.1%}, mean KL {self.mean_kl:.4f}, output SQNR {self.output_sqnr_db:.1f} dB")
+        conf = (
+            f"{self.confident_agreement:.1%} of {self.confident_samples} confident"
+            if self.confident_samples
+            else "no confident samples"
+        )
+        return (
+            f"top-1 agreement {self.top1_agreement:.1%} of {self.samples} ({conf}), top-5 overlap "
+            f"{self.top5_overlap:.1%}, mean KL {self.mean_kl:.4f}, output SQNR {self.output_sqnr_db:.1f} dB"
+        )
 
 
-def compare_logits(reference: np.ndarray, test: np.ndarray, *,
-                   confident_probability: float = CONFIDENT_PROBABILITY) -> FidelityReport:
+def compare_logits(
+    reference: np.ndarray, test: np.ndarray, *, confident_probability: float = CONFIDENT_PROBABILITY
+) -> FidelityReport:
     """Fidelity of ``test`` logits ``(N, classes)`` against ``reference`` logits of the same shape."""
     ref = np.asarray(reference)
     out = np.asarray(test)
     if ref.shape != out.shape or ref.ndim != 2 or ref.shape[0] == 0:
-        raise InvalidArgumentError(f"logits must be two equal (N, classes) arrays with N > 0, got {ref.shape} and "
-                                   f"{out.shape}")
+        raise InvalidArgumentError(
+            f"logits must be two equal (N, classes) arrays with N > 0, got {ref.shape} and {out.shape}"
+        )
     p_ref, p_out = softmax(ref), softmax(out)
     agree = ref.argmax(axis=1) == out.argmax(axis=1)
     confident = p_ref.max(axis=1) > confident_probability
@@ -88,8 +95,7 @@ def compare_logits(reference: np.ndarray, test: np.ndarray, *,
     )
 
 
-def check_gate(report: FidelityReport, min_agreement: float, *, force: bool = False,
-               hint: str = "") -> bool:
+def check_gate(report: FidelityReport, min_agreement: float, *, force: bool = False, hint: str = "") -> bool:
     """True when ``report`` clears ``min_agreement`` (top-1, fraction). Below it: ``QuantizationError`` naming what
     was measured and what to try, unless ``force`` (then False, and the caller writes the artifact anyway)."""
     if not 0.0 <= min_agreement <= 1.0:
@@ -98,8 +104,11 @@ def check_gate(report: FidelityReport, min_agreement: float, *, force: bool = Fa
         return True
     if force:
         return False
-    tips = hint or ("try --fallback auto (keeps the most sensitive layers in float), --calib-method percentile, "
-                    "more --calib-samples or your own --calib DIR of photos like your deployment data")
+    tips = hint or (
+        "try --fallback auto (keeps the most sensitive layers in float), --calib-method percentile, "
+        "more --calib-samples or your own --calib DIR of photos like your deployment data"
+    )
     raise QuantizationError(
         f"INT8 fidelity below the gate: {report.summary()}; required top-1 agreement >= {min_agreement:.1%}. "
-        f"{tips}; or pass --force to write it anyway")
+        f"{tips}; or pass --force to write it anyway"
+    )

@@ -97,7 +97,8 @@ class Int8Options:
             raise InvalidArgumentError(f"--target {self.target!r} is not known; choose one of {', '.join(TARGETS)}")
         if self.calib_method not in CALIBRATION_METHODS:
             raise InvalidArgumentError(
-                f"--calib-method {self.calib_method!r} is not known; choose one of {', '.join(CALIBRATION_METHODS)}")
+                f"--calib-method {self.calib_method!r} is not known; choose one of {', '.join(CALIBRATION_METHODS)}"
+            )
         if self.calib_samples < 8:
             raise InvalidArgumentError(f"--calib-samples {self.calib_samples} is too few; use at least 8 (128 default)")
         if self.eval_samples < 1:
@@ -106,7 +107,8 @@ class Int8Options:
             raise InvalidArgumentError(f"--min-agreement {self.min_agreement} must be a fraction in [0, 1], e.g. 0.85")
         if isinstance(self.fallback, str) and self.fallback not in ("auto", "none"):
             raise InvalidArgumentError(
-                f"--fallback {self.fallback!r}: use auto, none, or module names separated by commas")
+                f"--fallback {self.fallback!r}: use auto, none, or module names separated by commas"
+            )
 
 
 @dataclass
@@ -145,8 +147,12 @@ class Int8Report:
     def manifest(self) -> dict[str, Any]:
         return {
             "target": self.target,
-            "calibration": {"method": self.calib_method, "samples": self.calib_samples,
-                            "images": self.calibration_images, "skipped_files": self.skipped_files},
+            "calibration": {
+                "method": self.calib_method,
+                "samples": self.calib_samples,
+                "images": self.calibration_images,
+                "skipped_files": self.skipped_files,
+            },
             "evaluation_images": self.evaluation_images,
             "fidelity": self.fidelity.as_dict(),
             "plain_ptq_fidelity": self.baseline.as_dict() if self.baseline else None,
@@ -157,8 +163,11 @@ class Int8Report:
             "float_fallback": self.fallback_modules,
             "latency_ratio_vs_fp32": self.latency_ratio,
             "layer_sqnr_db": {layer.module or layer.node: round(layer.sqnr_db, 2) for layer in self.layers},
-            "float_fallback_gain": {layer.module or layer.node: round(layer.agreement_gain, 4)
-                                    for layer in self.layers if layer.agreement_gain is not None},
+            "float_fallback_gain": {
+                layer.module or layer.node: round(layer.agreement_gain, 4)
+                for layer in self.layers
+                if layer.agreement_gain is not None
+            },
             "notes": self.notes,
         }
 
@@ -206,23 +215,32 @@ def resolve_fallback(model: onnx.ModelProto, modules: Sequence[str]) -> list[str
     nodes = quantizable_nodes(model)
     chosen: list[str] = []
     for name in modules:
-        hits = [n.name for n in nodes
-                if name in (n.name, node_module_name(n.name)) or node_module_name(n.name).startswith(name + ".")]
+        hits = [
+            n.name
+            for n in nodes
+            if name in (n.name, node_module_name(n.name)) or node_module_name(n.name).startswith(name + ".")
+        ]
         if not hits:
             known = ", ".join(sorted({node_module_name(n.name) or n.name for n in nodes})[:8])
-            raise InvalidArgumentError(f"--fallback layer {name!r} is not a quantized layer of this model; "
-                                       f"layers are PyTorch module names such as: {known} ...")
+            raise InvalidArgumentError(
+                f"--fallback layer {name!r} is not a quantized layer of this model; "
+                f"layers are PyTorch module names such as: {known} ..."
+            )
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
 
 
 # --- ORT quantization ----------------------------------------------------------------------------------------------
 
+
 def _ort_method(name: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
 
 
 def weight_qmax_by_node(model: onnx.ModelProto, target: str) -> dict[str, int]:
@@ -232,39 +250,71 @@ def weight_qmax_by_node(model: onnx.ModelProto, target: str) -> dict[str, int]:
     return {n.name: 127 if _is_depthwise(n, model) else SATURATION_SAFE_QMAX for n in quantizable_nodes(model)}
 
 
-def _quantize_kwargs(model: onnx.ModelProto, target: str, options: Int8Options, *,
-                     plain: bool = False) -> dict[str, Any]:
+def _quantize_kwargs(
+    model: onnx.ModelProto, target: str, options: Int8Options, *, plain: bool = False
+) -> dict[str, Any]:
     """``quantize_static`` arguments for ``target``. ``plain``: what a user of ORT's quantizer gets with the target's
     types and nothing else (8-bit weights everywhere, per-channel, MinMax) -- the baseline of the bench table."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
     extra: dict[str, Any] = {"CalibPercentile": options.percentile, "WeightSymmetric": True}
     if target == "tensorrt":
-        extra.update({"ActivationSymmetric": True, "AddQDQPairToWeight": True, "DedicatedQDQPair": True,
-                      "QuantizeBias": False, "ForceQuantizeNoInputCheck": True,
-                      "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-                      "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}})
+        extra.update(
+            {
+                "ActivationSymmetric": True,
+                "AddQDQPairToWeight": True,
+                "DedicatedQDQPair": True,
+                "QuantizeBias": False,
+                "ForceQuantizeNoInputCheck": True,
+                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1},
+            }
+        )
         types = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8}
         ops = list(QUANTIZED_OPS)
     else:
         initializers = {i.name for i in model.graph.initializer}
-        overrides = {n.input[1]: [{"axis": 0, "reduce_range": True}]
-                     for n in quantizable_nodes(model)
-                     if not _is_depthwise(n, model) and len(n.input) > 1 and n.input[1] in initializers
-                     and n.op_type in ("Conv", "Gemm")} if not plain else {}
+        overrides = (
+            {
+                n.input[1]: [{"axis": 0, "reduce_range": True}]
+                for n in quantizable_nodes(model)
+                if not _is_depthwise(n, model)
+                and len(n.input) > 1
+                and n.input[1] in initializers
+                and n.op_type in ("Conv", "Gemm")
+            }
+            if not plain
+            else {}
+        )
         extra["TensorQuantOverrides"] = overrides
         types = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8}
         ops = None  # ORT's default set: also Add, Pool, Concat ..., which keeps whole chains in int8 (speed)
-    return {"quant_format": QuantFormat.QDQ, "per_channel": True, "reduce_range": False,
-            "op_types_to_quantize": ops, "extra_options": extra, **types}
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "per_channel": True,
+        "reduce_range": False,
+        "op_types_to_quantize": ops,
+        "extra_options": extra,
+        **types,
+    }
 
 
 class _Quantizer:
     """Runs ``quantize_static`` repeatedly on one pre-processed model, calibrating only once (ORT >= 1.31 caches the
     ranges in a file; older releases recalibrate)."""
 
-    def __init__(self, source: Path, workdir: Path, samples: np.ndarray, input_name: str, target: str,
-                 options: Int8Options, progress: ProgressCallback | None, *, plain: bool = False) -> None:
+    def __init__(
+        self,
+        source: Path,
+        workdir: Path,
+        samples: np.ndarray,
+        input_name: str,
+        target: str,
+        options: Int8Options,
+        progress: ProgressCallback | None,
+        *,
+        plain: bool = False,
+    ) -> None:
         import onnx
         from onnxruntime.quantization import quant_pre_process
 
@@ -279,8 +329,12 @@ class _Quantizer:
         self.progress = progress
         self.kwargs = _quantize_kwargs(self.model, target, options, plain=plain)
         self.cache = workdir / f"ranges.{options.calib_method}.json"
-        self.cacheable = "calibration_cache_path" in inspect.signature(
-            __import__("onnxruntime.quantization", fromlist=["quantize_static"]).quantize_static).parameters
+        self.cacheable = (
+            "calibration_cache_path"
+            in inspect.signature(
+                __import__("onnxruntime.quantization", fromlist=["quantize_static"]).quantize_static
+            ).parameters
+        )
         self.count = 0
         graph_input = next(i for i in self.model.graph.input if i.name == input_name)
         batch_dim = graph_input.type.tensor_type.shape.dim[0]
@@ -289,16 +343,28 @@ class _Quantizer:
     def __call__(self, out: Path, exclude: Sequence[str] = ()) -> Path:
         from onnxruntime.quantization import quantize_static
 
-        reader = CalibrationReader(self.samples, self.input_name, batch_size=self.batch_size,
-                                   progress=self.progress if self.count == 0 else None)
+        reader = CalibrationReader(
+            self.samples,
+            self.input_name,
+            batch_size=self.batch_size,
+            progress=self.progress if self.count == 0 else None,
+        )
         extra = {} if not self.cacheable else {"calibration_cache_path": str(self.cache)}
-        quantize_static(str(self.pre), str(out), reader, nodes_to_exclude=list(exclude) or None,
-                        calibrate_method=_ort_method(self.options.calib_method), **self.kwargs, **extra)
+        quantize_static(
+            str(self.pre),
+            str(out),
+            reader,
+            nodes_to_exclude=list(exclude) or None,
+            calibrate_method=_ort_method(self.options.calib_method),
+            **self.kwargs,
+            **extra,
+        )
         self.count += 1
         return out
 
 
 # --- running ---------------------------------------------------------------------------------------------------------
+
 
 def _session(path: Path, exact: bool = False, threads: int | None = None) -> Any:
     import onnxruntime as ort
@@ -312,8 +378,9 @@ def _session(path: Path, exact: bool = False, threads: int | None = None) -> Any
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(path: Path, samples: np.ndarray, *, exact: bool = False, batch_size: int = 32,
-             output: int = 0) -> np.ndarray:
+def run_onnx(
+    path: Path, samples: np.ndarray, *, exact: bool = False, batch_size: int = 32, output: int = 0
+) -> np.ndarray:
     """Logits of ``samples`` through ``path`` on ORT CPU (batch 1 when the model's batch dimension is fixed)."""
     session = _session(path, exact)
     inp = session.get_inputs()[0]
@@ -331,8 +398,9 @@ def run_onnx(path: Path, samples: np.ndarray, *, exact: bool = False, batch_size
     return result.reshape(result.shape[0], -1)
 
 
-def measure_latency_ratio(fp32: Path, int8: Path, sample: np.ndarray, *, runs: int = 30, warmup: int = 5,
-                          exact: bool = False) -> tuple[float, float, float]:
+def measure_latency_ratio(
+    fp32: Path, int8: Path, sample: np.ndarray, *, runs: int = 30, warmup: int = 5, exact: bool = False
+) -> tuple[float, float, float]:
     """(fp32 ms, int8 ms, ratio): medians of interleaved batch-1 runs on ORT CPU, same process, same input."""
     sessions = [_session(fp32), _session(int8, exact)]
     feeds = [{s.get_inputs()[0].name: sample[:1]} for s in sessions]
@@ -422,14 +490,17 @@ def _run_named(path: Path, samples: np.ndarray) -> dict[str, np.ndarray]:
 
 # --- the pipeline ----------------------------------------------------------------------------------------------------
 
+
 def _onnx_input(path: Path) -> tuple[str, list[int | str]]:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     graph_input = next(i for i in model.graph.input if i.name not in inits)
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "batch")
-            for d in graph_input.type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "batch")
+        for d in graph_input.type.tensor_type.shape.dim
+    ]
     return graph_input.name, dims
 
 
@@ -441,8 +512,9 @@ def _fold_for_quantization(torch_model: nn.Module) -> nn.Module:
     return fuse_model(torch_model).model.eval()
 
 
-def _export(model: nn.Module, path: Path, input_name: str, dims: list[int | str], opset: int,
-            output_name: str = "output") -> None:
+def _export(
+    model: nn.Module, path: Path, input_name: str, dims: list[int | str], opset: int, output_name: str = "output"
+) -> None:
     """Re-export with the FP32 artifact's input/output names, shape and opset, so the INT8 file is a drop-in."""
     import torch
 
@@ -452,8 +524,16 @@ def _export(model: nn.Module, path: Path, input_name: str, dims: list[int | str]
     if dynamic:
         kwargs["dynamic_axes"] = {input_name: dynamic, output_name: {0: dynamic[0]} if 0 in dynamic else {}}
     with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(shape),), str(path), dynamo=False, opset_version=opset,
-                          input_names=[input_name], output_names=[output_name], **kwargs)
+        torch.onnx.export(
+            model,
+            (torch.zeros(shape),),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[input_name],
+            output_names=[output_name],
+            **kwargs,
+        )
 
 
 def _opset(path: Path) -> int:
@@ -469,19 +549,33 @@ def _output_name(path: Path) -> str:
     return onnx.load(str(path), load_external_data=False).graph.output[0].name
 
 
-def prepare_calibration(spec: ModelSpec | Preprocessing, options: Int8Options,
-                        progress: ProgressCallback | None = None) -> CalibrationData:
+def prepare_calibration(
+    spec: ModelSpec | Preprocessing, options: Int8Options, progress: ProgressCallback | None = None
+) -> CalibrationData:
     """Calibration + held-out crops for ``spec``'s preprocessing, per ``options``."""
     prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
-    return load_calibration_data(options.calib_dir, prep, samples=options.calib_samples,
-                                 eval_samples=options.eval_samples, seed=options.seed,
-                                 method=options.calib_method, progress=progress)
+    return load_calibration_data(
+        options.calib_dir,
+        prep,
+        samples=options.calib_samples,
+        eval_samples=options.eval_samples,
+        seed=options.seed,
+        method=options.calib_method,
+        progress=progress,
+    )
 
 
-def quantize_int8(model_fp32_onnx: str | Path, out_path: str | Path, spec: ModelSpec | Preprocessing,
-                  torch_model: nn.Module | None = None, options: Int8Options | None = None, *,
-                  progress: ProgressCallback | None = None, data: CalibrationData | None = None,
-                  measure_baseline: bool = False) -> Int8Report:
+def quantize_int8(
+    model_fp32_onnx: str | Path,
+    out_path: str | Path,
+    spec: ModelSpec | Preprocessing,
+    torch_model: nn.Module | None = None,
+    options: Int8Options | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    data: CalibrationData | None = None,
+    measure_baseline: bool = False,
+) -> Int8Report:
     """Quantize ``model_fp32_onnx`` to a QDQ INT8 model at ``out_path`` (written atomically) and measure it.
 
     ``torch_model``: the FP32 PyTorch model the ONNX file came from; needed for cross-layer equalization and bias
@@ -513,24 +607,34 @@ def quantize_int8(model_fp32_onnx: str | Path, out_path: str | Path, spec: Model
         source = source_fp32
         eq_pairs = eq_skipped = bc_layers = 0
         if torch_model is not None and (options.equalize or options.bias_correction):
-            source, eq_pairs, eq_skipped, bc_layers = _improve(torch_model, source_fp32, work, data, options,
-                                                               input_name, dims)
+            source, eq_pairs, eq_skipped, bc_layers = _improve(
+                torch_model, source_fp32, work, data, options, input_name, dims
+            )
         elif torch_model is None and (options.equalize or options.bias_correction):
             notes.append("no PyTorch model given: cross-layer equalization and bias correction skipped")
 
         baseline = None
         if measure_baseline:
             (work / "plain").mkdir()
-            plain = _Quantizer(source_fp32, work / "plain", data.calibration, input_name, options.target,
-                               Int8Options(target=options.target, calib_method="minmax"), None, plain=True)
+            plain = _Quantizer(
+                source_fp32,
+                work / "plain",
+                data.calibration,
+                input_name,
+                options.target,
+                Int8Options(target=options.target, calib_method="minmax"),
+                None,
+                plain=True,
+            )
             path = plain(work / "plain" / "plain.onnx")
             baseline = compare_logits(reference, run_onnx(path, data.evaluation, exact=exact))
 
         quantizer = _Quantizer(source, work, data.calibration, input_name, options.target, options, progress)
         candidate = quantizer(work / "q0.onnx")
         fallback_nodes: list[str] = []
-        if isinstance(options.fallback, tuple) or (isinstance(options.fallback, str)
-                                                   and options.fallback not in ("auto", "none")):
+        if isinstance(options.fallback, tuple) or (
+            isinstance(options.fallback, str) and options.fallback not in ("auto", "none")
+        ):
             names = options.fallback if isinstance(options.fallback, tuple) else tuple(options.fallback.split(","))
             fallback_nodes = resolve_fallback(quantizer.model, [n.strip() for n in names if n.strip()])
             candidate = quantizer(work / "q_manual.onnx", fallback_nodes)
@@ -541,29 +645,49 @@ def quantize_int8(model_fp32_onnx: str | Path, out_path: str | Path, spec: Model
         before_fallback = None
         if options.fallback == "auto" and fidelity.top1_agreement < options.min_agreement:
             before_fallback = fidelity
-            candidate, fallback_nodes, latency = _auto_fallback(quantizer, candidate, layers, work, data, reference_cal,
-                                                                source_fp32, options, exact)
+            candidate, fallback_nodes, latency = _auto_fallback(
+                quantizer, candidate, layers, work, data, reference_cal, source_fp32, options, exact
+            )
             fidelity = compare_logits(reference, run_onnx(candidate, data.evaluation, exact=exact))
         by_node = {layer.node: layer for layer in layers}
         gate = check_gate(fidelity, options.min_agreement, force=options.force)
         if not gate:
-            notes.append(f"written below the gate with --force ({fidelity.top1_agreement:.1%} < "
-                         f"{options.min_agreement:.1%})")
+            notes.append(
+                f"written below the gate with --force ({fidelity.top1_agreement:.1%} < {options.min_agreement:.1%})"
+            )
         _atomic_copy(candidate, out)
 
     return Int8Report(
-        target=options.target, calib_method=options.calib_method, fidelity=fidelity, baseline=baseline,
+        target=options.target,
+        calib_method=options.calib_method,
+        fidelity=fidelity,
+        baseline=baseline,
         fallback_modules=[by_node[n].module if n in by_node and by_node[n].module else n for n in fallback_nodes],
-        gate_passed=gate, min_agreement=options.min_agreement, equalized_pairs=eq_pairs,
-        equalization_skipped=eq_skipped, bias_corrected_layers=bc_layers, layers=layers, latency_ratio=latency,
+        gate_passed=gate,
+        min_agreement=options.min_agreement,
+        equalized_pairs=eq_pairs,
+        equalization_skipped=eq_skipped,
+        bias_corrected_layers=bc_layers,
+        layers=layers,
+        latency_ratio=latency,
         calibration_images=[p.name for p in data.split.calibration.paths] if data.split else [],
         evaluation_images=[p.name for p in data.split.evaluation.paths] if data.split else [],
-        skipped_files=[f"{p.name}: {why}" for p, why in data.skipped], calib_samples=len(data.calibration),
-        notes=notes, before_fallback=before_fallback)
+        skipped_files=[f"{p.name}: {why}" for p, why in data.skipped],
+        calib_samples=len(data.calibration),
+        notes=notes,
+        before_fallback=before_fallback,
+    )
 
 
-def _improve(torch_model: nn.Module, source_fp32: Path, work: Path, data: CalibrationData, options: Int8Options,
-             input_name: str, dims: list[int | str]) -> tuple[Path, int, int, int]:
+def _improve(
+    torch_model: nn.Module,
+    source_fp32: Path,
+    work: Path,
+    data: CalibrationData,
+    options: Int8Options,
+    input_name: str,
+    dims: list[int | str],
+) -> tuple[Path, int, int, int]:
     """CLE and bias correction in PyTorch on the BN-folded model, re-exported to ONNX for quantization."""
     import onnx
 
@@ -588,9 +712,17 @@ def _improve(torch_model: nn.Module, source_fp32: Path, work: Path, data: Calibr
     return path, eq_pairs, eq_skipped, bc_layers
 
 
-def _auto_fallback(quantizer: _Quantizer, candidate: Path, layers: list[LayerSensitivity], work: Path,
-                   data: CalibrationData, reference_cal: np.ndarray, fp32: Path, options: Int8Options,
-                   exact: bool) -> tuple[Path, list[str], float | None]:
+def _auto_fallback(
+    quantizer: _Quantizer,
+    candidate: Path,
+    layers: list[LayerSensitivity],
+    work: Path,
+    data: CalibrationData,
+    reference_cal: np.ndarray,
+    fp32: Path,
+    options: Int8Options,
+    exact: bool,
+) -> tuple[Path, list[str], float | None]:
     """Keep layers in float, most useful first, until the gate holds on the *calibration* crops (the held-out crops
     stay untouched for the final figure), within ``max_fallback_layers`` and the latency budget."""
 
@@ -618,16 +750,24 @@ def _auto_fallback(quantizer: _Quantizer, candidate: Path, layers: list[LayerSen
         if options.latency_budget is not None and options.target == "onnxruntime":
             _, _, ratio = measure_latency_ratio(fp32, path, data.calibration[:1], runs=10)
             if ratio > options.latency_budget:
-                logger.info("falling back %s would cost %.2fx FP32 latency (> %.2fx); stopping", node, ratio,
-                            options.latency_budget)
+                logger.info(
+                    "falling back %s would cost %.2fx FP32 latency (> %.2fx); stopping",
+                    node,
+                    ratio,
+                    options.latency_budget,
+                )
                 break
             latency = ratio
         if score > best:
             chosen, best, best_path = trial, score, path
         if best >= options.min_agreement:
             break
-    logger.info("fallback to float: %s (calibration-crop agreement %.1f%% -> %.1f%%)",
-                ", ".join(by_node[n].module or n for n in chosen) or "none", 100 * base, 100 * best)
+    logger.info(
+        "fallback to float: %s (calibration-crop agreement %.1f%% -> %.1f%%)",
+        ", ".join(by_node[n].module or n for n in chosen) or "none",
+        100 * base,
+        100 * best,
+    )
     return best_path, chosen, latency
 
 
@@ -644,8 +784,6 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         raise
 
 
-
-
 def parse_fallback(text: str) -> str | tuple[str, ...]:
     """``--fallback`` value: ``auto``, ``none``, or PyTorch module names separated by commas."""
     value = text.strip()
@@ -654,5 +792,6 @@ def parse_fallback(text: str) -> str | tuple[str, ...]:
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     if not names:
         raise InvalidArgumentError(
-            f"--fallback {text!r}: use auto, none, or module names such as features.0.0,classifier.1")
+            f"--fallback {text!r}: use auto, none, or module names such as features.0.0,classifier.1"
+        )
     return names

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeconv.zoo.layers import init_resnet_style
 from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
 
 CHEN_2017 = Paper("Y. Chen, J. Li, H. Xiao, X. Jin, S. Yan, J. Feng", 2017, "Dual Path Networks")
@@ -130,12 +131,7 @@ class DPN(nn.Module):
         self.features = nn.Sequential(blocks)
         # A 1x1 conv classifier as in the released weights (key ``classifier.weight`` is 4-D).
         self.classifier = nn.Conv2d(in_channels, num_classes, 1, bias=True)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self)
         if self.classifier.bias is not None:
             nn.init.zeros_(self.classifier.bias)
 

@@ -25,7 +25,9 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 def check_width_mult(width_mult: float, low: float = 0.1, high: float = 4.0) -> float:
     if not isinstance(width_mult, (int, float)) or not low <= width_mult <= high:
-        raise InvalidArgumentError(f"width_mult {width_mult!r} is out of range; use a value in [{low}, {high}], e.g. 1.0")
+        raise InvalidArgumentError(
+            f"width_mult {width_mult!r} is out of range; use a value in [{low}, {high}], e.g. 1.0"
+        )
     return float(width_mult)
 
 
@@ -54,7 +56,9 @@ class ConvBNAct(nn.Sequential):
         if bias is None:
             bias = norm_layer is None
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias)
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias
+            )
         ]
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
@@ -85,6 +89,18 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
         return scale * x
+
+
+def init_resnet_style(model: nn.Module, zero_linear_bias: bool = False) -> None:
+    """He (fan-out) init for convs, unit-scale BN, as torchvision's ResNet; optionally zero the linear biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif zero_linear_bias and isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

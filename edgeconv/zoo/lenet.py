@@ -7,7 +7,9 @@ from torch import nn
 
 from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
 
-LECUN_1998 = Paper("Y. LeCun, L. Bottou, Y. Bengio, P. Haffner", 1998, "Gradient-Based Learning Applied to Document Recognition")
+LECUN_1998 = Paper(
+    "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner", 1998, "Gradient-Based Learning Applied to Document Recognition"
+)
 
 
 class LeNet5(nn.Module):

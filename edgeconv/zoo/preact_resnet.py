@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeconv.zoo.layers import init_resnet_style
 from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
 
 HE_2016_IDENTITY = Paper("K. He, X. Zhang, S. Ren, J. Sun", 2016, "Identity Mappings in Deep Residual Networks")
@@ -105,12 +106,7 @@ class PreActResNet(nn.Module):
         self.bn_final = nn.BatchNorm2d(in_channels)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

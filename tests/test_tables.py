@@ -152,6 +152,9 @@ def test_find_bench_results_newest_full_run(tmp_path: Path) -> None:
     os.utime(old, (1_000_000, 1_000_000))
     os.utime(new, (2_000_000, 2_000_000))
     os.utime(quick, (3_000_000, 3_000_000))  # newest, but a smoke run
+    other = tmp_path / "profile_speed.json"  # newest, but not latency results
+    other.write_text(json.dumps({"results": []}))
+    os.utime(other, (4_000_000, 4_000_000))
     assert find_bench_results([tmp_path]) == new.resolve()
 
 

@@ -680,9 +680,19 @@ def load_bench(path: str | Path) -> BenchResults:
     return BenchResults(path=path, summary=summary, env=env if isinstance(env, dict) else {})
 
 
+def _is_bench_results(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("summary"), list)
+
+
 def find_bench_results(directories: Iterable[str | Path] | None = None) -> Path | None:
-    """The newest full-run results file (``*.json``, not ``*-quick.json``) in ``directories``; by default
-    ``bench/results`` under the working directory and under the edgeconv checkout. None when there is none."""
+    """The newest full-run results file of bench/run_bench.py (``*.json`` with a ``summary`` list, not
+    ``*-quick.json``) in ``directories``; by default ``bench/results`` under the working directory and under the
+    edgeconv checkout. Other JSON files there (profile_speed.json ...) are not latency results. None if there is none.
+    """
     if directories is None:
         checkout = Path(__file__).resolve().parents[2]
         directories = [Path.cwd() / "bench" / "results", checkout / "bench" / "results"]
@@ -690,7 +700,7 @@ def find_bench_results(directories: Iterable[str | Path] | None = None) -> Path 
         candidate.resolve()
         for directory in directories
         for candidate in Path(directory).glob("*.json")
-        if not candidate.name.endswith("-quick.json") and candidate.is_file()
+        if not candidate.name.endswith("-quick.json") and candidate.is_file() and _is_bench_results(candidate)
     }
     return max(files, key=lambda f: f.stat().st_mtime, default=None)
 

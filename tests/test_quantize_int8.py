@@ -103,7 +103,8 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
 def test_onnxruntime_target_matches_pytorch(fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "ort.onnx"
     torch_model = _model()
-    report = quantize_int8(fp32, out, PREP, torch_model, Int8Options(target="onnxruntime", **OPTIONS))
+    options = Int8Options(target="onnxruntime", bias_correction=True, **OPTIONS)
+    report = quantize_int8(fp32, out, PREP, torch_model, options)
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
@@ -131,14 +132,7 @@ def _eval_images() -> list:
 
 
 def test_gate_refuses_to_write_below_threshold(tmp_path: Path) -> None:
-    # Two classifier rows that differ by 1e-4: their order is decided below INT8 resolution, so quantization flips
-    # about half of the answers between them.
-    model = _model()
-    with torch.no_grad():
-        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(32)
-        model.classifier.bias[1] = model.classifier.bias[0]
-        model.classifier.bias[0] += 50.0
-        model.classifier.bias[1] += 50.0
+    model = _ties_model()
     fp32 = _export(model, tmp_path / "ties.onnx")
     out = tmp_path / "ties.int8.onnx"
     strict = {**OPTIONS, "min_agreement": 0.99}
@@ -149,22 +143,124 @@ def test_gate_refuses_to_write_below_threshold(tmp_path: Path) -> None:
     assert out.exists() and not report.gate_passed and report.fidelity.top1_agreement < 0.99
 
 
+def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, str]:
+    """Node name -> op type of the graph a *default* ORT CPU session actually runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return {n.name: n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+
+
 def test_manual_fallback_by_module_name(fp32: Path, tmp_path: Path) -> None:
-    out = tmp_path / "fb.onnx"
-    report = quantize_int8(
-        fp32,
-        out,
-        PREP,
-        None,
-        Int8Options(fallback=("stem", "classifier"), equalize=False, bias_correction=False, **OPTIONS),
-    )
-    assert report.fallback_modules == ["stem.0", "classifier"]
-    model = onnx.load(str(out))
-    producer = {o: n for n in model.graph.node for o in n.output}
-    stem = next(n for n in model.graph.node if node_module_name(n.name) == "stem.0")
-    assert stem.input[1] not in producer or producer[stem.input[1]].op_type != "DequantizeLinear"
+    for target in ("onnxruntime", "tensorrt"):
+        out = tmp_path / f"fb_{target}.onnx"
+        report = quantize_int8(
+            fp32,
+            out,
+            PREP,
+            None,
+            Int8Options(target=target, fallback=("dw", "classifier"), equalize=False, **OPTIONS),  # type: ignore[arg-type]
+        )
+        assert report.fallback_modules == ["dw.0", "classifier"]
+        model = onnx.load(str(out))
+        producer = {o: n for n in model.graph.node for o in n.output}
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        dw = next(n for n in model.graph.node if node_module_name(n.name) == "dw.0")
+        weight = producer.get(dw.input[1])
+        if target == "tensorrt":  # left unquantized: TensorRT runs it in FP16/FP32
+            assert weight is None or weight.op_type != "DequantizeLinear"
+        else:
+            # ORT's WeightBiasQuantization would re-quantize a float weight behind a DequantizeLinear input to
+            # per-tensor int8 at load time; a 16-bit weight is left alone and no integer kernel takes it.
+            assert weight is not None and inits[weight.input[0]].dtype == np.int16
+            ops = _optimized_ops(out, tmp_path)
+            assert not [name for name, op in ops.items() if name.startswith(dw.name) and op.startswith("QLinear")]
+            assert any(name.startswith(dw.name) and op == "Conv" for name, op in ops.items())
     with pytest.raises(InvalidArgumentError, match="'nope' is not a quantized layer.*stem.0"):
         quantize_int8(fp32, out, PREP, None, Int8Options(fallback=("nope",), **OPTIONS))
+
+
+def _ties_model() -> Tiny:
+    """Two classifier rows that differ by 1e-4: their order is decided below INT8 resolution, so quantization flips
+    about half of the answers between them."""
+    model = _model()
+    with torch.no_grad():
+        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(32)
+        model.classifier.bias[1] = model.classifier.bias[0]
+        model.classifier.bias[0] += 50.0
+        model.classifier.bias[1] += 50.0
+    return model
+
+
+def test_auto_fallback_keeps_layers_and_tensors_in_high_precision(tmp_path: Path) -> None:
+    # One channel of head.0's output scaled up 300x (and head.2's matching input weights down, so the network computes
+    # the same function): the per-tensor uint8 grid of that activation is then too coarse for every other channel.
+    model = _model()
+    with torch.no_grad():
+        model.head[0].weight[0] *= 300.0
+        model.head[0].bias[0] = model.head[0].bias[0].abs() * 300.0
+        model.head[2].weight[:, 0] /= 300.0
+    fp32 = _export(model, tmp_path / "outlier.onnx")
+    base = quantize_int8(fp32, tmp_path / "none.onnx", PREP, None, Int8Options(fallback="none", **OPTIONS))
+    options = {**OPTIONS, "min_agreement": 1.0, "max_fallback_layers": 2, "latency_budget": None}
+    out = tmp_path / "auto.onnx"
+    report = quantize_int8(fp32, out, PREP, None, Int8Options(fallback="auto", force=True, **options))
+    assert report.before_fallback is not None and 1 <= len(report.fallback_modules) <= 2
+    assert "head.1 output" in report.fallback_modules, report.fallback_modules  # the ReLU after head.0
+    assert report.fidelity.mean_kl < 0.5 * base.fidelity.mean_kl, (report.fidelity.summary(), base.fidelity.summary())
+    assert report.fidelity.output_sqnr_db > base.fidelity.output_sqnr_db + 6.0
+    manifest = report.manifest()
+    assert manifest["float_fallback"] == report.fallback_modules
+    model_proto = onnx.load(str(out))
+    zero_points = {i.name: numpy_helper.to_array(i).dtype for i in model_proto.graph.initializer}
+    assert np.dtype(np.uint16) in zero_points.values(), "the outlier tensor is not 16-bit"
+
+
+def _pair_sums(weight: np.ndarray) -> np.ndarray:
+    """Same-sign |w0| + |w1| of input-channel neighbours (2j, 2j+1) at each kernel position (OIHW weight)."""
+    rows = weight.astype(np.int32).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    a, b = rows[:, 0::2], rows[:, 1::2]
+    return np.where(np.sign(a) == np.sign(b), np.abs(a) + np.abs(b), 0)
+
+
+def test_saturation_safe_weights_match_exact_arithmetic(tmp_path: Path) -> None:
+    from edgeconv.quantize.int8 import limit_pair_sums, make_saturation_safe, saturation_safe_scales
+
+    # A conv whose input channels 0 and 1 carry the largest same-sign weights, fed with activations near the top of
+    # the uint8 range: 255 * 127 * 2 overflows the int16 pair sums of ORT's AVX2 u8s8 kernel.
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1), nn.ReLU())
+    with torch.no_grad():
+        conv[0].weight.normal_(0, 0.05)
+        conv[0].weight[:, 0:2, 1, 1] = 0.5
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(conv, (torch.zeros(1, 6, 8, 8),), str(path), dynamo=False, opset_version=17)
+    x = np.random.default_rng(0).uniform(0.8, 1.0, (16, 6, 8, 8)).astype(np.float32)
+    from edgeconv.quantize.int8 import _Quantizer
+
+    quantizer = _Quantizer(path, tmp_path, x, "input.1", "onnxruntime", Int8Options(calib_method="minmax"), None)
+    safe = quantizer(tmp_path / "safe.onnx")
+    assert quantizer.safe_layers == 1
+    model = onnx.load(str(safe))
+    weight = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("weight_quantized"))
+    assert _pair_sums(weight).max() <= 128 and np.abs(weight).max() >= 64  # 8-bit grid, not 7-bit
+    expected = conv(torch.from_numpy(x)).detach().numpy()
+    fused, exact = run_onnx(safe, x), run_onnx(safe, x, exact=True)
+    np.testing.assert_allclose(fused, exact, atol=2 * np.abs(expected).max() / 255)  # one output step each side
+    assert sqnr_db(expected.reshape(16, -1), fused) > 30.0
+    # the unit pieces: the scale bound and the clamp on the exact layout ORT packs
+    w = conv[0].weight.detach().numpy()
+    scale = saturation_safe_scales(w, "conv")
+    assert (scale >= np.abs(w).reshape(8, -1).max(1) / 127 - 1e-9).all()
+    q = np.clip(np.rint(w / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    assert _pair_sums(q).max() <= 129
+    clamped, changed = limit_pair_sums(np.full((2, 4, 1, 1), 100, np.int8), "conv")
+    assert changed == 4 and (clamped == 64).all()
+    untouched, changed = limit_pair_sums(np.array([[[[100]], [[-100]]]], np.int8), "conv")  # opposite signs cancel
+    assert changed == 0 and untouched.ravel().tolist() == [100, -100]
+    assert make_saturation_safe(model, quantizer.model) == 1  # idempotent on an already safe graph
 
 
 def test_node_module_names() -> None:

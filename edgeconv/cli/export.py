@@ -110,7 +110,11 @@ def export_command(
     ),
     calib_samples: int = typer.Option(128, "--calib-samples", help="INT8: random crops of the calibration photos."),
     no_equalize: bool = typer.Option(False, "--no-equalize", help="INT8: skip cross-layer equalization."),
-    no_bias_correction: bool = typer.Option(False, "--no-bias-correction", help="INT8: skip bias correction."),
+    bias_correction: bool = typer.Option(
+        False,
+        "--bias-correction/--no-bias-correction",
+        help="INT8: empirical bias correction (Nagel et al. 2019); off by default, see bench/results/int8.md.",
+    ),
     fallback: str = typer.Option(
         "auto", "--fallback", help="INT8: auto, none, or PyTorch module names kept in float (a,b)."
     ),
@@ -157,7 +161,7 @@ def export_command(
                 calib_method=calib_method,
                 calib_samples=calib_samples,
                 equalize=not no_equalize,
-                bias_correction=not no_bias_correction,
+                bias_correction=bias_correction,
                 fallback=parse_fallback(fallback),
                 min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement,
                 force=force,

@@ -34,7 +34,7 @@ logger = logging.getLogger("int8_table")
 MODELS = ["mobilenet_v2", "efficientnet_lite0", "resnet50", "shufflenet_v2_x1_0", "mobilenet_v3_large", "repvgg_a0"]
 REAL_WEIGHTS = {"mobilenet_v2", "efficientnet_lite0"}
 ABLATIONS = {
-    "no CLE": {"equalize": False},
+    "no CLE (pairs and residual streams)": {"equalize": False},
     "CLE with ReLU6->ReLU": {"relu6": "relu"},
     "with bias correction": {"bias_correction": True},
     "no fallback": {"fallback": "none"},
@@ -111,7 +111,8 @@ def main() -> None:
     parser.add_argument("--targets", default="onnxruntime,tensorrt")
     parser.add_argument("--calib-samples", type=int, default=128)
     parser.add_argument("--eval-samples", type=int, default=1000)
-    parser.add_argument("--ablations", action="store_true", help="also run each improvement switched off")
+    parser.add_argument("--ablations", action="store_true", help="also run each improvement switched off/on")
+    parser.add_argument("--ablation-targets", default="onnxruntime", help="targets the ablations run for")
     parser.add_argument("--latency-runs", type=int, default=200)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "int8.md"))
     parser.add_argument("--append", action="store_true")
@@ -169,7 +170,7 @@ def main() -> None:
                     "lowest-SQNR layers: %s",
                     ", ".join(f"{layer.module or layer.node} {layer.sqnr_db:.1f} dB" for layer in worst),
                 )
-                if args.ablations:
+                if args.ablations and target in args.ablation_targets.split(","):
                     for label, change in ABLATIONS.items():
                         ab = quantize_int8(
                             fp32, Path(tmp) / "ab.onnx", spec, model, replace(options, **change), data=data

@@ -96,3 +96,71 @@ def test_bias_correction_reduces_the_mean_output_error() -> None:
     assert set(applied) == {"0", "2"}
     after = mean_error(corrected)
     assert after < before / 3, (before, after)
+
+
+class _Bottlenecks(nn.Module):
+    """A linear-bottleneck stage: stem conv (no activation) -> two residual blocks -> a dense head conv. The stream's
+    channels span 1000x in range, as in MobileNetV2's late stages."""
+
+    def __init__(self, stem_relu: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem_act = nn.ReLU() if stem_relu else None
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(8, 16, 1), nn.ReLU6(), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 8, 1)
+            )
+            for _ in range(2)
+        )
+        self.head = nn.Conv2d(8, 4, 1)
+        with torch.no_grad():
+            spread = torch.logspace(-1.5, 1.5, 8)
+            for conv in [self.stem, *(b[3] for b in self.blocks)]:
+                conv.weight.mul_(spread.view(-1, 1, 1, 1))
+                conv.bias.mul_(spread)
+            for conv in [*(b[0] for b in self.blocks), self.head]:
+                conv.weight.div_(spread.view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        if self.stem_act is not None:
+            x = self.stem_act(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x)
+
+
+def test_residual_stream_equalization_keeps_the_function_and_evens_the_ranges() -> None:
+    from edgeconv.quantize.equalize import equalize_residual_streams, find_residual_streams
+
+    torch.manual_seed(0)
+    net = _Bottlenecks().eval()
+    x = torch.randn(16, 3, 12, 12)
+    found = find_residual_streams(net)
+    assert found is not None
+    (stream,) = found[1]
+    assert stream.producers == ["stem", "blocks.0.3", "blocks.1.3"]
+    assert stream.consumers == ["blocks.0.0", "blocks.1.0", "head"]
+
+    def stream_ranges(model: _Bottlenecks) -> torch.Tensor:
+        with torch.no_grad():
+            t = model.stem(x)
+            return (t + model.blocks[0](t)).abs().amax(dim=(0, 2, 3))
+
+    before, reference = stream_ranges(net), net(x).detach()
+    equalized = copy.deepcopy(net)
+    assert equalize_residual_streams(equalized, [x[:8], x[8:]], alpha=0.5) == ["stem,blocks.0.3,blocks.1.3"]
+    after = stream_ranges(equalized)
+    torch.testing.assert_close(equalized(x), reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+    spread_before = (before.max() / before.min()).item()
+    spread_after = (after.max() / after.min()).item()
+    assert spread_after < spread_before**0.6, (spread_before, spread_after)  # alpha 0.5 halves the log-spread
+
+
+def test_residual_stream_with_a_nonlinear_producer_is_left_alone() -> None:
+    from edgeconv.quantize.equalize import equalize_residual_streams
+
+    net = _Bottlenecks(stem_relu=True).eval()  # ReLU(stem) writes the stream: a per-channel scale would not commute
+    original = copy.deepcopy(net.state_dict())
+    assert equalize_residual_streams(net, [torch.randn(4, 3, 8, 8)]) == []
+    assert all(torch.equal(v, original[k]) for k, v in net.state_dict().items())

@@ -109,14 +109,19 @@ def export_command(
         "percentile", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."
     ),
     calib_samples: int = typer.Option(128, "--calib-samples", help="INT8: random crops of the calibration photos."),
-    no_equalize: bool = typer.Option(False, "--no-equalize", help="INT8: skip cross-layer equalization."),
+    no_equalize: bool = typer.Option(
+        False, "--no-equalize", help="INT8: skip cross-layer equalization (conv pairs and residual streams)."
+    ),
     bias_correction: bool = typer.Option(
         False,
         "--bias-correction/--no-bias-correction",
         help="INT8: empirical bias correction (Nagel et al. 2019); off by default, see bench/results/int8.md.",
     ),
     fallback: str = typer.Option(
-        "auto", "--fallback", help="INT8: auto, none, or PyTorch module names kept in float (a,b)."
+        "auto",
+        "--fallback",
+        help="INT8: auto (most sensitive layers/tensors to high precision until the gate holds, within 0.7x FP32 "
+        "latency), none, or PyTorch module names kept in float (a,b).",
     ),
     min_agreement: float = typer.Option(
         None, "--min-agreement", help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."

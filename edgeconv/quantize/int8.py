@@ -395,7 +395,9 @@ def high_precision(
     overrides = dict(extra.get("TensorQuantOverrides", {}))
     for node in model.graph.node:
         if node.name in wanted and len(node.input) > 1 and node.input[1] in inits:
-            overrides[node.input[1]] = [{"quant_type": QuantType.QInt16, "axis": 0}]
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b) else 0  # output channels
+            overrides[node.input[1]] = [{"quant_type": QuantType.QInt16, "axis": axis}]
     for tensor in tensors:
         overrides[tensor] = [{"quant_type": QuantType.QUInt16}]
     return {**extra, "TensorQuantOverrides": overrides, "UseQDQContribOps": True}

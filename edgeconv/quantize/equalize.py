@@ -179,14 +179,14 @@ def find_residual_streams(model: nn.Module) -> tuple[fx.GraphModule, list[_Strea
         for tensor in tensors:
             if _is_add(tensor):
                 pass
-            elif tensor.op == "call_module" and isinstance(model.get_submodule(tensor.target), nn.Conv2d):
+            elif tensor.op == "call_module" and isinstance(model.get_submodule(str(tensor.target)), nn.Conv2d):
                 producers.append(str(tensor.target))
             else:
                 valid = False  # the network input, an activation, pooling ...: not rescalable
             for user in tensor.users:
                 if user in members and _is_add(user):
                     continue
-                target = model.get_submodule(user.target) if user.op == "call_module" else None
+                target = model.get_submodule(str(user.target)) if user.op == "call_module" else None
                 dense = isinstance(target, nn.Linear) or (isinstance(target, nn.Conv2d) and target.groups == 1)
                 if dense and len(user.args) == 1 and user.args[0] is tensor:
                     consumers.append(str(user.target))
@@ -232,12 +232,14 @@ def equalize_residual_streams(model: nn.Module, samples: Iterable[torch.Tensor],
         scale = (r / r.log().mean().exp()) ** alpha
         for name in stream.producers:
             conv = model.get_submodule(name)
-            conv.weight.div_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+            assert isinstance(conv, nn.Conv2d)
+            conv.weight.div_(scale.view(-1, 1, 1, 1))
             if conv.bias is not None:
                 conv.bias.div_(scale)
         for name in stream.consumers:
             layer = model.get_submodule(name)
-            layer.weight.mul_(scale.view(1, -1, *([1] * (layer.weight.dim() - 2))))
+            assert isinstance(layer, (nn.Conv2d, nn.Linear))
+            layer.weight.mul_(scale.view(1, -1, 1, 1) if isinstance(layer, nn.Conv2d) else scale.view(1, -1))
         done.append(",".join(stream.producers))
     logger.info("residual-stream equalization: %d streams", len(done))
     return done

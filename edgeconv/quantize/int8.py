@@ -1,9 +1,9 @@
 """INT8 post-training quantization to QDQ ONNX, one form per runtime, with a fidelity gate.
 
 Pipeline (``quantize_int8``): calibration and held-out crops from disjoint photos -> (PyTorch, on the BN-folded model)
-cross-layer equalization and empirical bias correction -> ONNX -> ORT ``quantize_static`` (QDQ) with the target's
-scheme -> per-layer sensitivity and automatic float fallback until the gate holds -> fidelity against the FP32
-artifact on the held-out crops.
+cross-layer equalization of conv pairs and residual streams (optionally empirical bias correction) -> ONNX -> ORT
+``quantize_static`` (QDQ) with the target's scheme -> per-layer sensitivity and automatic high-precision fallback of
+layers and activation tensors until the gate holds -> fidelity against the FP32 artifact on the held-out crops.
 
 Targets (measured on this project's AVX2, non-VNNI CPU; bench/results/int8.md):
 
@@ -11,9 +11,10 @@ Targets (measured on this project's AVX2, non-VNNI CPU; bench/results/int8.md):
   kernel on AVX2 without VNNI multiplies with ``vpmaddubsw``, which adds the products of two neighbouring input
   channels (same kernel position) into a saturating int16: ``255 * 127 + 255 * 127`` overflows. Plain 8-bit weights
   lost ~19 points of top-1 agreement on mobilenet_v2 against the same graph evaluated exactly; 7-bit weights everywhere
-  avoid it but cost ~14 points themselves. So weights stay 8-bit and only the rare same-sign neighbour pairs whose
-  magnitudes sum past 128 are shrunk onto that limit (``limit_pair_sums``: 255 * 128 < 2^15, no saturation possible,
-  on any x86 CPU). Depthwise convs run a direct int32 kernel and are left alone. u8u8 also avoids saturation but ran
+  avoid it but cost ~14 points themselves (weights alone). So weights stay on an 8-bit grid whose per-channel scale
+  keeps every same-sign neighbour pair within 128 (``saturation_safe_scales``: 255 * 128 < 2^15, no saturation
+  possible on any x86 CPU; it costs 0.7 points against unconstrained 8-bit, weights alone). Depthwise convs run a
+  direct int32 kernel and are left alone. u8u8 also avoids saturation but ran
   at 0.87x FP32 latency instead of ~0.6x.
 - ``tensorrt``: int8 symmetric activations and weights, every zero point 0, per-channel weights on the output-channel
   axis (Conv axis 0), Q/DQ only on the inputs of compute ops (TensorRT fuses them; reference section 2b). Its fidelity
@@ -124,7 +125,7 @@ class LayerSensitivity:
     node: str
     op_type: str
     sqnr_db: float  # of this layer's output in the fully quantized graph vs FP32 (accumulated error)
-    own_sqnr_db: float  # of this layer's own input quantization alone
+    own_sqnr_db: float  # of its dequantized input vs the FP32 graph's same tensor (error accumulated up to its input)
     weight_sqnr_db: float = float("inf")  # of its dequantized weight against the float weight
     fallback_gain: float | None = None  # mean KL removed (calibration crops) by keeping only its weights high-precision
 
@@ -584,9 +585,9 @@ def measure_latency_ratio(
 
 def layer_sqnr(float_model: Path, qdq_model: Path, samples: np.ndarray, workdir: Path) -> list[LayerSensitivity]:
     """Per compute layer: SQNR of its output as the rest of the QDQ graph sees it (after its output Q/DQ, if any; QDQ
-    graph run exactly) against the FP32 graph's same tensor -- the error accumulated up to that layer -- and SQNR of
-    its own dequantized input against the float value that was quantized (the error this layer's input quantization
-    adds on its own)."""
+    graph run exactly) against the FP32 graph's same tensor -- the error accumulated up to that layer -- SQNR of its
+    dequantized input against the FP32 graph's value of that tensor (the error accumulated up to its input), and SQNR
+    of its dequantized weight."""
     import onnx
 
     fmodel = onnx.load(str(float_model))
@@ -985,7 +986,8 @@ def _auto_fallback(
     (mobilenet_v2's first depthwise conv) and with the most accumulated input error; on the onnxruntime target also the
     activation tensors 8 bits carry worst (mobilenet_v2's late residual sums: range +-30, values mostly within +-2).
     Each is first tried alone and ranked by how much it lowers the mean KL divergence on the calibration crops
-    (smoother than top-1 agreement on 128 crops)."""
+    (smoother than top-1 agreement on 128 crops); in that order, each is then kept if ``_better`` says so, until
+    calibration-crop agreement is ``GATE_MARGIN`` above the gate."""
 
     def score(path: Path) -> FidelityReport:
         return compare_logits(reference_cal, run_onnx(path, data.calibration, exact=exact))
@@ -1000,12 +1002,7 @@ def _auto_fallback(
     by_weight = sorted(layers, key=lambda layer: layer.weight_sqnr_db)
     # The first layers' errors travel through the whole network (mobilenet_v2's first depthwise conv, 9 weights per
     # channel, costs 3 points of agreement with 8-bit weights alone), the last one's go straight into the logits.
-    nodes = dict.fromkeys(
-        [x.node for x in layers[:3]]
-        + [layers[-1].node]
-        + [x.node for x in by_weight[:3]]
-        + [x.node for x in by_input[:3]]
-    )
+    nodes = dict.fromkeys(x.node for x in [*layers[:3], *layers[-1:], *by_weight[:3], *by_input[:3]])
     by_node = {layer.node: layer for layer in layers}
     pool = [_Fallback("node", n, by_node[n].module or n) for n in nodes]
     if options.target == "onnxruntime":

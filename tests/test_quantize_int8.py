@@ -6,6 +6,7 @@ crops of real photos, plus output SQNR. Small models at 32x32 keep this file at 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -260,7 +261,9 @@ def test_saturation_safe_weights_match_exact_arithmetic(tmp_path: Path) -> None:
     assert changed == 4 and (clamped == 64).all()
     untouched, changed = limit_pair_sums(np.array([[[[100]], [[-100]]]], np.int8), "conv")  # opposite signs cancel
     assert changed == 0 and untouched.ravel().tolist() == [100, -100]
-    assert make_saturation_safe(model, quantizer.model) == 1  # idempotent on an already safe graph
+    again = copy.deepcopy(model)
+    assert make_saturation_safe(again, quantizer.model) == 1
+    assert again.graph.initializer == model.graph.initializer  # idempotent: a safe graph comes back unchanged
 
 
 def test_node_module_names() -> None:

@@ -254,11 +254,6 @@ def _ort_method(name: str) -> Any:
     }[name]
 
 
-def weight_qmax_by_node(model: onnx.ModelProto, target: str) -> dict[str, int]:
-    """Integer weight range per compute node for ``target`` (ORT's symmetric int8 is [-127, 127] on both targets)."""
-    return {n.name: 127 for n in quantizable_nodes(model)}
-
-
 def _reduction_rows(weight: np.ndarray, layout: str) -> np.ndarray:
     """``weight`` as (output channels, reduction) in the order ORT's GEMM kernels reduce over: ``"conv"`` (OIHW ->
     O x (kh, kw, input channel), input channel fastest), ``"gemm_t"`` (Gemm with transB, [N, K]), ``"matmul"``
@@ -589,10 +584,18 @@ def layer_sqnr(float_model: Path, qdq_model: Path, samples: np.ndarray, workdir:
     dequantized input against the FP32 graph's value of that tensor (the error accumulated up to its input), and SQNR
     of its dequantized weight."""
     import onnx
+    from onnx import numpy_helper
 
     fmodel = onnx.load(str(float_model))
     qmodel = onnx.load(str(qdq_model))
     compute = [n for n in qmodel.graph.node if n.op_type in QUANTIZED_OPS]
+    finits = {i.name: i for i in fmodel.graph.initializer}
+    qinits = {i.name: i for i in qmodel.graph.initializer}
+    float_weights = {
+        f.name: numpy_helper.to_array(finits[f.input[1]]).astype(np.float64)
+        for f in fmodel.graph.node
+        if f.op_type in QUANTIZED_OPS and len(f.input) > 1 and f.input[1] in finits
+    }
     float_names = {o for n in fmodel.graph.node for o in n.output} | {i.name for i in fmodel.graph.input}
     producer = {o: n for n in qmodel.graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -626,46 +629,38 @@ def layer_sqnr(float_model: Path, qdq_model: Path, samples: np.ndarray, workdir:
         total = sqnr_db(fo[f_out], qo[q_out])
         f_in, q_in = inputs.get(n.name, ("", ""))
         own = sqnr_db(fo[f_in], qo[q_in]) if f_in in fo and q_in in qo else float("inf")
-        weights = _weight_sqnr(n, fmodel, qmodel, producer)
+        weights = _weight_sqnr(n, float_weights, qinits, producer)
         result.append(LayerSensitivity(node_module_name(n.name), n.name, n.op_type, total, own, weights))
     return result
 
 
 def _weight_sqnr(
-    node: onnx.NodeProto, fmodel: onnx.ModelProto, qmodel: onnx.ModelProto, producer: dict[str, onnx.NodeProto]
+    node: onnx.NodeProto,
+    float_weights: dict[str, np.ndarray],
+    qinits: dict[str, onnx.TensorProto],
+    producer: dict[str, onnx.NodeProto],
 ) -> float:
-    """SQNR of ``node``'s dequantized weight (QDQ graph) against its float weight (float graph, same node name)."""
+    """SQNR of ``node``'s dequantized weight (QDQ graph) against its float weight (``float_weights``, by node name).
+    The integer weight is an initializer (onnxruntime form) or the float one through a Q node (tensorrt form)."""
     import onnx
     from onnx import numpy_helper
 
-    finits = {i.name: i for i in fmodel.graph.initializer}
-    qinits = {i.name: i for i in qmodel.graph.initializer}
-    source = next((f for f in fmodel.graph.node if f.name == node.name), None)
+    weight = float_weights.get(node.name)
     dq = producer.get(node.input[1]) if len(node.input) > 1 else None
-    if source is None or len(source.input) < 2 or source.input[1] not in finits or dq is None:
+    if weight is None or dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in qinits:
         return float("inf")
-    if dq.op_type != "DequantizeLinear" or not all(i in qinits for i in dq.input[:2]):
-        if dq.op_type == "DequantizeLinear" and dq.input[0] in producer:  # weight Q -> DQ pair (tensorrt form)
-            q = producer[dq.input[0]]
-            weight = numpy_helper.to_array(finits[source.input[1]])
-            scale = numpy_helper.to_array(qinits[q.input[1]]) if q.input[1] in qinits else None
-            if scale is None:
-                return float("inf")
-            axis = next((onnx.helper.get_attribute_value(a) for a in q.attribute if a.name == "axis"), 1)
-            shape = [1] * weight.ndim
-            shape[axis if scale.size > 1 else 0] = -1
-            deq = np.clip(np.rint(weight / scale.reshape(shape)), -128, 127) * scale.reshape(shape)
-            return sqnr_db(weight, deq)
-        return float("inf")
-    quantized = numpy_helper.to_array(qinits[dq.input[0]]).astype(np.float64)
     scale = numpy_helper.to_array(qinits[dq.input[1]]).astype(np.float64)
-    zero = numpy_helper.to_array(qinits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else 0.0
+    zero = numpy_helper.to_array(qinits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else np.zeros(1)
     axis = next((onnx.helper.get_attribute_value(a) for a in dq.attribute if a.name == "axis"), 1)
-    shape = [1] * quantized.ndim
-    if scale.size > 1:
-        shape[axis] = -1
-    deq = (quantized - np.reshape(zero, shape if np.size(zero) > 1 else [])) * scale.reshape(shape)
-    return sqnr_db(numpy_helper.to_array(finits[source.input[1]]), deq)
+    shape = [1] * weight.ndim
+    shape[axis if scale.size > 1 else 0] = -1
+    scale, zero = scale.reshape(shape), zero.reshape(shape if zero.size > 1 else [1] * weight.ndim)
+    if dq.input[0] in qinits:
+        quantized = numpy_helper.to_array(qinits[dq.input[0]]).astype(np.float64)
+    else:  # float weight -> Q -> DQ, with the DQ's own scale and zero point
+        info = np.iinfo(np.int8)
+        quantized = np.clip(np.rint(weight / scale) + zero, info.min, info.max)
+    return sqnr_db(weight, (quantized - zero) * scale)
 
 
 def _with_outputs(model: onnx.ModelProto, names: Sequence[str], path: Path) -> None:
@@ -897,8 +892,6 @@ def _improve(
 ) -> tuple[Path, int, int, int, int]:
     """CLE (conv pairs and residual streams) and bias correction in PyTorch on the BN-folded model, re-exported to
     ONNX for quantization. Returns (path, pairs equalized, pairs skipped, streams equalized, layers bias-corrected)."""
-    import onnx
-
     from edgeconv.quantize.equalize import batches, correct_bias, equalize_model, equalize_residual_streams
 
     model = _fold_for_quantization(torch_model)
@@ -911,11 +904,9 @@ def _improve(
     output_name = _output_name(source_fp32)
     _export(model, path, input_name, dims, _opset(source_fp32), output_name)
     if options.bias_correction:
-        # Per-layer weight range of the target, looked up by ONNX node -> module name.
-        qmax_nodes = weight_qmax_by_node(onnx.load(str(path)), options.target)
-        qmax_modules = {node_module_name(k): v for k, v in qmax_nodes.items() if node_module_name(k)}
+        # Both targets quantize weights symmetric per channel to [-127, 127]: correct_bias's default scheme.
         subset = data.calibration[: options.bias_correction_samples]
-        applied = correct_bias(model, batches(subset, 16), qmax_by_layer=qmax_modules)
+        applied = correct_bias(model, batches(subset, 16))
         bc_layers = len(applied)
         _export(model, path, input_name, dims, _opset(source_fp32), output_name)
     return path, eq_pairs, eq_skipped, streams, bc_layers

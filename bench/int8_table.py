@@ -34,6 +34,7 @@ logger = logging.getLogger("int8_table")
 MODELS = ["mobilenet_v2", "efficientnet_lite0", "resnet50", "shufflenet_v2_x1_0", "mobilenet_v3_large", "repvgg_a0"]
 REAL_WEIGHTS = {"mobilenet_v2", "efficientnet_lite0"}
 ABLATIONS = {
+    "no AdaRound (nearest rounding)": {"adaround": False},
     "no CLE (pairs and residual streams)": {"equalize": False},
     "CLE with ReLU6->ReLU": {"relu6": "relu"},
     "with bias correction": {"bias_correction": True},
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=1000)
     parser.add_argument("--ablations", action="store_true", help="also run each improvement switched off/on")
     parser.add_argument("--ablation-targets", default="onnxruntime", help="targets the ablations run for")
+    parser.add_argument("--ablations-matching", default="", help="only the ablations whose label contains this")
     parser.add_argument("--latency-runs", type=int, default=200)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "int8.md"))
     parser.add_argument("--append", action="store_true")
@@ -172,6 +174,8 @@ def main() -> None:
                 )
                 if args.ablations and target in args.ablation_targets.split(","):
                     for label, change in ABLATIONS.items():
+                        if args.ablations_matching.lower() not in label.lower():
+                            continue
                         ab = quantize_int8(
                             fp32, Path(tmp) / "ab.onnx", spec, model, replace(options, **change), data=data
                         )

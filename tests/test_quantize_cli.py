@@ -34,6 +34,8 @@ def test_export_int8_writes_fidelity_into_the_manifest(tmp_path: Path) -> None:
     assert int8["target"] == "tensorrt" and int8["calibration"]["method"] == "minmax"
     assert int8["calibration"]["samples"] == 16 and int8["fidelity"]["samples"] == 300
     assert int8["gate"]["passed"] and int8["fidelity"]["top1_agreement"] >= 0.8
+    assert int8["adaround"]["layers"] == 5  # two convs, three linear layers: every weight re-rounded
+    assert all(0 < ratio <= 1 for ratio in int8["adaround"]["output_mse_vs_nearest"].values())
     assert (tmp_path / "lenet5" / "model_int8.onnx").is_file()
 
 

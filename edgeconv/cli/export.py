@@ -117,6 +117,12 @@ def export_command(
         "--bias-correction/--no-bias-correction",
         help="INT8: empirical bias correction (Nagel et al. 2019); off by default, see bench/results/int8.md.",
     ),
+    adaround: bool = typer.Option(
+        True,
+        "--adaround/--no-adaround",
+        help="INT8: learn each weight's rounding (up or down) so that layer outputs match FP32 on the calibration "
+        "crops (AdaRound, Nagel et al. 2020); minutes on a CPU.",
+    ),
     fallback: str = typer.Option(
         "auto",
         "--fallback",
@@ -160,6 +166,12 @@ def export_command(
                 if steps.task is not None:
                     steps.progress.update(steps.task, description=f"quantize to INT8: calibration crops {done}/{total}")
 
+            def rounding_progress(done: int, total: int) -> None:
+                if steps.task is not None:
+                    steps.progress.update(
+                        steps.task, description=f"quantize to INT8: adaptive rounding, layer {done}/{total}"
+                    )
+
             int8_options = Int8Options(
                 target=target,  # type: ignore[arg-type]  # validated below
                 calib_dir=calib,
@@ -167,10 +179,12 @@ def export_command(
                 calib_samples=calib_samples,
                 equalize=not no_equalize,
                 bias_correction=bias_correction,
+                adaround=adaround,
                 fallback=parse_fallback(fallback),
                 min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement,
                 force=force,
                 progress=int8_progress,
+                rounding_progress=rounding_progress,
             )
             int8_options.validate()
         elif any(v is not None for v in (calib, min_agreement)) or target != "onnxruntime" or fallback != "auto":

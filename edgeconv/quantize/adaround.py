@@ -1,0 +1,329 @@
+"""Adaptive rounding of INT8 weights (Nagel et al. 2020, "Up or Down? Adaptive Rounding for Post-Training
+Quantization"), on a QDQ ONNX graph.
+
+Rounding each weight to the nearest grid point minimizes the weight error, not the error of the layer's output. For
+each quantized layer in graph order, AdaRound keeps the graph's own per-channel scale and learns, per weight, whether
+to round down or up: a rectified sigmoid ``h(V)`` in [0, 1] added to ``floor(w / s)``, optimized with Adam so that
+the layer's output on calibration crops matches the FP32 graph's, with a regularizer annealed to push every ``h`` to
+0 or 1. The layer's input comes from the QDQ graph with every earlier layer already re-rounded (the paper's
+"asymmetric reconstruction"), so a layer also absorbs part of the error that reaches it; a ReLU / Clip that follows
+the layer is applied to both sides (errors the activation clips away do not count).
+
+Works on both QDQ forms: int8 weight initializers (onnxruntime target) and float weight -> Q -> DQ (tensorrt target,
+where the float initializer is replaced by the exact grid value ``s * q``). For the onnxruntime target the result is
+passed through ``limit_pair_sums`` again, since rounding up can push a neighbour pair past what ORT's AVX2 kernel adds
+without saturating.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+logger = logging.getLogger(__name__)
+
+ZETA, GAMMA = 1.1, -0.1  # stretch of the rectified sigmoid (paper, section 3.3)
+
+
+@dataclass(frozen=True)
+class AdaRoundOptions:
+    """Per layer: Adam steps on random batches of ``batch_size`` of the first ``samples`` calibration crops."""
+
+    iterations: int = 200
+    batch_size: int = 8
+    learning_rate: float = 1e-2
+    # Weight of the rounding regularizer (mean over weights) against the output MSE, which is measured relative to
+    # nearest rounding's so that one setting serves layers of any output scale.
+    regularization: float = 0.1
+    warmup: float = 0.2  # fraction of iterations before the regularizer starts
+    beta: tuple[float, float] = (20.0, 2.0)  # annealed exponent of the regularizer
+    samples: int = 64
+    seed: int = 0
+
+
+@dataclass
+class RoundedLayer:
+    """The integer weight AdaRound chose for one node, with the scale it was chosen for."""
+
+    node: str
+    module: str  # PyTorch module name
+    scale: np.ndarray
+    weight: np.ndarray  # int8, in the node's weight layout
+    error_nearest: float  # output MSE on the calibration crops with nearest rounding
+    error: float  # ... with the learned rounding
+    flipped: float  # fraction of weights rounded away from nearest
+
+
+@dataclass
+class _Layer:
+    node: onnx.NodeProto
+    float_weight: np.ndarray
+    bias: np.ndarray | None
+    scale: np.ndarray  # broadcastable to the weight
+    qmin: int
+    qmax: int
+    store: Callable[[np.ndarray], None]
+    target: str  # float-graph tensor to match: the node's output or the ReLU/Clip after it
+    activation: tuple[float, float] | None  # (low, high) clamp applied after the node, if any
+    attrs: dict[str, Any]  # the node's ONNX attributes
+
+
+def adaround(
+    qdq: onnx.ModelProto,
+    float_model: onnx.ModelProto,
+    samples: np.ndarray,
+    work: Path,
+    options: AdaRoundOptions | None = None,
+    *,
+    constrain: Callable[[onnx.NodeProto, np.ndarray], np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[RoundedLayer]:
+    """Re-round, in place, the 8-bit weights of every quantized Conv / Gemm / MatMul of ``qdq`` (built from
+    ``float_model``, matched by node name). ``constrain(node, int_weight)`` returns the integer weight the target can
+    run (the onnxruntime target limits neighbour pair sums). Returns what was done per layer, for re-applying the
+    result to a re-quantized graph (``apply_rounding``)."""
+    import torch
+
+    from edgeconv.quantize.int8 import _run_named, _with_outputs, node_module_name
+
+    options = options or AdaRoundOptions()
+    samples = samples[: options.samples]
+    layers = _layers(qdq, float_model)
+    done: list[RoundedLayer] = []
+    generator = torch.Generator().manual_seed(options.seed)
+    for index, layer in enumerate(layers):
+        qpath, fpath = work / "adaround_q.onnx", work / "adaround_f.onnx"
+        _with_outputs(qdq, [layer.node.input[0]], qpath)
+        _with_outputs(float_model, [layer.target], fpath)
+        inputs = _run_named(qpath, samples).get(layer.node.input[0])
+        targets = _run_named(fpath, samples).get(layer.target)
+        if inputs is None or targets is None:
+            continue
+        q, nearest, error = _optimize(layer, torch.from_numpy(inputs), torch.from_numpy(targets), options, generator)
+        if constrain is not None:
+            q = constrain(layer.node, q)
+        layer.store(q)
+        flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), layer.qmin, layer.qmax)))
+        module = node_module_name(layer.node.name) or layer.node.name
+        done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
+        logger.info(
+            "adaround %s: output MSE %.3g -> %.3g, %.1f%% flipped", layer.node.name, nearest, error, 100 * flipped
+        )
+        if progress:
+            progress(index + 1, len(layers))
+    return done
+
+
+def apply_rounding(qdq: onnx.ModelProto, float_model: onnx.ModelProto, rounded: Sequence[RoundedLayer]) -> int:
+    """Write ``rounded`` weights into a re-quantized ``qdq`` wherever the node still has the same 8-bit scale (a node
+    the fallback moved to 16 bits keeps its own). Returns the number of layers written."""
+    by_node = {r.node: r for r in rounded}
+    count = 0
+    for layer in _layers(qdq, float_model):
+        r = by_node.get(layer.node.name)
+        if r is not None and np.array_equal(r.scale, layer.scale.reshape(-1)):
+            layer.store(r.weight)
+            count += 1
+    return count
+
+
+def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
+    """The 8-bit weight layers of ``qdq``, with how to read and write each one's integer weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in qdq.graph.initializer}
+    float_inits = {i.name: i for i in float_model.graph.initializer}
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in float_model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def array(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name])
+
+    layers = []
+    for node in qdq.graph.node:
+        source = float_nodes.get(node.name)
+        if source is None or len(node.input) < 2 or not _supported(node):
+            continue
+        dq = producer.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in inits:
+            continue
+        if source.input[1] not in float_inits:
+            continue
+        weight = numpy_helper.to_array(float_inits[source.input[1]]).astype(np.float32)
+        if (node.op_type == "Conv") != (weight.ndim == 4):
+            continue  # 1-D / 3-D convs are not in the zoo
+        scale = array(dq.input[1]).astype(np.float32)
+        if len(dq.input) > 2 and dq.input[2] in inits and np.any(array(dq.input[2])):
+            continue  # symmetric weights only
+        axis = next((onnx.helper.get_attribute_value(a) for a in dq.attribute if a.name == "axis"), 1)
+        shape = [1] * weight.ndim
+        shape[axis if scale.size > 1 else 0] = -1
+        scale = scale.reshape(shape)
+        store = _writer(dq, inits, producer, scale)
+        if store is None:
+            continue
+        bias = None
+        if len(source.input) > 2 and source.input[2] in float_inits:
+            bias = numpy_helper.to_array(float_inits[source.input[2]]).astype(np.float32)
+        target, activation = source.output[0], None
+        after = consumers.get(source.output[0], [])
+        if len(after) == 1 and after[0].op_type in ("Relu", "Clip"):
+            activation = _clamp(after[0], float_inits)
+            if activation is not None:
+                target = after[0].output[0]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        layers.append(_Layer(node, weight, bias, scale, -127, 127, store, target, activation, attrs))
+    return layers
+
+
+def _supported(node: onnx.NodeProto) -> bool:
+    """2-D Conv, plain Gemm (no transA, alpha = beta = 1) and MatMul: what ``_forward`` computes."""
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm":
+        return not attrs.get("transA", 0) and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+    return node.op_type in ("Conv", "MatMul")
+
+
+def _writer(
+    dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], producer: dict[str, onnx.NodeProto], scale: np.ndarray
+) -> Callable[[np.ndarray], None] | None:
+    from onnx import numpy_helper
+
+    if dq.input[0] in inits:
+        tensor = inits[dq.input[0]]
+        if tensor.data_type != 3:  # INT8 only: 16-bit fallback weights are left as they are
+            return None
+
+        def store_int(q: np.ndarray) -> None:
+            tensor.CopyFrom(numpy_helper.from_array(q.astype(np.int8), tensor.name))
+
+        return store_int
+    q_node = producer.get(dq.input[0])
+    if q_node is None or q_node.op_type != "QuantizeLinear" or q_node.input[0] not in inits:
+        return None
+    if len(q_node.input) > 2 and q_node.input[2] in inits and inits[q_node.input[2]].data_type != 3:
+        return None
+    float_tensor = inits[q_node.input[0]]
+
+    def store_float(q: np.ndarray) -> None:  # the tensorrt form quantizes a float weight: give it the grid value
+        float_tensor.CopyFrom(
+            numpy_helper.from_array((q.astype(np.float32) * scale).astype(np.float32), float_tensor.name)
+        )
+
+    return store_float
+
+
+def _clamp(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, float] | None:
+    from onnx import numpy_helper
+
+    if node.op_type == "Relu":
+        return (0.0, math.inf)
+    bounds = []
+    for i in (1, 2):
+        if len(node.input) <= i or not node.input[i]:
+            bounds.append(math.inf if i == 2 else -math.inf)
+        elif node.input[i] in inits:
+            bounds.append(float(numpy_helper.to_array(inits[node.input[i]])))
+        else:
+            return None
+    return bounds[0], bounds[1]
+
+
+def _forward(layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    attrs, op = layer.attrs, layer.node.op_type
+    if op == "Conv":
+        pads = list(attrs.get("pads", [0] * 2 * (weight.ndim - 2)))
+        half = len(pads) // 2
+        if pads[:half] != pads[half:]:
+            x = F.pad(x, [p for i in reversed(range(half)) for p in (pads[i], pads[i + half])])
+            pads = [0] * len(pads)
+        y = F.conv2d(
+            x,
+            weight,
+            bias,
+            stride=tuple(attrs.get("strides", [1, 1])),
+            padding=tuple(pads[:half]),
+            dilation=tuple(attrs.get("dilations", [1, 1])),
+            groups=int(attrs.get("group", 1)),
+        )
+    elif op == "Gemm":
+        w = weight.t() if attrs.get("transB", 0) else weight
+        y = x @ w
+        if bias is not None:
+            y = y + bias
+    else:  # MatMul (bias, if any, is a separate Add that is not part of the layer)
+        y = x @ weight
+    if layer.activation is not None:
+        y = y.clamp(layer.activation[0], layer.activation[1])
+    return y
+
+
+def _optimize(
+    layer: _Layer, x: torch.Tensor, target: torch.Tensor, options: AdaRoundOptions, generator: torch.Generator
+) -> tuple[np.ndarray, float, float]:
+    """Learned integer weight, and the output MSE on all of ``x`` with nearest and with learned rounding."""
+    import torch
+
+    w = torch.from_numpy(layer.float_weight)
+    s = torch.from_numpy(layer.scale)
+    bias = torch.from_numpy(layer.bias) if layer.bias is not None else None
+    floor = torch.floor(w / s)
+    rest = (w / s - floor).clamp(1e-4, 1 - 1e-4)
+    # h(V) = rest at the start: the soft weight equals the float weight
+    v = (-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1)).requires_grad_(True)
+
+    def soft() -> torch.Tensor:
+        return (torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
+
+    def error(q: torch.Tensor) -> float:
+        with torch.no_grad():
+            total = 0.0
+            for start in range(0, len(x), 16):
+                y = _forward(layer, x[start : start + 16], q * s, bias)
+                total += float(((y - target[start : start + 16]) ** 2).sum())
+            return total / target.numel()
+
+    nearest = torch.clamp(torch.round(w / s), layer.qmin, layer.qmax)
+    base = error(nearest)
+    if not base > 0:
+        return nearest.numpy().astype(np.int8), base, base
+    optimizer = torch.optim.Adam([v], lr=options.learning_rate)
+    warm = int(options.warmup * options.iterations)
+    for step in range(options.iterations):
+        idx = torch.randint(0, len(x), (min(options.batch_size, len(x)),), generator=generator)
+        h = soft()
+        weight = torch.clamp(floor + h, layer.qmin, layer.qmax) * s
+        y = _forward(layer, x[idx], weight, bias)
+        loss = ((y - target[idx]) ** 2).mean() / base
+        if step >= warm:
+            progress = (step - warm) / max(1, options.iterations - warm)
+            beta = options.beta[1] + 0.5 * (options.beta[0] - options.beta[1]) * (1 + math.cos(math.pi * progress))
+            loss = loss + options.regularization * (1 - (2 * h - 1).abs().pow(beta)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        learned = torch.clamp(floor + (soft() >= 0.5).float(), layer.qmin, layer.qmax)
+    learned_error = error(learned)
+    if learned_error > base:  # never worse than nearest on the calibration crops
+        return nearest.numpy().astype(np.int8), base, base
+    return learned.numpy().astype(np.int8), base, learned_error

@@ -66,7 +66,6 @@ def test_adaround_keeps_the_grid_and_brings_outputs_closer(target: str, tmp_path
         graphs[adaround] = quantizer(work / "q.onnx")
     rounded = quantizer.rounded
     assert rounded and [r.module for r in rounded] == ["0", "2", "4"]
-    assert all(r.error <= r.error_nearest for r in rounded)
     assert rounded[-1].error < 0.9 * rounded[-1].error_nearest and rounded[-1].flipped > 0.05
     nearest, learned = _weights(graphs[False]), _weights(graphs[True])
     float_model = onnx.load(str(quantizer.pre))

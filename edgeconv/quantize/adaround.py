@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ZETA, GAMMA = 1.1, -0.1  # stretch of the rectified sigmoid (paper, section 3.3)
+QMIN, QMAX = -127, 127  # symmetric int8 weights, both targets
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,6 @@ class _Layer:
     float_weight: np.ndarray
     bias: np.ndarray | None
     scale: np.ndarray  # broadcastable to the weight
-    qmin: int
-    qmax: int
     store: Callable[[np.ndarray], None]
     target: str  # float-graph tensor to match: the node's output or the ReLU/Clip after it
     activation: tuple[float, float] | None  # (low, high) clamp applied after the node, if any
@@ -113,7 +112,7 @@ def adaround(
         if constrain is not None:
             q = constrain(layer.node, q)
         layer.store(q)
-        flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), layer.qmin, layer.qmax)))
+        flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), QMIN, QMAX)))
         module = node_module_name(layer.node.name) or layer.node.name
         done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
         logger.info(
@@ -142,6 +141,8 @@ def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
     import onnx
     from onnx import numpy_helper
 
+    from edgeconv.quantize.int8 import weight_grid
+
     inits = {i.name: i for i in qdq.graph.initializer}
     float_inits = {i.name: i for i in float_model.graph.initializer}
     float_nodes = {n.name: n for n in float_model.graph.node}
@@ -150,9 +151,6 @@ def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
     for n in float_model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-
-    def array(name: str) -> np.ndarray:
-        return numpy_helper.to_array(inits[name])
 
     layers = []
     for node in qdq.graph.node:
@@ -167,13 +165,10 @@ def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
         weight = numpy_helper.to_array(float_inits[source.input[1]]).astype(np.float32)
         if (node.op_type == "Conv") != (weight.ndim == 4):
             continue  # 1-D / 3-D convs are not in the zoo
-        scale = array(dq.input[1]).astype(np.float32)
-        if len(dq.input) > 2 and dq.input[2] in inits and np.any(array(dq.input[2])):
+        scale, zero = weight_grid(dq, inits, weight.ndim)
+        if np.any(zero):
             continue  # symmetric weights only
-        axis = next((onnx.helper.get_attribute_value(a) for a in dq.attribute if a.name == "axis"), 1)
-        shape = [1] * weight.ndim
-        shape[axis if scale.size > 1 else 0] = -1
-        scale = scale.reshape(shape)
+        scale = scale.astype(np.float32)
         store = _writer(dq, inits, producer, scale)
         if store is None:
             continue
@@ -187,7 +182,7 @@ def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
             if activation is not None:
                 target = after[0].output[0]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        layers.append(_Layer(node, weight, bias, scale, -127, 127, store, target, activation, attrs))
+        layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs))
     return layers
 
 
@@ -204,11 +199,11 @@ def _supported(node: onnx.NodeProto) -> bool:
 def _writer(
     dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], producer: dict[str, onnx.NodeProto], scale: np.ndarray
 ) -> Callable[[np.ndarray], None] | None:
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     if dq.input[0] in inits:
         tensor = inits[dq.input[0]]
-        if tensor.data_type != 3:  # INT8 only: 16-bit fallback weights are left as they are
+        if tensor.data_type != TensorProto.INT8:  # 16-bit fallback weights are left as they are
             return None
 
         def store_int(q: np.ndarray) -> None:
@@ -218,7 +213,7 @@ def _writer(
     q_node = producer.get(dq.input[0])
     if q_node is None or q_node.op_type != "QuantizeLinear" or q_node.input[0] not in inits:
         return None
-    if len(q_node.input) > 2 and q_node.input[2] in inits and inits[q_node.input[2]].data_type != 3:
+    if len(q_node.input) > 2 and q_node.input[2] in inits and inits[q_node.input[2]].data_type != TensorProto.INT8:
         return None
     float_tensor = inits[q_node.input[0]]
 
@@ -302,7 +297,7 @@ def _optimize(
                 total += float(((y - target[start : start + 16]) ** 2).sum())
             return total / target.numel()
 
-    nearest = torch.clamp(torch.round(w / s), layer.qmin, layer.qmax)
+    nearest = torch.clamp(torch.round(w / s), QMIN, QMAX)
     base = error(nearest)
     if not base > 0:
         return nearest.numpy().astype(np.int8), base, base
@@ -311,7 +306,7 @@ def _optimize(
     for step in range(options.iterations):
         idx = torch.randint(0, len(x), (min(options.batch_size, len(x)),), generator=generator)
         h = soft()
-        weight = torch.clamp(floor + h, layer.qmin, layer.qmax) * s
+        weight = torch.clamp(floor + h, QMIN, QMAX) * s
         y = _forward(layer, x[idx], weight, bias)
         loss = ((y - target[idx]) ** 2).mean() / base
         if step >= warm:
@@ -322,7 +317,7 @@ def _optimize(
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        learned = torch.clamp(floor + (soft() >= 0.5).float(), layer.qmin, layer.qmax)
+        learned = torch.clamp(floor + (soft() >= 0.5).float(), QMIN, QMAX)
     learned_error = error(learned)
     if learned_error > base:  # never worse than nearest on the calibration crops
         return nearest.numpy().astype(np.int8), base, base

@@ -229,15 +229,6 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type in QUANTIZED_OPS]
 
 
-def _is_depthwise(node: onnx.NodeProto, model: onnx.ModelProto) -> bool:
-    import onnx
-
-    if node.op_type != "Conv":
-        return False
-    group = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
-    return group > 1
-
-
 def resolve_fallback(model: onnx.ModelProto, modules: Sequence[str]) -> list[str]:
     """PyTorch module names (or ONNX node names) -> ONNX node names of the compute ops they cover."""
     nodes = quantizable_nodes(model)
@@ -326,10 +317,11 @@ def saturation_safe_scales(weight: np.ndarray, layout: str, qmax: int = 127) -> 
 
 
 def gemm_layout(node: onnx.NodeProto, weight_ndim: int) -> str | None:
-    """The ``_reduction_rows`` layout of a compute node's weight, or None for ops that do not run ORT's u8s8 GEMM
-    (ConvTranspose; 1-D/3-D convs are not in the zoo). Depthwise convs are the caller's to exclude."""
+    """The ``_reduction_rows`` layout of a compute node's weight, or None for ops that do not run ORT's u8s8 GEMM:
+    grouped and depthwise convs (a direct int32 kernel), ConvTranspose (1-D/3-D convs are not in the zoo)."""
     if node.op_type == "Conv" and weight_ndim == 4:
-        return "conv"
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return "conv" if group == 1 else None
     if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
         return "gemm_t"
     if node.op_type in ("Gemm", "MatMul") and weight_ndim == 2:
@@ -338,10 +330,10 @@ def gemm_layout(node: onnx.NodeProto, weight_ndim: int) -> str | None:
 
 
 def make_saturation_safe(model: onnx.ModelProto, float_model: onnx.ModelProto) -> int:
-    """Re-quantize in place every int8 weight of a GEMM-backed op (dense or grouped Conv, Gemm, MatMul) of the QDQ
-    ``model`` with ``saturation_safe_scales`` (float weights and biases from ``float_model``, matched by node name),
-    re-quantizing its int32 bias to the new ``input scale * weight scale``; depthwise convs (a direct int32 kernel) are
-    left alone. Returns the number of layers changed."""
+    """Re-quantize in place every int8 weight of a GEMM-backed op (``gemm_layout``: dense Conv, Gemm, MatMul) of the
+    QDQ ``model`` with ``saturation_safe_scales`` (float weights and biases from ``float_model``, matched by node name),
+    re-quantizing its int32 bias to the new ``input scale * weight scale``; grouped and depthwise convs are left alone.
+    Returns the number of layers changed."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -366,7 +358,7 @@ def make_saturation_safe(model: onnx.ModelProto, float_model: onnx.ModelProto) -
         source = float_nodes.get(node.name)
         wdq = dq_of(node.input[1]) if len(node.input) > 1 else None
         xdq = dq_of(node.input[0], constant=False)
-        if source is None or wdq is None or xdq is None or _is_depthwise(node, model):
+        if source is None or wdq is None or xdq is None:
             continue
         if array(wdq.input[0]).dtype != np.int8 or source.input[1] not in float_inits:
             continue
@@ -548,9 +540,7 @@ class _Quantizer:
         def constrain(node: onnx.NodeProto, weight: np.ndarray) -> np.ndarray:
             """Rounding up can push a neighbour pair past what ORT's AVX2 u8s8 kernel adds without saturating."""
             layout = gemm_layout(node, weight.ndim)
-            if not self.saturation_safe or layout is None or _is_depthwise(node, model):
-                return weight
-            return limit_pair_sums(weight, layout)[0]
+            return weight if layout is None else limit_pair_sums(weight, layout)[0]
 
         options = AdaRoundOptions(iterations=self.options.adaround_iterations, seed=self.options.seed)
         self.rounded = adaround(
@@ -559,7 +549,7 @@ class _Quantizer:
             self.samples,
             self.workdir,
             options,
-            constrain=constrain,
+            constrain=constrain if self.saturation_safe else None,
             progress=self.options.rounding_progress,
         )
 
@@ -695,25 +685,34 @@ def _weight_sqnr(
 ) -> float:
     """SQNR of ``node``'s dequantized weight (QDQ graph) against its float weight (``float_weights``, by node name).
     The integer weight is an initializer (onnxruntime form) or the float one through a Q node (tensorrt form)."""
-    import onnx
     from onnx import numpy_helper
 
     weight = float_weights.get(node.name)
     dq = producer.get(node.input[1]) if len(node.input) > 1 else None
     if weight is None or dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in qinits:
         return float("inf")
-    scale = numpy_helper.to_array(qinits[dq.input[1]]).astype(np.float64)
-    zero = numpy_helper.to_array(qinits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else np.zeros(1)
-    axis = next((onnx.helper.get_attribute_value(a) for a in dq.attribute if a.name == "axis"), 1)
-    shape = [1] * weight.ndim
-    shape[axis if scale.size > 1 else 0] = -1
-    scale, zero = scale.reshape(shape), zero.reshape(shape if zero.size > 1 else [1] * weight.ndim)
+    scale, zero = weight_grid(dq, qinits, weight.ndim)
     if dq.input[0] in qinits:
         quantized = numpy_helper.to_array(qinits[dq.input[0]]).astype(np.float64)
     else:  # float weight -> Q -> DQ, with the DQ's own scale and zero point
         info = np.iinfo(np.int8)
         quantized = np.clip(np.rint(weight / scale) + zero, info.min, info.max)
     return sqnr_db(weight, (quantized - zero) * scale)
+
+
+def weight_grid(dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of a weight's DequantizeLinear ``dq``, as float64 arrays broadcastable to the ``ndim``-D
+    weight (per-tensor, or per channel along the node's ``axis``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+    has_zero = len(dq.input) > 2 and dq.input[2] in inits
+    zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if has_zero else np.zeros(1)
+    axis = next((onnx.helper.get_attribute_value(a) for a in dq.attribute if a.name == "axis"), 1)
+    shape = [1] * ndim
+    shape[axis if scale.size > 1 else 0] = -1
+    return scale.reshape(shape), zero.reshape(shape if zero.size > 1 else [1] * ndim)
 
 
 def _with_outputs(model: onnx.ModelProto, names: Sequence[str], path: Path) -> None:

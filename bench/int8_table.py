@@ -39,6 +39,7 @@ ABLATIONS = {
     "CLE with ReLU6->ReLU": {"relu6": "relu"},
     "with bias correction": {"bias_correction": True},
     "no fallback": {"fallback": "none"},
+    "no activation centring (tensorrt)": {"center_activations": False},
     "minmax": {"calib_method": "minmax"},
     "entropy": {"calib_method": "entropy"},
 }

@@ -7,7 +7,14 @@ import copy
 import torch
 from torch import nn
 
-from edgeconv.quantize.equalize import WeightQuantScheme, correct_bias, equalize_model, find_equalization_pairs
+from edgeconv.quantize.equalize import (
+    ShiftedClip,
+    WeightQuantScheme,
+    center_unsigned_activations,
+    correct_bias,
+    equalize_model,
+    find_equalization_pairs,
+)
 
 
 def _net(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -55,6 +62,28 @@ def test_cle_skips_relu6_pairs_by_default_and_can_replace_them() -> None:
     assert rep.relu6_replaced == ["1", "3"] and isinstance(replaced[1], nn.ReLU)
     # ReLU6 -> ReLU changes the function wherever activations pass 6 (why it is opt-in).
     assert not torch.allclose(replaced(x), before, atol=1e-3)
+
+
+def _symmetric_int8_error(x: torch.Tensor) -> float:
+    scale = x.abs().max() / 127
+    return float((torch.clamp(torch.round(x / scale), -127, 127) * scale - x).pow(2).mean())
+
+
+def test_centering_keeps_the_function_and_halves_the_int8_step() -> None:
+    net = _net(nn.ReLU6)
+    x = torch.randn(8, 3, 16, 16) * 3
+    before = net(x)
+    plain = net[:4](x)  # the depthwise conv's ReLU6 output, which feeds the unpadded 1x1 conv
+    centred = copy.deepcopy(net)
+    assert list(center_unsigned_activations(centred, [x[:4], x[4:]], percentile=100.0)) == ["3"]
+    assert isinstance(centred[3], ShiftedClip) and isinstance(centred[1], nn.ReLU6)  # conv "2" has padding: left alone
+    torch.testing.assert_close(centred(x), before, rtol=1e-4, atol=1e-4)
+    shifted = centred[:4](x)
+    top = float(plain.max())
+    torch.testing.assert_close(shifted, plain - top / 2, rtol=1e-4, atol=1e-5)
+    assert float(shifted.min()) == -top / 2 and abs(float(shifted.max()) - top / 2) < 1e-4 * top
+    # Symmetric int8 (TensorRT's grid): the centred tensor's error is about a quarter (half the step, squared).
+    assert _symmetric_int8_error(shifted) < 0.4 * _symmetric_int8_error(plain)
 
 
 def test_pairs_need_a_single_reader() -> None:

@@ -99,6 +99,19 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
         act = producer[conv.input[0]]  # activations: per-tensor Q/DQ on every conv input
         assert act.op_type == "DequantizeLinear" and inits[act.input[1]].ndim == 0
     assert report.fidelity.top1_agreement >= 0.9 and report.fidelity.output_sqnr_db > 20
+    # ReLU6 / ReLU outputs that feed unpadded 1x1 convs are centred on 0 for the symmetric grid (stem -> dw is padded).
+    assert set(report.centred_activations) == {"dw.2", "head.1"}
+    clips = {node_module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
+    shift = report.centred_activations["head.1"]
+    assert float(inits[clips["head.1"].input[1]]) == pytest.approx(-shift)
+    # The reader's bias follows its quantized weight: W_q (x - c) + b + c sum(W_q) = W_q x + b, with head.2's own bias.
+    reader = next(n for n in convs if node_module_name(n.name) == "head.2")
+    dq = producer[reader.input[1]]
+    q = producer[dq.input[0]]
+    w_q = np.clip(np.rint(inits[q.input[0]] / inits[dq.input[1]].reshape(-1, 1, 1, 1)), -128, 127)
+    w_q = w_q * inits[dq.input[1]].reshape(-1, 1, 1, 1)
+    expected = _model().head[2].bias.detach().numpy() + shift * w_q.sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(inits[reader.input[2]], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_onnxruntime_target_matches_pytorch(fp32: Path, tmp_path: Path) -> None:

@@ -123,6 +123,12 @@ def export_command(
         help="INT8: learn each weight's rounding (up or down) so that layer outputs match FP32 on the calibration "
         "crops (AdaRound, Nagel et al. 2020); minutes on a CPU.",
     ),
+    center: bool = typer.Option(
+        True,
+        "--center/--no-center",
+        help="INT8, --target tensorrt: shift ReLU/ReLU6 outputs that feed unpadded convs to be centred on 0, so that "
+        "TensorRT's symmetric int8 grid uses its negative half (exact in float; biases re-derived).",
+    ),
     fallback: str = typer.Option(
         "auto",
         "--fallback",
@@ -180,6 +186,7 @@ def export_command(
                 equalize=not no_equalize,
                 bias_correction=bias_correction,
                 adaround=adaround,
+                center_activations=center,
                 fallback=parse_fallback(fallback),
                 min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement,
                 force=force,

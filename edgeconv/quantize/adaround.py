@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,7 @@ class _Layer:
     target: str  # float-graph tensor to match: the node's output or the ReLU/Clip after it
     activation: tuple[float, float] | None  # (low, high) clamp applied after the node, if any
     attrs: dict[str, Any]  # the node's ONNX attributes
+    offset: float = 0.0  # the input is a centred activation x - offset: the bias follows the rounded weight
 
 
 def adaround(
@@ -86,18 +87,21 @@ def adaround(
     *,
     constrain: Callable[[onnx.NodeProto, np.ndarray], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    offsets: Mapping[str, float] | None = None,
 ) -> list[RoundedLayer]:
     """Re-round, in place, the 8-bit weights of every quantized Conv / Gemm / MatMul of ``qdq`` (built from
     ``float_model``, matched by node name). ``constrain(node, int_weight)`` returns the integer weight the target can
-    run (the onnxruntime target limits neighbour pair sums). Returns what was done per layer, for re-applying the
-    result to a re-quantized graph (``apply_rounding``)."""
+    run (the onnxruntime target limits neighbour pair sums). ``offsets``: centred activations (module name -> shift,
+    ``int8.compensate_offsets``), whose readers' biases move with their rounded weights. Returns what was done per
+    layer, for re-applying the result to a re-quantized graph (``apply_rounding``)."""
     import torch
 
-    from edgeconv.quantize.int8 import _run_named, _with_outputs, node_module_name
+    from edgeconv.quantize.int8 import _run_named, _with_outputs, compensate_offsets, node_module_name
 
     options = options or AdaRoundOptions()
+    offsets = offsets or {}
     samples = samples[: options.samples]
-    layers = _layers(qdq, float_model)
+    layers = _layers(qdq, float_model, offsets)
     done: list[RoundedLayer] = []
     generator = torch.Generator().manual_seed(options.seed)
     for index, layer in enumerate(layers):
@@ -112,6 +116,7 @@ def adaround(
         if constrain is not None:
             q = constrain(layer.node, q)
         layer.store(q)
+        compensate_offsets(qdq, float_model, offsets)  # later layers' inputs come from this graph
         flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), QMIN, QMAX)))
         module = node_module_name(layer.node.name) or layer.node.name
         done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
@@ -136,16 +141,19 @@ def apply_rounding(qdq: onnx.ModelProto, float_model: onnx.ModelProto, rounded: 
     return count
 
 
-def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
+def _layers(
+    qdq: onnx.ModelProto, float_model: onnx.ModelProto, offsets: Mapping[str, float] | None = None
+) -> list[_Layer]:
     """The 8-bit weight layers of ``qdq``, with how to read and write each one's integer weight."""
     import onnx
     from onnx import numpy_helper
 
-    from edgeconv.quantize.int8 import weight_grid
+    from edgeconv.quantize.int8 import node_module_name, weight_grid
 
     inits = {i.name: i for i in qdq.graph.initializer}
     float_inits = {i.name: i for i in float_model.graph.initializer}
     float_nodes = {n.name: n for n in float_model.graph.node}
+    float_producer = {o: n for n in float_model.graph.node for o in n.output}
     producer = {o: n for n in qdq.graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in float_model.graph.node:
@@ -182,7 +190,11 @@ def _layers(qdq: onnx.ModelProto, float_model: onnx.ModelProto) -> list[_Layer]:
             if activation is not None:
                 target = after[0].output[0]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs))
+        before = float_producer.get(source.input[0])
+        offset = (offsets or {}).get(node_module_name(before.name) or "", 0.0) if before is not None else 0.0
+        if offset and node.op_type != "Conv":
+            offset = 0.0  # centring only ever feeds convs (equalize.center_unsigned_activations)
+        layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs, offset))
     return layers
 
 
@@ -242,9 +254,12 @@ def _clamp(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[fl
 
 
 def _forward(layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    import torch
     import torch.nn.functional as F
 
     attrs, op = layer.attrs, layer.node.op_type
+    if layer.offset and bias is not None:  # W_q (x - c) + b + c sum(W_q): what compensate_offsets writes
+        bias = bias + layer.offset * (weight - torch.from_numpy(layer.float_weight)).flatten(1).sum(1)
     if op == "Conv":
         pads = list(attrs.get("pads", [0] * 2 * (weight.ndim - 2)))
         half = len(pads) // 2

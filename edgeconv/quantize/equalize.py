@@ -25,6 +25,10 @@ stream by ``s_c`` leaves the function unchanged. MobileNetV2's late streams mix 
 range +-1; ``s_c = (r_c / geomean(r)) ** 0.5`` (half way, as SmoothQuant migrates activation range into weights)
 evens them out for per-tensor uint8: all-INT8 top-1 agreement on 300 held-out crops 76.3% -> 81.0%, mean KL
 0.184 -> 0.107 (bench/results/int8.md).
+
+Activation centring (``center_unsigned_activations``, tensorrt target). A symmetric int8 grid spends half its levels
+on negative values a ReLU6 output never takes; shifting the tensor by half its range and moving the shift into the
+biases around it (exact in float) gives it the whole grid.
 """
 
 from __future__ import annotations
@@ -243,6 +247,85 @@ def equalize_residual_streams(model: nn.Module, samples: Iterable[torch.Tensor],
         done.append(",".join(stream.producers))
     logger.info("residual-stream equalization: %d streams", len(done))
     return done
+
+
+class ShiftedClip(nn.Module):
+    """``clamp(x, low, high)``: a ReLU / ReLU6 whose output was shifted down by ``shift`` (exports as ONNX Clip)."""
+
+    def __init__(self, low: float, high: float | None) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, min=self.low, max=self.high)
+
+
+@torch.no_grad()
+def center_unsigned_activations(
+    model: nn.Module, samples: Iterable[torch.Tensor], percentile: float = 99.999
+) -> dict[str, float]:
+    """Shift every ReLU / ReLU6 output that feeds only an unpadded conv down by half its range, in place, so that a
+    symmetric int8 grid uses all of its levels on it; returns ``{activation name: shift}``.
+
+    TensorRT's INT8 is symmetric with zero point 0: a ReLU6 output in ``[0, a]`` gets scale ``a / 127`` and leaves
+    the 128 negative levels unused. With ``c = a / 2``: ``conv1``'s bias ``-= c`` and the activation becomes
+    ``clamp(x, -c, 6 - c)`` (still one fused Conv + Clip), the tensor spans ``[-c, c]`` (scale ``a / 254``), and
+    ``conv2``'s bias ``+= c * sum(W)`` over each output channel's inputs restores the function exactly. Only a conv2
+    without padding qualifies (padding would add zeros that are ``-c`` in the shifted domain). ``a`` is the
+    activation's ``percentile`` over ``samples``, the range the percentile calibrator gives the unshifted tensor.
+    """
+    triples = []
+    for n1, na, n2 in find_equalization_pairs(model):
+        conv1, act, conv2 = model.get_submodule(n1), model.get_submodule(na), model.get_submodule(n2)
+        if not (isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d) and isinstance(act, (nn.ReLU, nn.ReLU6))):
+            continue
+        padded = conv2.padding != "valid" if isinstance(conv2.padding, str) else any(conv2.padding)
+        if padded:
+            continue
+        triples.append((conv1, na, act, conv2))
+    if not triples:
+        return {}
+    tops: dict[str, list[torch.Tensor]] = {na: [] for _, na, _, _ in triples}
+    counts = dict.fromkeys(tops, 0)
+    keep = 1 - percentile / 100
+
+    def hook_for(name: str):  # noqa: ANN202 -- closure for a forward hook
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            flat = output.detach().flatten()
+            counts[name] += flat.numel()
+            tops[name].append(flat.topk(min(flat.numel(), int(flat.numel() * keep) + 1)).values)
+
+        return hook
+
+    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _ in triples]
+    try:
+        for batch in samples:
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    done = {}
+    for conv1, na, act, conv2 in triples:
+        if not counts[na]:
+            continue
+        values = torch.cat(tops[na]).sort(descending=True).values
+        top = float(values[min(len(values) - 1, int(counts[na] * keep))])
+        if top <= 0:
+            continue
+        shift = top / 2
+        _bias(conv1).sub_(shift)
+        _bias(conv2).add_(shift * conv2.weight.double().sum(dim=(1, 2, 3)).to(conv2.weight.dtype))
+        high = None if isinstance(act, nn.ReLU) else 6.0 - shift
+        _set_module(model, na, ShiftedClip(-shift, high))
+        done[na] = shift
+    logger.info("centered %d unsigned activations for a symmetric int8 grid", len(done))
+    return done
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    if conv.bias is None:
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype))
+    return conv.bias
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:

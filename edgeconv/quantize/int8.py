@@ -1,8 +1,9 @@
 """INT8 post-training quantization to QDQ ONNX, one form per runtime, with a fidelity gate.
 
 Pipeline (``quantize_int8``): calibration and held-out crops from disjoint photos -> (PyTorch, on the BN-folded model)
-cross-layer equalization of conv pairs and residual streams (optionally empirical bias correction) -> ONNX -> ORT
-``quantize_static`` (QDQ) with the target's scheme -> adaptive rounding of the 8-bit weights (``adaround.py``) ->
+cross-layer equalization of conv pairs and residual streams, activation centring (tensorrt target), optionally
+empirical bias correction -> ONNX -> ORT ``quantize_static`` (QDQ) with the target's scheme -> adaptive rounding of
+the 8-bit weights (``adaround.py``) ->
 per-layer sensitivity and automatic high-precision fallback of layers and activation tensors until the gate holds ->
 fidelity against the FP32 artifact on the held-out crops.
 
@@ -21,6 +22,9 @@ Targets (measured on this project's AVX2, non-VNNI CPU; bench/results/int8.md):
   axis (Conv axis 0), Q/DQ only on the inputs of compute ops (TensorRT fuses them; reference section 2b). Its fidelity
   is measured on ONNX Runtime CPU with graph optimizations off, i.e. the QDQ graph's exact arithmetic (TensorRT
   accumulates in int32); ORT's own fused s8s8 AVX2 kernels saturate, and that graph is not meant for them.
+  ReLU / ReLU6 outputs that feed only an unpadded conv are centred on 0 first (``center_unsigned_activations``), so
+  that they get the whole symmetric grid instead of its positive half; the reader's bias is then re-derived from its
+  quantized weights (``compensate_offsets``), since ``c * sum(W_q - W)`` summed over a layer's inputs is not small.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -96,6 +100,8 @@ class Int8Options:
     # 99.7% confident all-INT8, against 81.9% / 99.1% for nearest rounding even with fallback; ~3 min on 2 cores.
     adaround: bool = True
     adaround_iterations: int = 200
+    # tensorrt target: shift ReLU/ReLU6 outputs that feed unpadded convs to be centred on 0 (symmetric int8 grid).
+    center_activations: bool = True
     fallback: str | tuple[str, ...] = "auto"
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     max_fallback_layers: int = 8
@@ -154,6 +160,7 @@ class Int8Report:
     equalized_streams: int = 0  # residual streams rescaled per channel (equalize_residual_streams)
     equalization_skipped: int = 0
     bias_corrected_layers: int = 0
+    centred_activations: dict[str, float] = field(default_factory=dict)  # tensorrt target: module name -> shift
     rounded: list[RoundedLayer] = field(default_factory=list)  # adaptive rounding, per layer
     layers: list[LayerSensitivity] = field(default_factory=list)
     latency_ratio: float | None = None  # INT8 / FP32 median latency, batch 1, ORT CPU (onnxruntime target)
@@ -181,6 +188,7 @@ class Int8Report:
             "equalized_pairs": self.equalized_pairs,
             "equalized_residual_streams": self.equalized_streams,
             "bias_corrected_layers": self.bias_corrected_layers,
+            "centred_activations": {name: round(shift, 4) for name, shift in self.centred_activations.items()},
             "adaround": {
                 "layers": len(self.rounded),
                 "weights_flipped": round(float(np.mean([r.flipped for r in self.rounded])), 4) if self.rounded else 0.0,
@@ -384,6 +392,80 @@ def make_saturation_safe(model: onnx.ModelProto, float_model: onnx.ModelProto) -
     return changed
 
 
+def compensate_offsets(model: onnx.ModelProto, float_model: onnx.ModelProto, offsets: Mapping[str, float]) -> int:
+    """Re-derive the bias of every quantized Conv/Gemm that reads a centred activation from the weights the QDQ graph
+    really computes with; returns how many were set.
+
+    Centring (``equalize.center_unsigned_activations``) feeds ``x - c`` and adds ``c * sum(W)`` to the reader's bias,
+    exact in float. Quantized, the reader computes ``W_q (x - c)``: the bias must add ``c * sum(W_q)``, or each output
+    channel is off by ``c * sum(W_q - W)``, a rounding error summed over all its inputs. ``offsets``: activation
+    (PyTorch module name) -> ``c``. Idempotent: computed from ``float_model``'s bias every time.
+    """
+    from onnx import numpy_helper
+
+    if not offsets:
+        return 0
+    inits = {i.name: i for i in model.graph.initializer}
+    float_inits = {i.name: i for i in float_model.graph.initializer}
+    float_nodes = {n.name: n for n in float_model.graph.node}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+
+    def followers(tensor: str) -> list[onnx.NodeProto]:  # through Q -> DQ pairs
+        found = []
+        for node in readers.get(tensor, []):
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                found.extend(followers(node.output[0]))
+            else:
+                found.append(node)
+        return found
+
+    count = 0
+    for act in model.graph.node:
+        shift = offsets.get(node_module_name(act.name) or "")
+        if shift is None:
+            continue
+        for node in followers(act.output[0]):
+            source = float_nodes.get(node.name)
+            weight = _dequantized_weight(node, producer, inits)
+            if weight is None or source is None or len(node.input) < 3 or node.input[2] not in inits:
+                continue
+            w_float = numpy_helper.to_array(float_inits[source.input[1]]).astype(np.float64)
+            b_float = numpy_helper.to_array(float_inits[source.input[2]]).astype(np.float64)
+            error = (weight - w_float).reshape(w_float.shape[0], -1).sum(axis=1)
+            bias = inits[node.input[2]]
+            bias.CopyFrom(numpy_helper.from_array((b_float + shift * error).astype(np.float32), bias.name))
+            count += 1
+    return count
+
+
+def _dequantized_weight(
+    node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]
+) -> np.ndarray | None:
+    """The weight a Conv/Gemm computes with in a QDQ graph: DQ(integer initializer) (onnxruntime form) or
+    DQ(Q(float initializer)) (tensorrt form)."""
+    from onnx import numpy_helper
+
+    dq = producer.get(node.input[1]) if len(node.input) > 1 else None
+    if dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in inits:
+        return None
+    if dq.input[0] in inits:
+        quantized = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+    else:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in inits:
+            return None
+        weight = numpy_helper.to_array(inits[q.input[0]]).astype(np.float64)
+        scale, zero = weight_grid(dq, inits, weight.ndim)
+        info = np.iinfo(np.int8)
+        quantized = np.clip(np.rint(weight / scale) + zero, info.min, info.max)
+    scale, zero = weight_grid(dq, inits, quantized.ndim)
+    return (quantized - zero) * scale
+
+
 def high_precision(
     model: onnx.ModelProto, nodes: Sequence[str], tensors: Sequence[str], extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -458,6 +540,7 @@ class _Quantizer:
         target: str,
         options: Int8Options,
         progress: ProgressCallback | None,
+        offsets: dict[str, float] | None = None,
         *,
         plain: bool = False,
     ) -> None:
@@ -479,6 +562,7 @@ class _Quantizer:
         self.safe_layers = 0
         self.adaround = options.adaround and not plain
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
+        self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
         self.workdir = workdir
         self.cache = workdir / f"ranges.{options.calib_method}.json"
         self.cacheable = (
@@ -518,7 +602,7 @@ class _Quantizer:
             **kwargs,
             **extra,
         )
-        if self.saturation_safe or self.adaround:
+        if self.saturation_safe or self.adaround or self.offsets:
             import onnx
 
             model = onnx.load(str(out))
@@ -526,6 +610,9 @@ class _Quantizer:
                 self.safe_layers = make_saturation_safe(model, self.model)
             if self.adaround:
                 self._round(model)
+            if self.offsets:
+                count = compensate_offsets(model, self.model, self.offsets)
+                logger.debug("biases re-derived for %d readers of centred activations", count)
             onnx.save(model, str(out))
         self.count += 1
         return out
@@ -551,6 +638,7 @@ class _Quantizer:
             options,
             constrain=constrain if self.saturation_safe else None,
             progress=self.options.rounding_progress,
+            offsets=self.offsets,
         )
 
     def ranges(self) -> dict[str, tuple[float, float]]:
@@ -683,21 +771,12 @@ def _weight_sqnr(
     qinits: dict[str, onnx.TensorProto],
     producer: dict[str, onnx.NodeProto],
 ) -> float:
-    """SQNR of ``node``'s dequantized weight (QDQ graph) against its float weight (``float_weights``, by node name).
-    The integer weight is an initializer (onnxruntime form) or the float one through a Q node (tensorrt form)."""
-    from onnx import numpy_helper
-
+    """SQNR of ``node``'s dequantized weight (QDQ graph) against its float weight (``float_weights``, by node name)."""
     weight = float_weights.get(node.name)
-    dq = producer.get(node.input[1]) if len(node.input) > 1 else None
-    if weight is None or dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in qinits:
+    quantized = _dequantized_weight(node, producer, qinits)
+    if weight is None or quantized is None:
         return float("inf")
-    scale, zero = weight_grid(dq, qinits, weight.ndim)
-    if dq.input[0] in qinits:
-        quantized = numpy_helper.to_array(qinits[dq.input[0]]).astype(np.float64)
-    else:  # float weight -> Q -> DQ, with the DQ's own scale and zero point
-        info = np.iinfo(np.int8)
-        quantized = np.clip(np.rint(weight / scale) + zero, info.min, info.max)
-    return sqnr_db(weight, (quantized - zero) * scale)
+    return sqnr_db(weight, quantized)
 
 
 def weight_grid(dq: onnx.NodeProto, inits: dict[str, onnx.TensorProto], ndim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -855,14 +934,11 @@ def quantize_int8(
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-int8-") as tmp:
         work = Path(tmp)
-        source = source_fp32
-        eq_pairs = eq_skipped = streams = bc_layers = 0
-        if torch_model is not None and (options.equalize or options.bias_correction):
-            source, eq_pairs, eq_skipped, streams, bc_layers = _improve(
-                torch_model, source_fp32, work, data, options, input_name, dims
-            )
-        elif torch_model is None and (options.equalize or options.bias_correction):
-            notes.append("no PyTorch model given: cross-layer equalization and bias correction skipped")
+        improved = _Improved(source_fp32)
+        if torch_model is not None and (options.equalize or options.bias_correction or _centers(options)):
+            improved = _improve(torch_model, source_fp32, work, data, options, input_name, dims)
+        elif torch_model is None and (options.equalize or options.bias_correction or _centers(options)):
+            notes.append("no PyTorch model given: equalization, activation centring and bias correction skipped")
 
         baseline = None
         if measure_baseline:
@@ -880,7 +956,9 @@ def quantize_int8(
             path = plain(work / "plain" / "plain.onnx")
             baseline = compare_logits(reference, run_onnx(path, data.evaluation, exact=exact))
 
-        quantizer = _Quantizer(source, work, data.calibration, input_name, options.target, options, progress)
+        quantizer = _Quantizer(
+            improved.path, work, data.calibration, input_name, options.target, options, progress, improved.offsets
+        )
         candidate = quantizer(work / "q0.onnx")
         fallback_nodes: list[str] = []
         if isinstance(options.fallback, tuple) or (
@@ -890,7 +968,7 @@ def quantize_int8(
             fallback_nodes = resolve_fallback(quantizer.model, [n.strip() for n in names if n.strip()])
             candidate = quantizer(work / "q_manual.onnx", fallback_nodes)
         fidelity = compare_logits(reference, run_onnx(candidate, data.evaluation, exact=exact))
-        layers = layer_sqnr(source, candidate, data.evaluation[: min(32, len(data.evaluation))], work)
+        layers = layer_sqnr(improved.path, candidate, data.evaluation[: min(32, len(data.evaluation))], work)
 
         latency = None
         before_fallback = None
@@ -918,10 +996,11 @@ def quantize_int8(
         fallback_modules=[node_module_name(n) or n for n in fallback_nodes] + fallback_tensors,
         gate_passed=gate,
         min_agreement=options.min_agreement,
-        equalized_pairs=eq_pairs,
-        equalized_streams=streams,
-        equalization_skipped=eq_skipped,
-        bias_corrected_layers=bc_layers,
+        equalized_pairs=improved.eq_pairs,
+        equalized_streams=improved.streams,
+        equalization_skipped=improved.eq_skipped,
+        bias_corrected_layers=improved.bc_layers,
+        centred_activations=improved.offsets,
         rounded=quantizer.rounded or [],
         layers=layers,
         latency_ratio=latency,
@@ -934,6 +1013,22 @@ def quantize_int8(
     )
 
 
+def _centers(options: Int8Options) -> bool:
+    return options.center_activations and options.target == "tensorrt"
+
+
+@dataclass
+class _Improved:
+    """The float model to quantize, and what ``_improve`` did to it."""
+
+    path: Path
+    eq_pairs: int = 0
+    eq_skipped: int = 0
+    streams: int = 0
+    bc_layers: int = 0
+    offsets: dict[str, float] = field(default_factory=dict)  # centred activation (module name) -> shift
+
+
 def _improve(
     torch_model: nn.Module,
     source_fp32: Path,
@@ -942,27 +1037,33 @@ def _improve(
     options: Int8Options,
     input_name: str,
     dims: list[int | str],
-) -> tuple[Path, int, int, int, int]:
-    """CLE (conv pairs and residual streams) and bias correction in PyTorch on the BN-folded model, re-exported to
-    ONNX for quantization. Returns (path, pairs equalized, pairs skipped, streams equalized, layers bias-corrected)."""
-    from edgeconv.quantize.equalize import batches, correct_bias, equalize_model, equalize_residual_streams
+) -> _Improved:
+    """CLE (conv pairs and residual streams), activation centring (tensorrt target) and bias correction in PyTorch
+    on the BN-folded model, re-exported to ONNX for quantization."""
+    from edgeconv.quantize.equalize import (
+        batches,
+        center_unsigned_activations,
+        correct_bias,
+        equalize_model,
+        equalize_residual_streams,
+    )
 
     model = _fold_for_quantization(torch_model)
-    eq_pairs = eq_skipped = streams = bc_layers = 0
+    improved = _Improved(work / "improved.onnx")
     if options.equalize:
         eq = equalize_model(model, relu6=options.relu6)
-        eq_pairs, eq_skipped = len(eq.equalized), len(eq.skipped)
-        streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
-    path = work / "improved.onnx"
+        improved.eq_pairs, improved.eq_skipped = len(eq.equalized), len(eq.skipped)
+        improved.streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
+    if _centers(options):
+        improved.offsets = center_unsigned_activations(model, batches(data.calibration[:64], 16), options.percentile)
     output_name = _output_name(source_fp32)
-    _export(model, path, input_name, dims, _opset(source_fp32), output_name)
+    _export(model, improved.path, input_name, dims, _opset(source_fp32), output_name)
     if options.bias_correction:
         # Both targets quantize weights symmetric per channel to [-127, 127]: correct_bias's default scheme.
         subset = data.calibration[: options.bias_correction_samples]
-        applied = correct_bias(model, batches(subset, 16))
-        bc_layers = len(applied)
-        _export(model, path, input_name, dims, _opset(source_fp32), output_name)
-    return path, eq_pairs, eq_skipped, streams, bc_layers
+        improved.bc_layers = len(correct_bias(model, batches(subset, 16)))
+        _export(model, improved.path, input_name, dims, _opset(source_fp32), output_name)
+    return improved
 
 
 def tensor_sqnr(

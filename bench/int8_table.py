@@ -40,6 +40,7 @@ ABLATIONS = {
     "with bias correction": {"bias_correction": True},
     "no fallback": {"fallback": "none"},
     "no activation centring (tensorrt)": {"center_activations": False},
+    "no identity split (RepVGG)": {"split_identity": False},
     "minmax": {"calib_method": "minmax"},
     "entropy": {"calib_method": "entropy"},
 }
@@ -61,6 +62,7 @@ def reestimate_batchnorm(model: torch.nn.Module, samples: np.ndarray, batch_size
 def build(name: str, bn_samples: np.ndarray | None) -> tuple[torch.nn.Module, str]:
     if name in REAL_WEIGHTS:
         return create_model(name, weights="imagenet"), "ImageNet weights"
+    torch.manual_seed(0)  # the same random network in every run (rows measured before this line was added were not)
     model = create_model(name)
     assert bn_samples is not None
     reestimate_batchnorm(model, bn_samples)
@@ -145,7 +147,9 @@ def main() -> None:
                     min_agreement=0.0,
                     force=True,
                 )
-                options = replace(options, min_agreement=0.85 if target == "onnxruntime" else 0.80)
+                # The issue's done-when thresholds, so that the automatic fallback engages below them.
+                gate = (0.85, 0.995) if target == "onnxruntime" else (0.80, 0.99)
+                options = replace(options, min_agreement=gate[0], min_confident_agreement=gate[1])
                 out = Path(tmp) / f"{name}.{target}.int8.onnx"
                 start = time.perf_counter()
                 report = quantize_int8(fp32, out, spec, model, options, data=data, measure_baseline=True)
@@ -181,8 +185,9 @@ def main() -> None:
                             fp32, Path(tmp) / "ab.onnx", spec, model, replace(options, **change), data=data
                         )
                         ablation_lines.append(
-                            f"| {name} | {target} | {label} | {pct(ab.fidelity.top1_agreement)} / "
-                            f"{pct(ab.fidelity.confident_agreement)} | {', '.join(ab.fallback_modules) or '-'} |"
+                            f"| {name} | {target} | {label} | {_pair(ab.before_fallback)} | "
+                            f"{pct(ab.fidelity.top1_agreement)} / {pct(ab.fidelity.confident_agreement)} | "
+                            f"{ab.fidelity.mean_kl:.4f} | {', '.join(ab.fallback_modules) or '-'} |"
                         )
                         print(ablation_lines[-1], flush=True)
             if name.startswith("repvgg"):
@@ -210,8 +215,9 @@ def main() -> None:
     if ablation_lines:
         text += [
             "\n### Ablations (each improvement switched off, one at a time)\n",
-            "| model | target | change | agreement overall / confident | kept in float |",
-            "|---|---|---|---|---|",
+            "| model | target | change | all-INT8 before fallback | agreement overall / confident | mean KL | "
+            "kept in high precision |",
+            "|---|---|---|---|---|---|---|",
             *ablation_lines,
         ]
     out = Path(args.out)
@@ -225,7 +231,8 @@ def main() -> None:
 
 
 def _repvgg_rows(name: str, model: torch.nn.Module, spec, data, tmp: Path, args) -> list[str]:  # noqa: ANN001
-    """RepVGG: INT8 of the multi-branch (train-form, BN folded per branch) graph vs the re-parameterized one."""
+    """RepVGG: INT8 of the multi-branch (train-form, BN folded per branch) graph vs the re-parameterized one:
+    percentile calibration, nearest rounding, no equalization, no fallback (ORT quantizes the identity BNs too)."""
     from edgeconv.fuse import fold_batchnorm
 
     rows = []
@@ -240,6 +247,7 @@ def _repvgg_rows(name: str, model: torch.nn.Module, spec, data, tmp: Path, args)
         min_agreement=0.0,
         equalize=False,
         bias_correction=False,
+        adaround=False,
         fallback="none",
     )
     report = quantize_int8(path, tmp / "branches.int8.onnx", spec, None, options, data=data)

@@ -8,12 +8,14 @@ import torch
 from torch import nn
 
 from edgeconv.quantize.equalize import (
+    IdentitySplitConv,
     ShiftedClip,
     WeightQuantScheme,
     center_unsigned_activations,
     correct_bias,
     equalize_model,
     find_equalization_pairs,
+    split_identity_taps,
 )
 
 
@@ -70,7 +72,7 @@ def _symmetric_int8_error(x: torch.Tensor) -> float:
 
 
 def test_centering_keeps_the_function_and_halves_the_int8_step() -> None:
-    net = _net(nn.ReLU6)
+    net = _net(nn.ReLU6).requires_grad_(False)
     x = torch.randn(8, 3, 16, 16) * 3
     before = net(x)
     plain = net[:4](x)  # the depthwise conv's ReLU6 output, which feeds the unpadded 1x1 conv
@@ -193,3 +195,37 @@ def test_residual_stream_with_a_nonlinear_producer_is_left_alone() -> None:
     original = copy.deepcopy(net.state_dict())
     assert equalize_residual_streams(net, [torch.randn(4, 3, 8, 8)]) == []
     assert all(torch.equal(v, original[k]) for k, v in net.state_dict().items())
+
+
+def _int8_sqnr_db(weight: torch.Tensor) -> float:
+    weight = weight.detach()
+    scale = weight.abs().flatten(1).amax(1).reshape(-1, 1, 1, 1) / 127
+    error = weight - (weight / scale).round() * scale
+    return float(10 * torch.log10(weight.pow(2).sum() / error.pow(2).sum()))
+
+
+def test_identity_split_keeps_the_function_and_the_3x3_range() -> None:
+    from edgeconv.fuse import fuse_model
+    from edgeconv.zoo.repvgg import RepVGGBlock
+
+    torch.manual_seed(0)
+    net = nn.Sequential(RepVGGBlock(8, 16, stride=2), RepVGGBlock(16, 16), RepVGGBlock(16, 16)).eval()
+    for bn in [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]:
+        bn.running_var.uniform_(0.05, 0.5)  # small identity-branch variances: large centre taps, as in trained RepVGG
+    fused = fuse_model(net).model
+    before = [_int8_sqnr_db(fused[i].rbr_reparam.weight) for i in (1, 2)]
+    split = copy.deepcopy(fused)
+    assert split_identity_taps(split) == ["1.rbr_reparam", "2.rbr_reparam"]  # not the stride-2 block without identity
+    x = torch.randn(2, 8, 12, 12)
+    torch.testing.assert_close(split(x), fused(x), rtol=1e-5, atol=1e-5)
+    for i, sqnr in zip((1, 2), before, strict=True):
+        module = split[i].rbr_reparam
+        assert isinstance(module, IdentitySplitConv)
+        assert _int8_sqnr_db(module.conv.weight) > sqnr + 6  # the identity tap no longer sets the channel's range
+    assert split_identity_taps(split) == []  # idempotent: the split kernels no longer qualify
+
+
+def test_identity_split_leaves_ordinary_convs_alone() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)).eval()
+    assert split_identity_taps(net) == []

@@ -336,6 +336,11 @@ def test_check_gate() -> None:
     assert check_gate(report, 0.85, force=True) is False
     with pytest.raises(InvalidArgumentError):
         check_gate(report, 85)
+    assert check_gate(report, 0.8, min_confident=0.97)
+    with pytest.raises(QuantizationError, match=r">= 80.0% overall and >= 98.0% on confident samples"):
+        check_gate(report, 0.8, min_confident=0.98)
+    no_confident = FidelityReport(300, 0.8, 0, float("nan"), 0.9, 0.05, 20.0)
+    assert check_gate(no_confident, 0.8, min_confident=0.99)  # a flat softmax has no confident samples to gate on
 
 
 def test_parse_fallback_and_options() -> None:
@@ -357,3 +362,36 @@ def test_int8_keeps_the_fp32_io_names(fp32: Path, tmp_path: Path) -> None:
     model, reference = onnx.load(str(out)), onnx.load(str(fp32))
     assert [i.name for i in model.graph.input] == [i.name for i in reference.graph.input] == ["input"]
     assert [o.name for o in model.graph.output] == ["logits"]
+
+
+def test_repvgg_identity_taps_quantize_as_their_own_conv(tmp_path: Path) -> None:
+    from edgeconv.fuse import fuse_model
+    from edgeconv.zoo.repvgg import RepVGGBlock
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        RepVGGBlock(3, 16, stride=2), RepVGGBlock(16, 16), RepVGGBlock(16, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    for block in net[1:3]:
+        block.rbr_identity.running_var.uniform_(0.01, 0.05)  # centre taps ~10x the rest, as in trained RepVGG
+    net.append(nn.Linear(16, 10))
+    net.eval()
+    fp32 = _export(fuse_model(net).model, tmp_path / "repvgg.onnx")
+    x = np.stack([PREP(im) for im in _eval_images()])
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()  # the multi-branch PyTorch model itself
+    sqnr = {}
+    for split in (True, False):
+        out = tmp_path / f"split{split}.onnx"
+        options = Int8Options(target="tensorrt", fallback="none", adaround=False, split_identity=split, **OPTIONS)
+        report = quantize_int8(fp32, out, PREP, net, options)
+        sqnr[split] = sqnr_db(expected, run_onnx(out, x, exact=True))
+        convs = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
+        if split:
+            assert report.identity_split == ["1.rbr_reparam", "2.rbr_reparam"]
+            assert report.manifest()["identity_split_convs"] == report.identity_split
+            depthwise = [n for n in convs if next(a.i for a in n.attribute if a.name == "group") == 16]
+            assert [node_module_name(n.name) for n in depthwise] == ["1.rbr_reparam.identity", "2.rbr_reparam.identity"]
+        else:
+            assert report.identity_split == [] and len(convs) == 3
+    assert sqnr[True] > sqnr[False] + 3, sqnr

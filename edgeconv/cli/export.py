@@ -129,6 +129,12 @@ def export_command(
         help="INT8, --target tensorrt: shift ReLU/ReLU6 outputs that feed unpadded convs to be centred on 0, so that "
         "TensorRT's symmetric int8 grid uses its negative half (exact in float; biases re-derived).",
     ),
+    split_identity: bool = typer.Option(
+        True,
+        "--split-identity/--no-split-identity",
+        help="INT8, RepVGG-style models: compute each re-parameterized kernel's identity centre taps as a separate "
+        "depthwise 1x1 conv, so they no longer set the 3x3 weights' int8 range (exact in float).",
+    ),
     fallback: str = typer.Option(
         "auto",
         "--fallback",
@@ -137,6 +143,12 @@ def export_command(
     ),
     min_agreement: float = typer.Option(
         None, "--min-agreement", help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."
+    ),
+    min_confident_agreement: float = typer.Option(
+        None,
+        "--min-confident-agreement",
+        help="INT8 gate: least top-1 agreement on the held-out crops FP32 is sure about (top-1 probability > 0.5), "
+        "e.g. 0.99 (default: no such gate).",
     ),
     opset: int = typer.Option(None, "--opset", help="ONNX opset (default 17: TensorRT 8.6+ and ONNX Runtime)."),
     batch: int = typer.Option(None, "--batch", help="Static batch size (default 1)."),
@@ -187,15 +199,24 @@ def export_command(
                 bias_correction=bias_correction,
                 adaround=adaround,
                 center_activations=center,
+                split_identity=split_identity,
                 fallback=parse_fallback(fallback),
                 min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement,
+                min_confident_agreement=min_confident_agreement or 0.0,
                 force=force,
                 progress=int8_progress,
                 rounding_progress=rounding_progress,
             )
             int8_options.validate()
-        elif any(v is not None for v in (calib, min_agreement)) or target != "onnxruntime" or fallback != "auto":
-            raise InvalidArgumentError("--target, --calib, --fallback and --min-agreement configure INT8; add --int8")
+        elif (
+            any(v is not None for v in (calib, min_agreement, min_confident_agreement))
+            or target != "onnxruntime"
+            or fallback != "auto"
+        ):
+            raise InvalidArgumentError(
+                "--target, --calib, --fallback, --min-agreement and --min-confident-agreement configure INT8; "
+                "add --int8"
+            )
         manifest = export_artifact(
             model,
             out,

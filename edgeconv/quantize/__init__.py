@@ -15,7 +15,14 @@ from edgeconv.quantize.calibration import (
     read_image_folder,
     split_calibration_folder,
 )
-from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT, FidelityReport, check_gate, compare_logits, sqnr_db
+from edgeconv.quantize.fidelity import (
+    DEFAULT_MIN_AGREEMENT,
+    FidelityReport,
+    check_gate,
+    compare_logits,
+    meets_gate,
+    sqnr_db,
+)
 from edgeconv.quantize.int8 import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_METHOD,
@@ -39,6 +46,7 @@ __all__ = [
     "Int8Report",
     "Preprocessing",
     "check_gate",
+    "meets_gate",
     "compare_logits",
     "load_calibration_data",
     "node_module_name",

@@ -25,6 +25,9 @@ Targets (measured on this project's AVX2, non-VNNI CPU; bench/results/int8.md):
   ReLU / ReLU6 outputs that feed only an unpadded conv are centred on 0 first (``center_unsigned_activations``), so
   that they get the whole symmetric grid instead of its positive half; the reader's bias is then re-derived from its
   quantized weights (``compensate_offsets``), since ``c * sum(W_q - W)`` summed over a layer's inputs is not small.
+
+Both targets: a re-parameterized RepVGG kernel's identity centre taps are computed as a separate depthwise 1x1 conv
+(``equalize.split_identity_taps``), so that they no longer set the 3x3 weights' per-channel range.
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ from edgeconv.quantize.calibration import (
     ProgressCallback,
     load_calibration_data,
 )
-from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT, FidelityReport, check_gate, compare_logits, sqnr_db
+from edgeconv.quantize.fidelity import (
+    DEFAULT_MIN_AGREEMENT,
+    FidelityReport,
+    check_gate,
+    compare_logits,
+    meets_gate,
+    sqnr_db,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -79,9 +89,9 @@ GATE_MARGIN = 0.03
 class Int8Options:
     """Everything ``quantize_int8`` can be told. ``calib_dir=None`` means the repository's ``calibration/`` folder.
 
-    ``fallback``: ``"auto"`` (keep the most sensitive layers in float until ``min_agreement`` holds, at most
-    ``max_fallback_layers`` and within ``latency_budget`` x FP32 on the onnxruntime target), ``"none"``, or PyTorch
-    module names to keep in float (``("features.0.0", "classifier.1")``).
+    ``fallback``: ``"auto"`` (keep the most sensitive layers in float until ``min_agreement`` and
+    ``min_confident_agreement`` hold, at most ``max_fallback_layers`` and within ``latency_budget`` x FP32 on the
+    onnxruntime target), ``"none"``, or PyTorch module names to keep in float (``("features.0.0", "classifier.1")``).
     """
 
     target: Target = "onnxruntime"
@@ -102,8 +112,11 @@ class Int8Options:
     adaround_iterations: int = 200
     # tensorrt target: shift ReLU/ReLU6 outputs that feed unpadded convs to be centred on 0 (symmetric int8 grid).
     center_activations: bool = True
+    # Re-parameterized (RepVGG) kernels: move the identity branch's centre taps into a depthwise 1x1 conv.
+    split_identity: bool = True
     fallback: str | tuple[str, ...] = "auto"
     min_agreement: float = DEFAULT_MIN_AGREEMENT
+    min_confident_agreement: float = 0.0  # gate on the crops FP32 is sure about (p > 0.5); 0 = off
     max_fallback_layers: int = 8
     latency_budget: float | None = 0.7
     percentile: float = 99.999
@@ -128,6 +141,10 @@ class Int8Options:
             raise InvalidArgumentError(f"evaluation samples {self.eval_samples} must be at least 1")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise InvalidArgumentError(f"--min-agreement {self.min_agreement} must be a fraction in [0, 1], e.g. 0.85")
+        if not 0.0 <= self.min_confident_agreement <= 1.0:
+            raise InvalidArgumentError(
+                f"--min-confident-agreement {self.min_confident_agreement} must be a fraction in [0, 1], e.g. 0.99"
+            )
         if isinstance(self.fallback, str) and self.fallback not in ("auto", "none"):
             raise InvalidArgumentError(
                 f"--fallback {self.fallback!r}: use auto, none, or module names separated by commas"
@@ -156,11 +173,13 @@ class Int8Report:
     fallback_modules: list[str]
     gate_passed: bool
     min_agreement: float
+    min_confident_agreement: float = 0.0
     equalized_pairs: int = 0
     equalized_streams: int = 0  # residual streams rescaled per channel (equalize_residual_streams)
     equalization_skipped: int = 0
     bias_corrected_layers: int = 0
     centred_activations: dict[str, float] = field(default_factory=dict)  # tensorrt target: module name -> shift
+    identity_split: list[str] = field(default_factory=list)  # convs whose identity taps went to a depthwise 1x1
     rounded: list[RoundedLayer] = field(default_factory=list)  # adaptive rounding, per layer
     layers: list[LayerSensitivity] = field(default_factory=list)
     latency_ratio: float | None = None  # INT8 / FP32 median latency, batch 1, ORT CPU (onnxruntime target)
@@ -184,11 +203,16 @@ class Int8Report:
             "fidelity": self.fidelity.as_dict(),
             "plain_ptq_fidelity": self.baseline.as_dict() if self.baseline else None,
             "fidelity_before_fallback": self.before_fallback.as_dict() if self.before_fallback else None,
-            "gate": {"min_agreement": self.min_agreement, "passed": self.gate_passed},
+            "gate": {
+                "min_agreement": self.min_agreement,
+                "min_confident_agreement": self.min_confident_agreement,
+                "passed": self.gate_passed,
+            },
             "equalized_pairs": self.equalized_pairs,
             "equalized_residual_streams": self.equalized_streams,
             "bias_corrected_layers": self.bias_corrected_layers,
             "centred_activations": {name: round(shift, 4) for name, shift in self.centred_activations.items()},
+            "identity_split_convs": self.identity_split,
             "adaround": {
                 "layers": len(self.rounded),
                 "weights_flipped": round(float(np.mean([r.flipped for r in self.rounded])), 4) if self.rounded else 0.0,
@@ -935,10 +959,12 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="edgeconv-int8-") as tmp:
         work = Path(tmp)
         improved = _Improved(source_fp32)
-        if torch_model is not None and (options.equalize or options.bias_correction or _centers(options)):
+        if torch_model is not None and _improves(options):
             improved = _improve(torch_model, source_fp32, work, data, options, input_name, dims)
-        elif torch_model is None and (options.equalize or options.bias_correction or _centers(options)):
-            notes.append("no PyTorch model given: equalization, activation centring and bias correction skipped")
+        elif torch_model is None and _improves(options):
+            notes.append(
+                "no PyTorch model given: equalization, activation centring, identity split and bias correction skipped"
+            )
 
         baseline = None
         if measure_baseline:
@@ -973,7 +999,9 @@ def quantize_int8(
         latency = None
         before_fallback = None
         fallback_tensors: list[str] = []
-        if options.fallback == "auto" and fidelity.top1_agreement < options.min_agreement:
+        if options.fallback == "auto" and not meets_gate(
+            fidelity, options.min_agreement, options.min_confident_agreement
+        ):
             before_fallback = fidelity
             candidate, chosen, latency = _auto_fallback(
                 quantizer, candidate, layers, work, data, reference_cal, source_fp32, options, exact
@@ -981,10 +1009,13 @@ def quantize_int8(
             fallback_nodes = [i.name for i in chosen if i.kind == "node"]
             fallback_tensors = [i.label for i in chosen if i.kind == "tensor"]
             fidelity = compare_logits(reference, run_onnx(candidate, data.evaluation, exact=exact))
-        gate = check_gate(fidelity, options.min_agreement, force=options.force)
+        gate = check_gate(
+            fidelity, options.min_agreement, min_confident=options.min_confident_agreement, force=options.force
+        )
         if not gate:
             notes.append(
-                f"written below the gate with --force ({fidelity.top1_agreement:.1%} < {options.min_agreement:.1%})"
+                f"written below the gate with --force ({fidelity.summary()}; gate {options.min_agreement:.1%} overall, "
+                f"{options.min_confident_agreement:.1%} confident)"
             )
         _atomic_copy(candidate, out)
 
@@ -996,11 +1027,13 @@ def quantize_int8(
         fallback_modules=[node_module_name(n) or n for n in fallback_nodes] + fallback_tensors,
         gate_passed=gate,
         min_agreement=options.min_agreement,
+        min_confident_agreement=options.min_confident_agreement,
         equalized_pairs=improved.eq_pairs,
         equalized_streams=improved.streams,
         equalization_skipped=improved.eq_skipped,
         bias_corrected_layers=improved.bc_layers,
         centred_activations=improved.offsets,
+        identity_split=improved.split,
         rounded=quantizer.rounded or [],
         layers=layers,
         latency_ratio=latency,
@@ -1011,6 +1044,10 @@ def quantize_int8(
         notes=notes,
         before_fallback=before_fallback,
     )
+
+
+def _improves(options: Int8Options) -> bool:
+    return options.equalize or options.bias_correction or _centers(options) or options.split_identity
 
 
 def _centers(options: Int8Options) -> bool:
@@ -1027,6 +1064,7 @@ class _Improved:
     streams: int = 0
     bc_layers: int = 0
     offsets: dict[str, float] = field(default_factory=dict)  # centred activation (module name) -> shift
+    split: list[str] = field(default_factory=list)  # convs whose identity taps were split out
 
 
 def _improve(
@@ -1038,14 +1076,15 @@ def _improve(
     input_name: str,
     dims: list[int | str],
 ) -> _Improved:
-    """CLE (conv pairs and residual streams), activation centring (tensorrt target) and bias correction in PyTorch
-    on the BN-folded model, re-exported to ONNX for quantization."""
+    """CLE (conv pairs and residual streams), activation centring (tensorrt target), the identity-tap split of
+    re-parameterized kernels and bias correction, in PyTorch on the BN-folded model, re-exported to ONNX."""
     from edgeconv.quantize.equalize import (
         batches,
         center_unsigned_activations,
         correct_bias,
         equalize_model,
         equalize_residual_streams,
+        split_identity_taps,
     )
 
     model = _fold_for_quantization(torch_model)
@@ -1056,6 +1095,8 @@ def _improve(
         improved.streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
     if _centers(options):
         improved.offsets = center_unsigned_activations(model, batches(data.calibration[:64], 16), options.percentile)
+    if options.split_identity:  # last: exact for any kernel, and it must not hide convs from the passes above
+        improved.split = split_identity_taps(model)
     output_name = _output_name(source_fp32)
     _export(model, improved.path, input_name, dims, _opset(source_fp32), output_name)
     if options.bias_correction:
@@ -1132,7 +1173,7 @@ def _auto_fallback(
     activation tensors 8 bits carry worst (mobilenet_v2's late residual sums: range +-30, values mostly within +-2).
     Each is first tried alone and ranked by how much it lowers the mean KL divergence on the calibration crops
     (smoother than top-1 agreement on 128 crops); in that order, each is then kept if ``_better`` says so, until
-    calibration-crop agreement is ``GATE_MARGIN`` above the gate."""
+    calibration-crop agreement is ``GATE_MARGIN`` above the gate and confident agreement at its gate."""
 
     def score(path: Path) -> FidelityReport:
         return compare_logits(reference_cal, run_onnx(path, data.calibration, exact=exact))
@@ -1173,7 +1214,7 @@ def _auto_fallback(
     for item in sorted(pool, key=lambda x: -gains[x]):
         if gains[item] <= 0.0 or len(chosen) >= options.max_fallback_layers:
             break
-        if best.top1_agreement >= options.min_agreement + GATE_MARGIN:
+        if meets_gate(best, options.min_agreement + GATE_MARGIN, options.min_confident_agreement):
             break
         trial_items = chosen + [item]
         path = build(trial_items, f"fallback{len(trial_items)}.onnx")

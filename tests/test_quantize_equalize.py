@@ -9,6 +9,7 @@ from torch import nn
 
 from edgeconv.quantize.equalize import (
     IdentitySplitConv,
+    PaddedConv2d,
     ShiftedClip,
     WeightQuantScheme,
     center_unsigned_activations,
@@ -77,15 +78,34 @@ def test_centering_keeps_the_function_and_halves_the_int8_step() -> None:
     before = net(x)
     plain = net[:4](x)  # the depthwise conv's ReLU6 output, which feeds the unpadded 1x1 conv
     centred = copy.deepcopy(net)
-    assert list(center_unsigned_activations(centred, [x[:4], x[4:]], percentile=100.0)) == ["3"]
-    assert isinstance(centred[3], ShiftedClip) and isinstance(centred[1], nn.ReLU6)  # conv "2" has padding: left alone
+    offsets = center_unsigned_activations(centred, [x[:4], x[4:]], percentile=100.0)
+    assert list(offsets) == ["1", "3"] and isinstance(centred[1], ShiftedClip) and isinstance(centred[3], ShiftedClip)
+    # conv "2" pads: it now pads with -c, the zero of the shifted domain (and is also the next pair's conv1).
+    assert isinstance(centred[2], PaddedConv2d) and centred[2].pad_value == -offsets["1"]
+    assert centred[2].padding == (0, 0) and centred[2].pads == (1, 1, 1, 1)
     torch.testing.assert_close(centred(x), before, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(centred[:2](x), net[:2](x) - offsets["1"], rtol=1e-4, atol=1e-5)
     shifted = centred[:4](x)
     top = float(plain.max())
     torch.testing.assert_close(shifted, plain - top / 2, rtol=1e-4, atol=1e-5)
     assert float(shifted.min()) == -top / 2 and abs(float(shifted.max()) - top / 2) < 1e-4 * top
     # Symmetric int8 (TensorRT's grid): the centred tensor's error is about a quarter (half the step, squared).
     assert _symmetric_int8_error(shifted) < 0.4 * _symmetric_int8_error(plain)
+
+
+def test_centering_leaves_convs_that_pad_their_own_way_alone() -> None:
+    """A Conv2dSame pads inside its forward (TF 'SAME'): shifting its input would shift its padding. Only its 1x1 form,
+    which never pads, is centred."""
+    from edgeconv.zoo.efficientnet import Conv2dSame
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU6(), Conv2dSame(8, 8, 3, 2, groups=8), nn.ReLU6(), Conv2dSame(8, 4, 1)
+    ).eval()
+    x = torch.rand(2, 3, 15, 15) * 4
+    before = net(x)
+    assert list(center_unsigned_activations(net, [x], percentile=100.0)) == ["3"]
+    assert type(net[2]) is Conv2dSame and isinstance(net[1], nn.ReLU6)
+    torch.testing.assert_close(net(x), before, rtol=1e-4, atol=1e-5)
 
 
 def test_pairs_need_a_single_reader() -> None:

@@ -99,11 +99,12 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
         act = producer[conv.input[0]]  # activations: per-tensor Q/DQ on every conv input
         assert act.op_type == "DequantizeLinear" and inits[act.input[1]].ndim == 0
     assert report.fidelity.top1_agreement >= 0.9 and report.fidelity.output_sqnr_db > 20
-    # ReLU6 / ReLU outputs that feed unpadded 1x1 convs are centred on 0 for the symmetric grid (stem -> dw is padded).
+    # ReLU6 / ReLU outputs between two convs are centred on 0 for the symmetric grid (stem.2 also feeds the add).
     assert set(report.centred_activations) == {"dw.2", "head.1"}
     clips = {node_module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
     shift = report.centred_activations["head.1"]
     assert float(inits[clips["head.1"].input[1]]) == pytest.approx(-shift)
+    _assert_pinned(model, report.centred_activations)
     # The reader's bias follows its quantized weight: W_q (x - c) + b + c sum(W_q) = W_q x + b, with head.2's own bias.
     reader = next(n for n in convs if node_module_name(n.name) == "head.2")
     dq = producer[reader.input[1]]
@@ -112,6 +113,43 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
     w_q = w_q * inits[dq.input[1]].reshape(-1, 1, 1, 1)
     expected = _model().head[2].bias.detach().numpy() + shift * w_q.sum(axis=(1, 2, 3))
     np.testing.assert_allclose(inits[reader.input[2]], expected, rtol=1e-5, atol=1e-6)
+
+
+def _assert_pinned(model: onnx.ModelProto, centred: dict[str, float]) -> None:
+    """Each centred activation is quantized on [-c, c] exactly: the ReLU's zeros (-c after the shift) land on -127."""
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    clips = {node_module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
+    for name, c in centred.items():
+        reader = next(n for n in model.graph.node if clips[name].output[0] in n.input)
+        if reader.op_type == "Pad":  # a padded conv pads with -c, the shifted domain's zero
+            assert float(inits[reader.input[2]]) == pytest.approx(-c)
+            reader = next(n for n in model.graph.node if reader.output[0] in n.input)
+        assert reader.op_type == "QuantizeLinear"
+        scale = inits[reader.input[1]]
+        assert abs(np.float32(-c) / scale + 127) < 1e-4, f"{name}: -c = {-c} is {np.float32(-c) / scale} steps"
+
+
+def test_tensorrt_centring_of_padded_readers_keeps_pytorch_function(tmp_path: Path) -> None:
+    """A ReLU6 feeding a padded depthwise conv is centred too: the conv pads with -c (ONNX Pad + Conv)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(),
+        nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.ReLU6(),
+        nn.Conv2d(16, 24, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10),
+    ).eval()  # fmt: skip
+    fp32 = _export(model, tmp_path / "dw.onnx")
+    out = tmp_path / "dw.int8.onnx"
+    report = quantize_int8(fp32, out, PREP, model, Int8Options(target="tensorrt", fallback="none", **OPTIONS))
+    assert set(report.centred_activations) == {"1", "3"}
+    quantized = onnx.load(str(out))
+    pads = [n for n in quantized.graph.node if n.op_type == "Pad"]
+    assert len(pads) == 1 and node_module_name(pads[0].name) == "2"
+    _assert_pinned(quantized, report.centred_activations)
+    x = np.stack([PREP(im) for im in _eval_images()])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    fidelity = compare_logits(expected, run_onnx(out, x, exact=True))
+    assert fidelity.top1_agreement >= 0.95 and fidelity.output_sqnr_db > 30, fidelity.summary()  # measured 38 dB
 
 
 def test_onnxruntime_target_matches_pytorch(fp32: Path, tmp_path: Path) -> None:

@@ -126,8 +126,9 @@ def export_command(
     center: bool = typer.Option(
         True,
         "--center/--no-center",
-        help="INT8, --target tensorrt: shift ReLU/ReLU6 outputs that feed unpadded convs to be centred on 0, so that "
-        "TensorRT's symmetric int8 grid uses its negative half (exact in float; biases re-derived).",
+        help="INT8, --target tensorrt: shift ReLU/ReLU6 outputs between two convs to be centred on 0, so that "
+        "TensorRT's symmetric int8 grid uses its negative half (exact in float: biases re-derived, a padded reader "
+        "pads with the shift).",
     ),
     split_identity: bool = typer.Option(
         True,

@@ -191,6 +191,8 @@ def _layers(
                 target = after[0].output[0]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         before = float_producer.get(source.input[0])
+        if before is not None and before.op_type == "Pad":  # a PaddedConv2d reading a centred activation
+            before = float_producer.get(before.input[0])
         offset = (offsets or {}).get(node_module_name(before.name) or "", 0.0) if before is not None else 0.0
         if offset and node.op_type != "Conv":
             offset = 0.0  # centring only ever feeds convs (equalize.center_unsigned_activations)

@@ -267,32 +267,68 @@ class ShiftedClip(nn.Module):
         return torch.clamp(x, min=self.low, max=self.high)
 
 
+class PaddedConv2d(nn.Conv2d):
+    """A conv whose zero padding became an explicit constant ``pad_value`` (exports as ONNX Pad + Conv): the reader of
+    a centred activation, whose padding zeros are ``-shift`` in the shifted domain."""
+
+    def __init__(self, conv: nn.Conv2d, pad_value: float) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            dtype=conv.weight.dtype,
+        )
+        ph, pw = conv.padding  # type: ignore[misc]  # int pairs only: _explicit_padding checked
+        self.pads, self.pad_value = (pw, pw, ph, ph), pad_value
+        self.load_state_dict(conv.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, self.pads, value=self.pad_value))
+
+
+def _explicit_padding(conv: nn.Conv2d) -> bool | None:
+    """True when ``conv`` pads with zeros by an int amount, False when it does not pad, None when it pads otherwise."""
+    if type(conv) is not nn.Conv2d:  # PaddedConv2d, or a subclass padding its own way (Conv2dSame)
+        return False if conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid") else None  # 1x1: no 'same' pad
+    if isinstance(conv.padding, str):
+        return False if conv.padding == "valid" else None
+    if not any(conv.padding):
+        return False
+    return True if conv.padding_mode == "zeros" else None
+
+
 @torch.no_grad()
 def center_unsigned_activations(
     model: nn.Module, samples: Iterable[torch.Tensor], percentile: float = 99.999
 ) -> dict[str, float]:
-    """Shift every ReLU / ReLU6 output that feeds only an unpadded conv down by half its range, in place, so that a
-    symmetric int8 grid uses all of its levels on it; returns ``{activation name: shift}``.
+    """Shift every ReLU / ReLU6 output between two convs down by half its range, in place, so that a symmetric int8
+    grid uses all of its levels on it; returns ``{activation name: shift}``.
 
     TensorRT's INT8 is symmetric with zero point 0: a ReLU6 output in ``[0, a]`` gets scale ``a / 127`` and leaves
     the 128 negative levels unused. With ``c = a / 2``: ``conv1``'s bias ``-= c`` and the activation becomes
     ``clamp(x, -c, 6 - c)`` (still one fused Conv + Clip), the tensor spans ``[-c, c]`` (scale ``a / 254``), and
-    ``conv2``'s bias ``+= c * sum(W)`` over each output channel's inputs restores the function exactly. Only a conv2
-    without padding qualifies (padding would add zeros that are ``-c`` in the shifted domain). ``a`` is the
-    activation's ``percentile`` over ``samples``, the range the percentile calibrator gives the unshifted tensor.
+    ``conv2``'s bias ``+= c * sum(W)`` over each output channel's inputs restores the function exactly. A conv2 that
+    pads with zeros becomes a ``PaddedConv2d`` padding with ``-c`` (the zeros of the unshifted domain), which keeps it
+    exact too. ``a`` is the activation's ``percentile`` over ``samples``, the range the percentile calibrator gives the
+    unshifted tensor; quantize it with the range ``[-c, c]`` exactly (``int8.centred_ranges``), so that the ReLU's
+    zeros, most of the tensor, land on the grid point ``-127`` and not half a step beside it.
     """
     triples = []
     for n1, na, n2 in find_equalization_pairs(model):
         conv1, act, conv2 = model.get_submodule(n1), model.get_submodule(na), model.get_submodule(n2)
         if not (isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d) and isinstance(act, (nn.ReLU, nn.ReLU6))):
             continue
-        padded = conv2.padding != "valid" if isinstance(conv2.padding, str) else any(conv2.padding)
-        if padded:
+        if _explicit_padding(conv2) is None:
             continue
-        triples.append((conv1, na, act, conv2))
+        triples.append((conv1, na, act, n2, conv2))
     if not triples:
         return {}
-    tops: dict[str, list[torch.Tensor]] = {na: [] for _, na, _, _ in triples}
+    tops: dict[str, list[torch.Tensor]] = {na: [] for _, na, _, _, _ in triples}
     counts = dict.fromkeys(tops, 0)
     keep = 1 - percentile / 100
 
@@ -304,15 +340,15 @@ def center_unsigned_activations(
 
         return hook
 
-    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _ in triples]
+    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _, _ in triples]
     try:
         for batch in samples:
             model(batch)
     finally:
         for handle in handles:
             handle.remove()
-    done = {}
-    for conv1, na, act, conv2 in triples:
+    done, padded = {}, []
+    for conv1, na, act, n2, conv2 in triples:
         if not counts[na]:
             continue
         values = torch.cat(tops[na]).sort(descending=True).values
@@ -324,7 +360,11 @@ def center_unsigned_activations(
         _bias(conv2).add_(shift * conv2.weight.double().sum(dim=(1, 2, 3)).to(conv2.weight.dtype))
         high = None if isinstance(act, nn.ReLU) else 6.0 - shift
         _set_module(model, na, ShiftedClip(-shift, high))
+        if _explicit_padding(conv2):
+            padded.append((n2, conv2, -shift))
         done[na] = shift
+    for n2, conv2, value in padded:  # last: conv2 may be the next triple's conv1, whose bias moves too
+        _set_module(model, n2, PaddedConv2d(conv2, value))
     logger.info("centered %d unsigned activations for a symmetric int8 grid", len(done))
     return done
 
@@ -355,10 +395,14 @@ def split_identity_taps(model: nn.Module, min_fraction: float = 0.5) -> list[str
     """
     split = []
     for name, conv in list(model.named_modules()):
-        if type(conv) is not nn.Conv2d:  # subclasses (timm's Conv2dSame, ...) pad their own way
+        if type(conv) not in (nn.Conv2d, PaddedConv2d):  # other subclasses (timm's Conv2dSame, ...) pad their own way
             continue
         size = conv.kernel_size[0]
         centre = size // 2
+        if isinstance(conv, PaddedConv2d):  # a centred input: the padding value does not touch the centre tap
+            same = conv.pads == (centre,) * 4
+        else:
+            same = conv.padding == (centre, centre) and conv.padding_mode == "zeros"
         if (
             conv.in_channels != conv.out_channels
             or conv.groups != 1
@@ -366,8 +410,7 @@ def split_identity_taps(model: nn.Module, min_fraction: float = 0.5) -> list[str
             or conv.dilation != (1, 1)
             or conv.kernel_size != (size, size)
             or size % 2 == 0
-            or conv.padding != (centre, centre)
-            or conv.padding_mode != "zeros"
+            or not same
         ):
             continue
         weight = conv.weight

@@ -144,6 +144,8 @@ def test_tensorrt_centring_of_padded_readers_keeps_pytorch_function(tmp_path: Pa
     quantized = onnx.load(str(out))
     pads = [n for n in quantized.graph.node if n.op_type == "Pad"]
     assert len(pads) == 1 and node_module_name(pads[0].name) == "2"
+    constants = {i.name for i in quantized.graph.initializer}
+    assert pads[0].input[1] in constants and pads[0].input[2] in constants  # static pads and value, as TensorRT wants
     _assert_pinned(quantized, report.centred_activations)
     x = np.stack([PREP(im) for im in _eval_images()])
     with torch.no_grad():

@@ -15,12 +15,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from edgeconv.files import write_atomic
 from edgeconv.profile import profile_model
 from edgeconv.zoo import list_models
 
@@ -53,12 +53,8 @@ def main() -> int:
     if args.out is not None:
         env = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            record = {"env": env, "limit_s": args.limit, "warmup_s": round(warmup, 3), "results": rows}
-            json.dump(record, handle, indent=2)
-        os.replace(tmp, args.out)
+        record = {"env": env, "limit_s": args.limit, "warmup_s": round(warmup, 3), "results": rows}
+        write_atomic(args.out, json.dumps(record, indent=2).encode())
     return 0
 
 

@@ -336,10 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = out / ((args.machine or machine_name(env)) + ("-quick" if quick else ""))
     document = {"env": env, "args": {k: v for k, v in vars(args).items()}, "rows": rows, "summary": summary,
                 "breakdowns": parts, "skipped": skipped, "seconds": round(time.time() - start, 1)}  # fmt: skip
-    from edgeconv.backends.tensorrt import atomic_write_bytes
+    from edgeconv.files import write_atomic
 
-    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(document, indent=1, default=str).encode())
-    atomic_write_bytes(stem.with_suffix(".md"), markdown(summary, parts, env, args, skipped).encode())
+    write_atomic(stem.with_suffix(".json"), json.dumps(document, indent=1, default=str).encode())
+    write_atomic(stem.with_suffix(".md"), markdown(summary, parts, env, args, skipped).encode())
     written = plots(summary, parts, stem)
     log.info("wrote %s", ", ".join(str(p) for p in [stem.with_suffix(".json"), stem.with_suffix(".md"), *written]))
     return 0

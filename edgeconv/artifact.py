@@ -9,7 +9,6 @@ artifact with different content is replaced only with ``force=True``; re-exporti
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, InvalidArgumentError
+from edgeconv.files import sha256_file, shareable
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,6 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ArtifactError(f"{path} is not an {FORMAT} manifest")
         return cls(Path(folder), data)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(package: str) -> str | None:
@@ -232,6 +224,7 @@ def export_artifact(
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    shareable(staging)  # it becomes the artifact folder: not mkdtemp's 0700
     try:
         input_shape = ("batch" if dynamic_batch else batch, *chw)
         step(f"export ONNX opset {opset} and validate on ONNX Runtime")

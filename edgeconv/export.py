@@ -31,7 +31,6 @@ import io
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError
+from edgeconv.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -453,22 +453,6 @@ def export_onnx(
         validation=comparison,
         warnings=caught,
     )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, then rename over it: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --- locating a divergence ----------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -43,6 +45,11 @@ def test_export_writes_a_validated_artifact(tmp_path: Path) -> None:
         "model.onnx",
         "model_fp16.onnx",
     ]
+    mask = os.umask(0)
+    os.umask(mask)
+    folder = tmp_path / "a"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700: a service account reads it
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o666 & ~mask}  # nor mkstemp's 0600
     assert [p.name for p in tmp_path.iterdir()] == ["a"]  # no staging folder left behind
 
 

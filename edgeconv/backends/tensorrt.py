@@ -22,12 +22,10 @@ TensorRT every entry point raises :class:`~edgeconv.errors.BackendUnavailableErr
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +43,7 @@ from edgeconv.errors import (
     InvalidArgumentError,
     QuantizationError,
 )
+from edgeconv.files import sha256_file, write_atomic
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -439,7 +438,7 @@ def add_engine_to_manifest(folder: Path, record: EngineRecord) -> Path:
     engines = [e for e in section.get("engines", []) if e.get("file") != record.file]
     engines.append(record.to_json())
     section["engines"] = engines
-    atomic_write_bytes(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return path
 
 
@@ -466,29 +465,6 @@ def find_engine(
         ):
             return record
     return None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -722,9 +698,9 @@ def build_engine(
             f"TensorRT {features.version} failed to build {onnx_file} ({plan.precision}); run with "
             "--debug for the builder log"
         )
-    atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
+    write_atomic(engine_path, bytes(memoryview(serialized)))
     if cache_path is not None:
-        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        write_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     record = engine_record(plan, request, gpu, name, onnx_file, onnx_sha, engine_path, seconds)
     add_engine_to_manifest(folder, record)
     return record

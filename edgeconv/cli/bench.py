@@ -13,6 +13,7 @@ import typer
 
 from edgeconv.cli.app import app, print_json
 from edgeconv.errors import InvalidArgumentError
+from edgeconv.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,12 @@ def parse_batches(text: str) -> list[int]:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from edgeconv.backends.tensorrt import atomic_write_bytes
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, "env": json.dumps(row.get("env"), sort_keys=True)})
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    write_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def plot_rows(path: Path, rows: list[dict[str, Any]], title: str) -> None:

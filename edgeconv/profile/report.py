@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgeconv.files import write_atomic
 
 # Order of the op types in every breakdown: the paper tables list the convolution kinds first.
 TYPE_ORDER = ("conv1x1", "conv_dw", "conv_kxk", "conv_group", "fc", "other")
@@ -196,13 +197,5 @@ class ProfileReport:
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the layer table as CSV atomically (temp file in the same folder, then rename)."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", newline="") as handle:
-                handle.write(self.to_csv())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, self.to_csv().encode("utf-8"))
         return target

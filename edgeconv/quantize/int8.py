@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import os
 import re
 import tempfile
 import time
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeconv.errors import CalibrationError, InvalidArgumentError, QuantizationError
+from edgeconv.files import write_atomic
 from edgeconv.quantize.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
 from edgeconv.quantize.calibration import (
     MIN_IMAGES,
@@ -1049,7 +1049,7 @@ def quantize_int8(
                 f"written below the gate with --force ({fidelity.summary()}; gate {options.min_agreement:.1%} overall, "
                 f"{options.min_confident_agreement:.1%} confident)"
             )
-        _atomic_copy(candidate, out)
+        write_atomic(out, candidate.read_bytes())
 
     return Int8Report(
         target=options.target,
@@ -1269,19 +1269,6 @@ def _auto_fallback(
     for layer in layers:
         layer.fallback_gain = node_gains.get(layer.node)
     return best_path, chosen, latency
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(src.read_bytes())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an artifact is meant to be shared
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_fallback(text: str) -> str | tuple[str, ...]:

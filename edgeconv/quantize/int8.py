@@ -481,12 +481,11 @@ def centred_ranges(model: onnx.ModelProto, offsets: Mapping[str, float]) -> dict
     found = {}
     for node in model.graph.node:
         shift = offsets.get(node_module_name(node.name) or "")
-        if shift is None or node.op_type not in ("Clip", "Relu"):
-            continue
-        found[node.output[0]] = shift
-        for reader in model.graph.node:
-            if reader.op_type == "Pad" and reader.input[0] == node.output[0]:
-                found[reader.output[0]] = shift
+        if shift is not None and node.op_type in ("Clip", "Relu"):
+            found[node.output[0]] = shift
+    for node in model.graph.node:
+        if node.op_type == "Pad" and node.input[0] in found:
+            found[node.output[0]] = found[node.input[0]]
     return found
 
 
@@ -611,6 +610,14 @@ class _Quantizer:
         self.adaround = options.adaround and not plain
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
         self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
+        if self.offsets:  # quantized on exactly [-c, c]
+            extra = self.kwargs["extra_options"]
+            pinned = {
+                tensor: [{"rmin": np.float32(-shift), "rmax": np.float32(shift)}]
+                for tensor, shift in centred_ranges(self.model, self.offsets).items()
+            }
+            overrides = {**extra.get("TensorQuantOverrides", {}), **pinned}
+            self.kwargs["extra_options"] = {**extra, "TensorQuantOverrides": overrides}
         self.workdir = workdir
         self.cache = workdir / f"ranges.{options.calib_method}.json"
         self.cacheable = (
@@ -641,11 +648,6 @@ class _Quantizer:
         if self.target == "onnxruntime" and (exclude or tensors):
             kwargs["extra_options"] = high_precision(self.model, exclude, tensors, kwargs["extra_options"])
             exclude = ()
-        if self.offsets:
-            overrides = dict(kwargs["extra_options"].get("TensorQuantOverrides", {}))
-            for tensor, shift in centred_ranges(self.model, self.offsets).items():
-                overrides[tensor] = [{"rmin": np.float32(-shift), "rmax": np.float32(shift)}]
-            kwargs["extra_options"] = {**kwargs["extra_options"], "TensorQuantOverrides": overrides}
         quantize_static(
             str(self.pre),
             str(out),

@@ -11,6 +11,17 @@ installed (fp32/fp16, int8 when the artifact has a QDQ graph). All configuration
 interleaved (edgeconv.bench.measure), and the whole measurement is repeated ``--repeats`` times so run-to-run spread
 is reported next to the figures. Per-layer breakdowns (ShuffleNet V2's op classes) come from the ONNX Runtime profiler
 (and TensorRT's IProfiler when available).
+
+On a GPU (bench/gpu_check.sh runs this):
+
+    python bench/run_bench.py --device cuda --backends torch --batch 1,8 --precisions fp32,fp16 \
+        --torch-variants eager,cuda-graph,compile,compile+cuda-graph --compile-budget 150
+
+Every row carries the fidelity of its outputs against PyTorch FP32 on the CPU (``--fidelity N`` held-out crops plus
+the export check's four photos; ``--fidelity -1`` skips it): max relative error within the export check's tolerance
+(FP32 1e-4, FP16 and TF32 1e-2) and top-1 agreement. Models with a catalog checkpoint run with it (``--weights
+imagenet`` where installed); the others are randomly initialised with a fixed seed. Results are written after every
+model, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -27,9 +38,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from edgeconv.backends.artifacts import resolve_target  # noqa: E402
-from edgeconv.bench import CaseOptions, environment, make_cases, measure  # noqa: E402
-from edgeconv.errors import EdgeconvError  # noqa: E402
+from edgeconv.backends.artifacts import Target, resolve_target  # noqa: E402
+from edgeconv.bench import (  # noqa: E402
+    BenchCase,
+    CaseOptions,
+    environment,
+    fidelity_check,
+    fidelity_images,
+    gpu_state,
+    make_cases,
+    measure,
+)
+from edgeconv.errors import EdgeconvError, InvalidArgumentError  # noqa: E402
 
 log = logging.getLogger("run_bench")
 
@@ -39,9 +59,30 @@ COMPARISON_SET = (
     "resnet18", "resnet50", "repvgg_a0", "nasnet_a_mobile",
 )  # fmt: skip
 QUICK_SET = ("mobilenet_v2", "shufflenet_v2_x1_0")
+TORCH_VARIANTS = ("eager", "cuda-graph", "compile", "compile+cuda-graph", "eager+tf32", "eager+channels-last")
 # Deployment form for the PyTorch baseline too: RepVGG is benchmarked re-parameterized (the exported ONNX is fused).
 REPARAMETERIZE = {"repvgg_a0"}
 CLASS_ORDER = ("Conv", "Elementwise", "Data movement", "Other", "Not in any layer")
+
+
+def parse_variant(name: str) -> dict[str, Any]:
+    """``compile+cuda-graph`` -> CaseOptions fields {torch_compile, cuda_graph, channels_last, tf32}; a variant
+    without ``eager`` or ``compile`` (``cuda-graph``) is eager."""
+    base, *flags = name.split("+")
+    if base not in ("eager", "compile"):
+        base, flags = "eager", [base, *flags]
+    unknown = [f for f in flags if f not in ("cuda-graph", "channels-last", "tf32")]
+    if base not in ("eager", "compile") or unknown or len(set(flags)) != len(flags):
+        raise InvalidArgumentError(
+            f"torch variant {name!r} is not valid; use eager or compile, optionally +cuda-graph, +channels-last, "
+            f"+tf32 (e.g. {', '.join(TORCH_VARIANTS)})"
+        )
+    return {
+        "torch_compile": False if base == "eager" else True,
+        "cuda_graph": "cuda-graph" in flags,
+        "channels_last": "channels-last" in flags,
+        "tf32": "tf32" in flags,
+    }
 
 
 def detect() -> dict[str, Any]:
@@ -90,32 +131,110 @@ def model_figures(name: str) -> dict[str, Any]:
         return {"macs": None, "params": None}
 
 
-def run_model(name: str, available: dict[str, Any], args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
-    target = resolve_target(name, models_dir=Path(args.models_dir))
-    if name in REPARAMETERIZE and target.module_factory is not None:
-        factory = target.module_factory
+def build_module(name: str, weights: str) -> tuple[Any, str | None]:
+    """The zoo model in its deployment form, built once per run (every runner copies it): the catalog checkpoint when
+    ``weights`` is ``auto`` and one is installed, else random weights from a fixed seed."""
+    import torch
 
-        def fused() -> Any:
-            return factory().reparameterize()
+    from edgeconv.zoo import create_model, get_spec
 
-        target.module_factory = fused
-    cases = []
+    chosen: str | None = None
+    if weights == "auto":
+        names = [entry.name for entry in get_spec(name).weights]
+        if "imagenet" in names:
+            from edgeconv.zoo.weights import find_catalog_file
+
+            try:
+                find_catalog_file(next(e for e in get_spec(name).weights if e.name == "imagenet"))
+                chosen = "imagenet"
+            except EdgeconvError as exc:
+                log.warning("%s: random weights (%s)", name, exc)
+    elif weights != "random":
+        chosen = weights
+    torch.manual_seed(0)
+    module = create_model(name, weights=chosen)
+    if name in REPARAMETERIZE:
+        module = module.reparameterize()
+    return module.eval(), chosen
+
+
+def torch_target(name: str, module: Any) -> Target:
+    """A target for the torch backend alone: no ONNX export needed (the GPU machine runs torch only)."""
+    from edgeconv.zoo import get_spec
+
+    return Target(name=name, onnx={}, input_name="input", input_shape=(-1, *get_spec(name).input_size),
+                  zoo_name=name, module_factory=lambda: module)  # fmt: skip
+
+
+def reference_logits(module: Any, images: Any) -> Any:
+    """PyTorch FP32 on the CPU: what every row's outputs are compared with."""
+    import numpy as np
+    import torch
+
+    with torch.inference_mode():
+        return np.concatenate([module(torch.from_numpy(images[i : i + 16])).float().numpy()
+                               for i in range(0, len(images), 16)])  # fmt: skip
+
+
+def run_model(
+    name: str, available: dict[str, Any], args: argparse.Namespace, compile_spent: float
+) -> tuple[list[dict[str, Any]], list[str], float]:
+    """Measure one model in every configuration; returns its rows, what was not run (and why), and the seconds its
+    compiled configurations spent in their first (compiling) runs."""
+    module, weights = build_module(name, args.weights)
+    if set(b for entries in available.values() for b, _, _ in entries) == {"torch"}:
+        target = torch_target(name, module)
+    else:
+        target = resolve_target(name, models_dir=Path(args.models_dir))
+        target.module_factory = lambda: module
+    cases: list[BenchCase] = []
     skipped: list[str] = []
+    variants = list(args.torch_variants)
+    if compile_spent >= args.compile_budget:
+        dropped = [v for v in variants if v.startswith("compile")]
+        variants = [v for v in variants if not v.startswith("compile")]
+        skipped += [f"torch[{v}]: compile budget of {args.compile_budget:.0f} s spent ({compile_spent:.0f} s)"
+                    for v in dropped]  # fmt: skip
     for device, entries in available.items():
         for backend, provider, precisions in entries:
             wanted = [p for p in precisions if p in args.precisions]
             if backend == "onnxruntime" and provider == "cpu" and not args.ort_cpu_fp16:
                 wanted = [p for p in wanted if p != "fp16"]  # ORT CPU has few fp16 kernels: casts, not a deployment
-            options = CaseOptions(device=device, threads=args.threads, ort_provider=provider)
-            found, why = make_cases(target, backends=[backend], precisions=wanted, batches=args.batch, options=options)
-            cases += found
-            skipped += why
+            for variant in variants if backend == "torch" else ["eager"]:
+                flags = parse_variant(variant)
+                if device != "cuda" and (flags["cuda_graph"] or flags["tf32"]):
+                    skipped.append(f"torch[{variant}]/{device}: CUDA only")
+                    continue
+                precisions_here = [p for p in wanted if not (flags["tf32"] and p != "fp32")]  # TF32 is an fp32 mode
+                options = CaseOptions(device=device, threads=args.threads, ort_provider=provider, **flags)
+                found, why = make_cases(
+                    target, backends=[backend], precisions=precisions_here, batches=args.batch, options=options
+                )
+                for case in found:
+                    case.info["weights"] = weights or "random"
+                cases += found
+                skipped += why
+    images = reference = None
+    if args.fidelity >= 0:
+        images = fidelity_images(name, args.fidelity)
+        reference = reference_logits(module, images)
+
+    def check(case: BenchCase) -> dict[str, Any]:
+        return fidelity_check(case, images, reference)
+
     rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     for repeat in range(args.repeats):
-        results = measure(cases, warmup=args.warmup, iterations=args.iters, seconds=args.seconds, block=args.block)
+        results = measure(
+            cases, warmup=args.warmup, iterations=args.iters, seconds=args.seconds, block=args.block,
+            check=check if images is not None and repeat == 0 else None, failures=failures,
+        )  # fmt: skip
         for result in results:
             rows.append({**result.row(), "repeat": repeat})
-    return rows, skipped
+            if result.case.info.get("variant", "").startswith("compile"):
+                compile_spent += (result.stats.cold_ms or 0.0) / 1000.0
+    skipped += [f"failed: {f}" for f in dict.fromkeys(failures)]
+    return rows, skipped, compile_spent
 
 
 def breakdowns(name: str, args: argparse.Namespace, available: dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,12 +257,15 @@ def breakdowns(name: str, args: argparse.Namespace, available: dict[str, Any]) -
     return out
 
 
+def config_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["model"], r["backend"], r.get("provider"), r.get("variant"), r["precision"], r["device"], r["batch"])
+
+
 def spread(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
     """Run-to-run spread of p50 per configuration: (max - min) / min over the repeats."""
     groups: dict[tuple[Any, ...], list[float]] = {}
     for r in rows:
-        key = (r["model"], r["backend"], r.get("provider"), r["precision"], r["device"], r["batch"])
-        groups.setdefault(key, []).append(r["p50_ms"])
+        groups.setdefault(config_key(r), []).append(r["p50_ms"])
     return {k: (max(v) - min(v)) / min(v) for k, v in groups.items() if len(v) > 1 and min(v) > 0}
 
 
@@ -151,8 +273,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration: the median-of-repeats p50 (and the repeat with that p50's other figures)."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        key = (r["model"], r["backend"], r.get("provider"), r["precision"], r["device"], r["batch"])
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(config_key(r), []).append(r)
     spreads = spread(rows)
     out = []
     for key, group in groups.items():
@@ -160,25 +281,83 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chosen = dict(group[len(group) // 2])
         chosen["p50_spread"] = spreads.get(key)
         chosen.pop("repeat", None)
+        chosen["check"] = next((r["check"] for r in group if r.get("check")), None)  # measured in repeat 0
         out.append(chosen)
-    # PyTorch eager on the same device and batch is the baseline of the speed-up column.
-    base = {(r["model"], r["device"], r["batch"]): r["p50_ms"] for r in out if r["backend"] == "torch"}
+    # PyTorch eager FP32 on the same device and batch is the baseline of the speed-up column.
+    base = {
+        (r["model"], r["device"], r["batch"]): r["p50_ms"]
+        for r in out
+        if r["backend"] == "torch" and r.get("variant", "eager") == "eager" and r["precision"] == "fp32"
+    }
     for r in out:
         b = base.get((r["model"], r["device"], r["batch"]))
         r["vs_torch"] = r["p50_ms"] / b if b else None
     return out
 
 
+def clocks(state: dict[str, Any], when: str) -> str:
+    if "sm_clock_mhz" not in state:
+        return f"clocks {when}: not read (no NVML)"
+    return (
+        f"{when}: SM {state['sm_clock_mhz']} / {state['max_sm_clock_mhz']} MHz, memory {state['mem_clock_mhz']} / "
+        f"{state['max_mem_clock_mhz']} MHz, {state['temperature_c']} C, power limit {state['power_limit_w']:.0f} W"
+    )
+
+
+def fidelity_cells(check: dict[str, Any] | None) -> str:
+    if not check:
+        return " |  |  | "
+    ok = {True: "ok", False: "**no**", None: "-"}[check.get("passed")]
+    confident = check.get("confident_agreement")
+    conf = f"{100 * confident:.1f}% of {check['confident_samples']}" if confident is not None else "-"
+    return f"{check['max_rel_error']:.1e} | {ok} | {100 * check['top1_agreement']:.1f}% | {conf}"
+
+
+def paper_section(results: Path) -> list[str]:
+    """The ShuffleNet V2 paper's Table 8 beside these results (``edgeconv tables shufflenet_v2`` as markdown), for
+    a file with GPU rows."""
+    from edgeconv.profile.tables import GPU_SPEED_METRIC, LATENCY_METRIC, compute_table, load_bench
+
+    bench = load_bench(results)
+    devices = {r.get("device") for r in bench.summary}
+    wanted = {m for m, device in ((LATENCY_METRIC, "cpu"), (GPU_SPEED_METRIC, "cuda")) if device in devices}
+    rows = [r for r in compute_table("shufflenet_v2", bench=bench).rows if r.metric in wanted]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Beside the ShuffleNet V2 paper (Ma et al. 2018, Table 8)",
+        "",
+        "The paper: GPU = GTX 1080Ti, cuDNN 7.0, batch 8, batches/s from the mean of 100 runs; ARM = Snapdragon 810, "
+        "one thread, batch 1, shown as ms per image. Other hardware, so what compares is each figure's ratio to "
+        "ShuffleNet V2 1x (`edgeconv tables shufflenet_v2 --bench` prints the same).",
+        "",
+        "| row | metric | paper | edgeconv | x 1x paper | x 1x ours | measured with |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+
+    def cell(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for r in rows:
+        lines.append(
+            f"| {r.label} | {r.metric} | {cell(r.paper, 1)} | {cell(r.edgeconv, 1)} | {cell(r.ratio_paper)} | "
+            f"{cell(r.ratio_edgeconv)} | {r.measured_with or r.explanation} |"
+        )
+    return lines
+
+
 def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: dict[str, Any], args: argparse.Namespace,
-             skipped: list[str]) -> str:  # fmt: skip
+             skipped: list[str], path: Path) -> str:  # fmt: skip
     cpu, gpu, versions = env["cpu"], env.get("gpu"), env["versions"]
     lines = [
         f"# Latency on {machine_name(env)}" + (" (quick smoke run: not for comparison)" if args.quick else ""),
         "",
         f"- CPU: {cpu.get('model')} ({cpu.get('usable_cores')} usable / {cpu.get('logical_cores')} logical cores, "
         f"governor {cpu.get('governor', 'n/a')}, load {cpu.get('load_avg_1m')} at start)",
-        (f"- GPU: {gpu.get('name')} (cc {gpu.get('compute_capability')}, driver {gpu.get('driver')})" if gpu
-         else "- GPU: none"),
+        (f"- GPU: {gpu.get('name')} (cc {gpu.get('compute_capability')}, {gpu.get('memory_gb')} GiB, driver "
+         f"{gpu.get('driver')}, cuDNN {gpu.get('cudnn')}); {clocks(gpu, 'at start')}; "
+         f"{clocks(env.get('gpu_at_end') or {}, 'at the end')}" if gpu else "- GPU: none"),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
     ]  # fmt: skip
     if env.get("jetson"):
@@ -186,26 +365,39 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         lines.append(f"- Jetson: {jetson.get('model')}, L4T {jetson.get('l4t')}, power mode {jetson.get('power_mode')}")
     lines += [
         f"- Method: batch {','.join(map(str, args.batch))}, warm-up {args.warmup}, "
+        + (f"torch variants {', '.join(args.torch_variants)} (cuDNN benchmark mode on, FP32 without TF32 unless "
+           "+tf32), " if "cuda" in {r['device'] for r in summary} else "")
         + (f"{args.iters} iterations" if args.iters else f"{args.seconds} s")
         + f" per configuration, interleaved in blocks of {args.block}, {args.repeats} repeat(s); p50 is the median "
         "repeat's; spread = (max - min) / min of p50 over repeats; threads "
         + (str(args.threads) if args.threads else "library default"),
         "",
-        "| model | M mult-adds | M params | backend | precision | device | batch | p50 ms | p90 ms | p99 ms | mean ms "
-        "| std ms | img/s | cold ms | vs torch | spread |",
-        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "",
+        "Fidelity: each configuration's outputs against PyTorch FP32 on the CPU, on "
+        + (f"{summary[0]['check']['samples']} images (the export check's 4 photos + held-out crops of "
+           "calibration/eval)" if summary and summary[0].get("check") else "no images (--fidelity -1)")
+        + ": max relative error (tolerance: FP32 1e-4, FP16/TF32 1e-2; ok = within it and no top-1 change beyond a "
+        "near tie), top-1 agreement overall and where FP32 is confident (p > 0.5).",
+        "",
+        "| model | M mult-adds | M params | weights | backend | precision | device | batch | p50 ms | p90 ms | p99 ms "
+        "| mean ms | std ms | img/s | cold ms | vs torch | spread | max rel err | ok | top-1 agree | confident agree |",
+        "|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]  # fmt: skip
     for r in summary:
-        backend = r["backend"] + (f" ({r['provider']})" if r.get("provider") else "")
+        label = r.get("provider") or (r.get("variant") if r["backend"] == "torch" else None)
+        backend = r["backend"] + (f" ({label})" if label else "")
         macs = f"{r['macs'] / 1e6:.0f}" if r.get("macs") else "?"
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "?"
         vs = f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else ""
         sp = f"{100 * r['p50_spread']:.1f}%" if r.get("p50_spread") is not None else ""
         lines.append(
-            f"| {r['model']} | {macs} | {params} | {backend} | {r['precision']} | {r['device']} | {r['batch']} | "
-            f"{r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['mean_ms']:.3f} | {r['std_ms']:.3f} | "
-            f"{r['throughput']:.1f} | {r['cold_ms']:.1f} | {vs} | {sp} |"
+            f"| {r['model']} | {macs} | {params} | {r.get('weights', '')} | {backend} | {r['precision']} | "
+            f"{r['device']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
+            f"{r['mean_ms']:.3f} | {r['std_ms']:.3f} | {r['throughput']:.1f} | {r['cold_ms']:.1f} | {vs} | {sp} | "
+            + fidelity_cells(r.get("check"))
+            + " |"
         )
+    lines += paper_section(path)
     if parts:
         lines += [
             "",
@@ -271,12 +463,64 @@ def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path
     return written
 
 
+def select(available: dict[str, Any], devices: list[str] | None, backends: list[str] | None) -> dict[str, Any]:
+    """``detect()`` narrowed to the asked devices and backends; asking for one the machine lacks is an error."""
+    for device in devices or []:
+        if device not in available:
+            raise InvalidArgumentError(f"--device {device}: not available here (found {', '.join(available)})")
+    found = {b for entries in available.values() for b, _, _ in entries}
+    for backend in backends or []:
+        if backend not in found:
+            raise InvalidArgumentError(f"--backends {backend}: not available here (found {', '.join(sorted(found))})")
+    narrowed = {
+        device: [e for e in entries if backends is None or e[0] in backends]
+        for device, entries in available.items()
+        if devices is None or device in devices
+    }
+    return {device: entries for device, entries in narrowed.items() if entries}
+
+
+def write_results(
+    stem: Path, env: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, Any]], parts: list[dict[str, Any]],
+    skipped: list[str], start: float, *, final: bool,
+) -> list[Path]:  # fmt: skip
+    from edgeconv.files import write_atomic
+
+    summary = summarize(rows)
+    env = {**env, "gpu_at_end": gpu_state() if env.get("gpu") else None}  # clocks after the load, not only idle
+    document = {"env": env, "args": {k: v for k, v in vars(args).items()}, "rows": rows, "summary": summary,
+                "breakdowns": parts, "skipped": skipped, "seconds": round(time.time() - start, 1),
+                "complete": final}  # fmt: skip
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    write_atomic(json_path, json.dumps(document, indent=1, default=str).encode())
+    write_atomic(md_path, markdown(summary, parts, env, args, skipped, json_path).encode())
+    return [json_path, md_path, *(plots(summary, parts, stem) if final else [])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke check: 2 models, batch 1, few iterations")
     parser.add_argument("--models", default=None, help="comma list (default: the comparison set)")
+    parser.add_argument("--device", default=None, help="comma list of cpu, cuda (default: every one detected)")
+    parser.add_argument("--backends", default=None, help="comma list of torch, onnxruntime, tensorrt (default: all)")
     parser.add_argument("--batch", default=None, help="comma list of batch sizes (default 1; quick 1)")
     parser.add_argument("--precisions", default="fp32,fp16,int8")
+    parser.add_argument("--torch-variants", default="eager",
+                        help=f"comma list for the torch backend, from {', '.join(TORCH_VARIANTS)}")  # fmt: skip
+    parser.add_argument("--compile-budget", type=float, default=float("inf"),
+                        help="seconds of torch.compile (first runs of compiled variants) after which later models "
+                        "run without the compile variants (listed under 'Not run')")  # fmt: skip
+    parser.add_argument(
+        "--fidelity",
+        type=int,
+        default=None,
+        help="held-out crops for each row's fidelity check (default 200; quick 8); -1: no check",
+    )
+    parser.add_argument(
+        "--weights",
+        default="auto",
+        help="auto (catalog checkpoint where installed, else random), random, or a catalog name",
+    )
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
@@ -296,52 +540,60 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models.split(",") if args.models else list(QUICK_SET if quick else COMPARISON_SET)
     args.batch = [int(b) for b in (args.batch or "1").split(",")]
     args.precisions = args.precisions.split(",")
+    args.torch_variants = [v.strip() for v in args.torch_variants.split(",") if v.strip()]
     args.warmup = args.warmup if args.warmup is not None else (2 if quick else 20)
     if args.iters is None and args.seconds is None:
         args.iters = 10 if quick else 300
     args.repeats = args.repeats or (1 if quick else 3)
     args.profile_runs = args.profile_runs or (5 if quick else 100)
+    args.fidelity = args.fidelity if args.fidelity is not None else (8 if quick else 200)
 
     from edgeconv.zoo import list_models
 
     registered = set(list_models())
-    available = detect()
+    try:
+        for variant in args.torch_variants:
+            parse_variant(variant)
+        available = select(
+            detect(),
+            args.device.split(",") if args.device else None,
+            args.backends.split(",") if args.backends else None,
+        )
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
     env = environment()
     log.info("backends: %s", json.dumps(available))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / ((args.machine or machine_name(env)) + ("-quick" if quick else ""))
     rows: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     skipped: list[str] = []
+    compile_spent = 0.0
     start = time.time()
+    with_ort = any(b == "onnxruntime" for entries in available.values() for b, _, _ in entries)
     for name in models:
         if name not in registered:
             skipped.append(f"{name}: not in the zoo")
             continue
         log.info("== %s", name)
         try:
-            model_rows, why = run_model(name, available, args)
+            model_rows, why, compile_spent = run_model(name, available, args, compile_spent)
         except EdgeconvError as exc:
             skipped.append(f"{name}: {exc}")
             continue
         figures = model_figures(name)
         rows += [{**r, **figures} for r in model_rows]
         skipped += [f"{name} {w}" for w in why]
-        if not args.no_breakdown:
+        if with_ort and not args.no_breakdown:
             parts += breakdowns(name, args, available)
+        if rows:  # after every model: an interrupted run keeps what it measured
+            write_results(stem, env, args, rows, parts, skipped, start, final=False)
     if not rows:
         log.error("nothing ran: %s", "; ".join(skipped))
         return 1
-    summary = summarize(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / ((args.machine or machine_name(env)) + ("-quick" if quick else ""))
-    document = {"env": env, "args": {k: v for k, v in vars(args).items()}, "rows": rows, "summary": summary,
-                "breakdowns": parts, "skipped": skipped, "seconds": round(time.time() - start, 1)}  # fmt: skip
-    from edgeconv.files import write_atomic
-
-    write_atomic(stem.with_suffix(".json"), json.dumps(document, indent=1, default=str).encode())
-    write_atomic(stem.with_suffix(".md"), markdown(summary, parts, env, args, skipped).encode())
-    written = plots(summary, parts, stem)
-    log.info("wrote %s", ", ".join(str(p) for p in [stem.with_suffix(".json"), stem.with_suffix(".md"), *written]))
+    written = write_results(stem, env, args, rows, parts, skipped, start, final=True)
+    log.info("wrote %s", ", ".join(str(p) for p in written))
     return 0
 
 

@@ -118,13 +118,23 @@ class BenchResult:
     case: BenchCase
     stats: LatencyStats
     samples_ms: list[float]
+    check: dict[str, Any] | None = None  # what ``measure(check=...)`` returned for this case (fidelity, ...)
 
     def row(self, env: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A flat JSON row: the case's info, ``batch``, the statistics and (optionally) the environment."""
+        """A flat JSON row: the case's info, ``batch``, the statistics, the check and (optionally) the environment."""
         row: dict[str, Any] = {**self.case.info, "batch": self.case.batch, **self.stats.to_dict()}
+        if self.check is not None:
+            row["check"] = self.check
         if env is not None:
             row["env"] = env
         return row
+
+
+def _first_line(exc: BaseException) -> str:
+    from edgeconv.errors import EdgeconvError
+
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return text if isinstance(exc, EdgeconvError) else f"{type(exc).__name__}: {text}"
 
 
 def _time_one(runner: BackendRunner, inputs: np.ndarray, clock: Callable[[], int]) -> float:
@@ -144,12 +154,19 @@ def measure(
     min_iterations: int = 5,
     clock: Callable[[], int] = time.perf_counter_ns,
     progress: Callable[[str], None] | None = None,
+    check: Callable[[BenchCase], dict[str, Any]] | None = None,
+    failures: list[str] | None = None,
 ) -> list[BenchResult]:
     """Time every case, interleaved in round-robin blocks of ``block`` iterations.
 
     Either ``iterations`` per case, or ``seconds``: rounds go on until every case has spent that many seconds in
     timed iterations (and has at least ``min_iterations``). All runners are active at once for the whole
     measurement; each one's cold (first) run and ``warmup`` runs happen before any timed round.
+
+    ``check(case)`` runs after the timed rounds, while the runner is still loaded (e.g. the fidelity of its outputs);
+    its result is ``BenchResult.check``. With a ``failures`` list, a case whose loading, cold run or check raises is
+    left out and ``"<runner>: <error>"`` appended there (a benchmark driver keeps going past one broken configuration,
+    e.g. a ``torch.compile`` failure); without one, the error propagates.
     """
     if not cases:
         raise InvalidArgumentError("nothing to benchmark")
@@ -164,17 +181,27 @@ def measure(
 
     from contextlib import ExitStack
 
-    samples: list[list[float]] = [[] for _ in cases]
+    loaded: list[BenchCase] = []
     colds: list[float] = []
     with ExitStack() as stack:
         for case in cases:
             if progress:
                 progress(f"loading {case.runner.describe()}")
-            stack.enter_context(case.runner)
-            colds.append(_time_one(case.runner, case.inputs, clock))
-            for _ in range(warmup):
-                case.runner.run(case.inputs)
-            case.runner.synchronize()
+            try:
+                stack.enter_context(case.runner)
+                cold = _time_one(case.runner, case.inputs, clock)
+                for _ in range(warmup):
+                    case.runner.run(case.inputs)
+                case.runner.synchronize()
+            except Exception as exc:
+                if failures is None:
+                    raise
+                failures.append(f"{case.runner.describe()}: {_first_line(exc)}")
+                continue
+            loaded.append(case)
+            colds.append(cold)
+        cases = loaded
+        samples: list[list[float]] = [[] for _ in cases]
 
         def done(i: int) -> bool:
             if iterations is not None:
@@ -195,10 +222,19 @@ def measure(
             round_index += 1
             if progress:
                 progress(f"round {round_index}: " + ", ".join(str(len(s)) for s in samples) + " iterations")
-    return [
-        BenchResult(case=case, stats=compute_stats(s, batch=case.batch, cold_ms=cold), samples_ms=s)
-        for case, s, cold in zip(cases, samples, colds, strict=True)
-    ]
+        results = []
+        for case, s, cold in zip(cases, samples, colds, strict=True):
+            checked = None
+            if check is not None:
+                try:
+                    checked = check(case)
+                except Exception as exc:
+                    if failures is None:
+                        raise
+                    failures.append(f"{case.runner.describe()}: {_first_line(exc)}")
+                    continue
+            results.append(BenchResult(case, compute_stats(s, batch=case.batch, cold_ms=cold), s, checked))
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,10 +303,39 @@ def gpu_info() -> dict[str, Any] | None:
             "memory_gb": round(props.total_memory / 2**30, 1),
             "count": torch.cuda.device_count(),
             "driver": driver,
+            "cudnn": torch.backends.cudnn.version(),
+            **gpu_state(),
         }
     if driver:
         return {"name": None, "driver": driver}
     return None
+
+
+def gpu_state(index: int = 0) -> dict[str, Any]:
+    """Clocks (MHz), power limit, temperature and utilisation of GPU ``index`` from NVML (``nvidia-ml-py``, a
+    library call, not nvidia-smi); empty where NVML is not installed or not answering."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        state = {
+            "driver": str(pynvml.nvmlSystemGetDriverVersion()),
+            "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "mem_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+            "max_sm_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "max_mem_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+            "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000.0,
+            "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+            "utilization_pct": pynvml.nvmlDeviceGetUtilizationRates(handle).gpu,
+        }
+        pynvml.nvmlShutdown()
+    except pynvml.NVMLError as exc:  # a container without NVML access, an old driver
+        log.info("NVML: %s", exc)
+        return {}
+    return state
 
 
 def jetson_info(root: str | os.PathLike[str] = "/") -> dict[str, Any] | None:
@@ -355,8 +420,10 @@ class CaseOptions:
     threads: int | None = None
     ort_provider: str | None = None  # cpu / cuda / tensorrt; None: from device
     graph_optimization: str = "all"
-    torch_compile: bool = False
-    cuda_graph: bool = False
+    torch_compile: bool | str = False  # True: inductor's default mode; or a mode name (edgeconv.backends.torch)
+    cuda_graph: bool = False  # torch and native TensorRT: replay a captured CUDA graph
+    channels_last: bool = False  # torch
+    tf32: bool = False  # torch fp32 on CUDA: allow TF32 convolutions / matmuls (PyTorch's conv default)
     seed: int = 0
 
 
@@ -408,9 +475,12 @@ def make_cases(
                             device=options.device,
                             precision=precision,
                             compile=options.torch_compile,
+                            cuda_graph=options.cuda_graph,
+                            channels_last=options.channels_last,
+                            tf32=options.tf32 and precision == "fp32",
                             threads=options.threads,
                         )
-                        info["compile"] = options.torch_compile
+                        info["variant"] = runner.variant()
                     elif backend == "onnxruntime":
                         from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
 
@@ -443,3 +513,69 @@ def make_cases(
                 runner.label = f"{target.name} b{batch}"
                 cases.append(BenchCase(runner=runner, inputs=x, info=info))
     return cases, skipped
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fidelity of a case's outputs: the reference is the PyTorch FP32 model on the CPU, on real photos
+# ---------------------------------------------------------------------------------------------------------------
+def fidelity_images(name: str, crops: int, *, seed: int = 0) -> np.ndarray:
+    """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
+    used to calibrate), preprocessed for zoo model ``name``: ``(N, C, H, W)`` float32."""
+    from edgeconv.export import validation_batch
+    from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
+    from edgeconv.zoo import get_spec
+
+    spec = get_spec(name)
+    photos = validation_batch(spec.input_size, spec.mean, spec.std)
+    if crops <= 0:
+        return photos
+    held_out = [image for _, image in split_calibration_folder().evaluation.images]
+    extra = random_crops(held_out, crops, Preprocessing.from_spec(spec), seed=seed + 1_000_003)
+    return np.concatenate([photos, extra]).astype(np.float32)
+
+
+def run_batched(runner: BackendRunner, images: np.ndarray, batch: int) -> np.ndarray:
+    """Outputs of ``images`` through an active runner in batches of exactly ``batch`` (the last one padded by
+    repeating its images: static-shape engines and CUDA graphs take no other size)."""
+    outputs = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        filled = np.concatenate([chunk, images[: batch - len(chunk)]]) if len(chunk) < batch else chunk
+        outputs.append(runner.run(np.ascontiguousarray(filled))[: len(chunk)])
+    return np.concatenate(outputs)
+
+
+def output_tolerance(precision: str, variant: str | None = None) -> float | None:
+    """Max relative error a configuration must stay within: the export check's FP32 / FP16 tolerances; TF32 has
+    FP16's 10-bit mantissa. INT8 has none (its gate is top-1 agreement)."""
+    from edgeconv.export import FP16_TOLERANCE, FP32_TOLERANCE
+
+    if precision == "int8":
+        return None
+    if precision == "fp32" and "tf32" not in (variant or ""):
+        return FP32_TOLERANCE
+    return FP16_TOLERANCE
+
+
+def fidelity_check(case: BenchCase, images: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """A case's outputs on ``images`` against ``reference`` (CPU FP32 logits of the same images): the export check's
+    tolerance verdict (max relative error, top-1 except near ties) and the INT8 gate's agreement figures."""
+    from edgeconv.export import compare_outputs
+    from edgeconv.quantize.fidelity import compare_logits
+
+    outputs = run_batched(case.runner, images, case.batch).reshape(len(images), -1)
+    reference = reference.reshape(len(images), -1)
+    tolerance = output_tolerance(case.info.get("precision", "fp32"), case.info.get("variant"))
+    comparison = compare_outputs(reference, outputs, tolerance if tolerance is not None else float("inf"))
+    report = compare_logits(reference, outputs).as_dict()
+    report = {k: None if isinstance(v, float) and v != v else v for k, v in report.items()}  # NaN -> null in JSON
+    return {
+        "samples": len(images),
+        "max_abs_diff": comparison.max_abs_diff,
+        "max_rel_error": comparison.max_rel_error,
+        "tolerance": tolerance,
+        "passed": bool(comparison) if tolerance is not None else None,
+        "top1_disagreements": len(comparison.top1_disagreements),
+        "near_ties": comparison.near_ties,
+        **report,
+    }

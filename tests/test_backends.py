@@ -13,9 +13,19 @@ from torch import nn
 
 from edgeconv.backends.base import BackendRunner
 from edgeconv.backends.onnxruntime import OnnxRuntimeRunner, parse_ort_profile
-from edgeconv.backends.torch import TorchRunner
-from edgeconv.bench import BenchCase, compute_stats, environment, jetson_info, measure, percentile
-from edgeconv.errors import InputError, InvalidArgumentError
+from edgeconv.backends.torch import TorchRunner, variant_name
+from edgeconv.bench import (
+    BenchCase,
+    compute_stats,
+    environment,
+    fidelity_check,
+    jetson_info,
+    measure,
+    output_tolerance,
+    percentile,
+    run_batched,
+)
+from edgeconv.errors import BackendUnavailableError, InputError, InvalidArgumentError
 from edgeconv.profile.latency import GraphIndex, breakdown, macs_by_module, op_class, profile_latency
 
 
@@ -91,6 +101,104 @@ def test_invalid_backend_options(small_model: nn.Module, small_onnx: Path) -> No
         OnnxRuntimeRunner(small_onnx, graph_optimization="max")
     with pytest.raises(InvalidArgumentError, match="device"):
         OnnxRuntimeRunner(small_onnx, device="tpu")
+
+
+def test_torch_variant_options_are_checked(small_model: nn.Module) -> None:
+    assert variant_name() == "eager"
+    assert variant_name(compile="default", cuda_graph=True) == "compile+cuda-graph"
+    assert variant_name(compile="max-autotune", channels_last=True) == "compile(max-autotune)+channels-last"
+    assert TorchRunner(small_model, compile=True).variant() == "compile"
+    with pytest.raises(InvalidArgumentError, match="--device cuda"):
+        TorchRunner(small_model, input_shape=(1, 3, 16, 16), cuda_graph=True)
+    with pytest.raises(InvalidArgumentError, match="fixed input shape"):
+        TorchRunner(small_model, input_shape=(-1, 3, 16, 16), device="cuda", cuda_graph=True)
+    with pytest.raises(InvalidArgumentError, match="tf32 applies to fp32 on --device cuda"):
+        TorchRunner(small_model, tf32=True)
+    with pytest.raises(InvalidArgumentError, match="'fastest'.*max-autotune"):
+        TorchRunner(small_model, compile="fastest")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_torch_cuda_without_gpu_names_the_fix(small_model: nn.Module) -> None:
+    runner = TorchRunner(small_model, input_shape=(1, 3, 16, 16), device="cuda", cuda_graph=True)
+    with pytest.raises(BackendUnavailableError, match="sees no CUDA device"):
+        runner.__enter__()
+
+
+def test_torch_channels_last_and_compile_match_eager(small_model: nn.Module) -> None:
+    x = np.random.default_rng(2).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    with TorchRunner(small_model, threads=1) as eager:
+        expected = eager.run(x)
+    with TorchRunner(small_model, threads=1, channels_last=True) as nhwc:
+        np.testing.assert_allclose(nhwc.run(x), expected, rtol=1e-5, atol=1e-6)
+    with TorchRunner(small_model, threads=1, compile=True) as compiled:  # inductor's C++ backend on the CPU
+        np.testing.assert_allclose(compiled.run(x), expected, rtol=1e-4, atol=1e-5)
+
+
+class _Broken(BackendRunner):
+    backend = "broken"
+
+    def _activate(self) -> None:
+        raise BackendUnavailableError("no such engine here; install it")
+
+    def _deactivate(self) -> None: ...
+
+    def _infer(self, inputs: np.ndarray) -> np.ndarray:
+        return inputs
+
+
+def test_measure_leaves_out_failing_cases_and_runs_checks() -> None:
+    log: list[str] = []
+    x = np.zeros((1, 1), np.float32)
+    cases = [BenchCase(_Broken(), x), BenchCase(_Recorder("A", log), x, {"backend": "a"})]
+    with pytest.raises(BackendUnavailableError):  # without a failures list the error propagates
+        measure(cases, warmup=0, iterations=2)
+    failures: list[str] = []
+    results = measure(cases, warmup=0, iterations=2, failures=failures, check=lambda case: {"seen": case.info})
+    assert failures == ["broken/cpu/fp32: no such engine here; install it"]
+    (result,) = results
+    assert result.stats.iterations == 2 and result.row()["check"] == {"seen": {"backend": "a"}}
+
+
+class _Doubler(BackendRunner):
+    """Outputs 2x its input, one row per image; records the batch sizes it was given."""
+
+    backend = "doubler"
+
+    def __init__(self, scale: float = 2.0) -> None:
+        super().__init__()
+        self.scale, self.batches = scale, []
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None: ...
+
+    def _infer(self, inputs: np.ndarray) -> np.ndarray:
+        self.batches.append(len(inputs))
+        return self.scale * inputs.reshape(len(inputs), -1)
+
+
+def test_run_batched_pads_the_last_batch_and_keeps_order() -> None:
+    images = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    with _Doubler() as runner:
+        out = run_batched(runner, images, 3)
+    assert runner.batches == [3, 3, 3]  # a static-shape engine only ever sees its own batch
+    np.testing.assert_array_equal(out, 2 * images)
+
+
+def test_fidelity_check_verdicts() -> None:
+    assert output_tolerance("fp32") == 1e-4 and output_tolerance("fp32", "eager+tf32") == 1e-2
+    assert output_tolerance("fp16") == 1e-2 and output_tolerance("int8") is None
+    images = np.random.default_rng(3).standard_normal((6, 10), dtype=np.float32)
+    with _Doubler() as exact:
+        good = fidelity_check(BenchCase(exact, images[:2], {"precision": "fp32"}), images, 2 * images)
+    assert good["passed"] and good["max_rel_error"] == 0.0 and good["top1_agreement"] == 1.0
+    with _Doubler(scale=2.001) as off:  # 5e-4 relative: fails FP32's 1e-4, passes FP16's 1e-2
+        bad = fidelity_check(BenchCase(off, images[:2], {"precision": "fp32"}), images, 2 * images)
+        fp16 = fidelity_check(BenchCase(off, images[:2], {"precision": "fp16"}), images, 2 * images)
+    assert not bad["passed"] and bad["max_rel_error"] == pytest.approx(5e-4, rel=1e-3)
+    assert fp16["passed"] and fp16["tolerance"] == 1e-2
+    assert json.dumps(bad)  # confident agreement of flat logits is None, not NaN: valid JSON
 
 
 def test_ort_profile_maps_nodes_to_modules(small_onnx: Path) -> None:

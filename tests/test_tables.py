@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 from edgeconv.cli import app
 from edgeconv.errors import ArtifactError
 from edgeconv.profile.tables import (
+    GPU_SPEED_METRIC,
     LATENCY_METRIC,
+    MEASURED_METRICS,
+    METRICS,
     MOBILENET_V2_COMPARISON,
     PENDING_BENCH,
     TABLES,
@@ -79,7 +82,7 @@ def test_mobilenet_v1_table2_shares() -> None:
 
 def test_shufflenet_v2_within_three_percent() -> None:
     result = compute_table("shufflenet_v2")
-    counts = [row for row in result.rows if row.metric != LATENCY_METRIC]
+    counts = [row for row in result.rows if row.metric not in MEASURED_METRICS]
     assert len(counts) == 8
     for row in counts:
         assert row.status in ("ok", "flagged"), row
@@ -139,9 +142,60 @@ def test_latency_ratio_uses_one_configuration_for_both_models(bench_file: Path) 
     assert rows["shufflenet_v2_x0_5"].ratio_edgeconv == pytest.approx(0.6)
     assert rows["shufflenet_v2_x0_5"].measured_with.startswith("torch on cpu")
     assert rows["shufflenet_v2_x1_0"].edgeconv == 5.0
-    # no paper speed in this table: ours only, nothing to flag
-    assert rows["shufflenet_v2_x0_5"].ratio_paper is None and not rows["shufflenet_v2_x0_5"].flagged
+    # the paper's ARM speed (Table 8, images/s) as ms per image: 1000 / 57.0 and 1000 / 24.4
+    assert rows["shufflenet_v2_x0_5"].paper == 17.5 and rows["shufflenet_v2_x1_0"].paper == 41.0
+    assert rows["shufflenet_v2_x0_5"].ratio_paper == pytest.approx(17.5 / 41.0)
+    # 0.6 here vs 0.43 in the paper: +41%, flagged as a ratio (never as milliseconds on other hardware)
+    assert rows["shufflenet_v2_x0_5"].flagged and rows["shufflenet_v2_x0_5"].deviation is None
     assert rows["shufflenet_v2_x2_0"].status == "pending"
+
+
+def _gpu_row(model: str, variant: str, mean: float, **extra: Any) -> dict[str, Any]:
+    """A CUDA summary row as bench/run_bench.py writes it for the torch backend (test input, not a measurement)."""
+    return _bench_row(
+        model, "torch", mean, **{"device": "cuda", "batch": 8, "variant": variant, "mean_ms": mean, **extra}
+    )
+
+
+def _gpu_spec() -> TableSpec:
+    rows = tuple(r for r in TABLES["shufflenet_v2"].rows if r.metric == GPU_SPEED_METRIC)
+    return dataclasses.replace(TABLES["shufflenet_v2"], rows=rows)
+
+
+def test_gpu_speed_rows_read_batch_8_cuda_graph_rows(tmp_path: Path) -> None:
+    bench = load_bench(
+        _write_bench(
+            tmp_path / "test-gpu.json",
+            [
+                _gpu_row("shufflenet_v2_x1_0", "eager", 10.0),
+                _gpu_row("shufflenet_v2_x1_0", "cuda-graph", 2.0),
+                _gpu_row("shufflenet_v2_x1_0", "cuda-graph", 1.0, batch=1),  # other batch: not read
+                _gpu_row("shufflenet_v2_x1_0", "cuda-graph", 0.5, precision="fp16"),  # other precision: not read
+                _gpu_row("shufflenet_v2_x0_5", "eager", 8.0),
+                _gpu_row("shufflenet_v2_x0_5", "cuda-graph", 1.25),
+                _gpu_row("mobilenet_v2", "eager", 12.5),  # no CUDA-graph row: eager for both models' ratio
+            ],
+        )
+    )
+    rows = {r.model: r for r in compute_table(_gpu_spec(), bench=bench).rows}
+    one = rows["shufflenet_v2_x1_0"]
+    assert one.unit == "batch/s" and one.paper == 341
+    assert one.edgeconv == pytest.approx(500.0)  # 1000 / mean ms of a batch of 8, CUDA graph preferred
+    assert one.measured_with.startswith("torch (cuda-graph) on cuda, fp32, batch 8, mean")
+    half = rows["shufflenet_v2_x0_5"]
+    assert half.edgeconv == pytest.approx(800.0) and half.ratio_edgeconv == pytest.approx(1.6)
+    assert half.ratio_paper == pytest.approx(417 / 341)
+    assert half.flagged and "speed relative to shufflenet_v2_x1_0: 1.60 here, 1.22 in the paper" in half.explanation
+    v2 = rows["mobilenet_v2"]
+    assert v2.edgeconv == pytest.approx(80.0) and v2.ratio_edgeconv == pytest.approx(0.8)  # against x1_0 eager
+    assert v2.measured_with.startswith("torch on cuda")
+    assert rows["nasnet_a_mobile"].status == "pending"
+
+
+def test_gpu_speed_rows_pending_without_gpu_results(bench_file: Path) -> None:
+    rows = compute_table(_gpu_spec(), bench=load_bench(bench_file)).rows
+    assert {r.status for r in rows} == {"pending"}
+    assert all("bench/gpu_check.sh" in r.explanation and "no cuda rows" in r.explanation for r in rows)
 
 
 def test_find_bench_results_newest_full_run(tmp_path: Path) -> None:
@@ -191,7 +245,7 @@ def test_every_table_declares_valid_rows() -> None:
     for spec in TABLES.values():
         assert spec.rows, spec.name
         for row in spec.rows:
-            assert row.metric in ("params", "macs", "params_share", "macs_share", "cpu_latency_ms"), row
+            assert row.metric in METRICS, row
             assert row.paper is not None or row.pending, row
 
 

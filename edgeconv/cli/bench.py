@@ -18,8 +18,8 @@ from edgeconv.files import write_atomic
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
-    "model", "backend", "precision", "device", "batch", "threads", "iterations", "cold_ms", "mean_ms", "std_ms",
-    "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "throughput", "env",
+    "model", "backend", "variant", "precision", "device", "batch", "threads", "iterations", "cold_ms", "mean_ms",
+    "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "throughput", "env",
 )  # fmt: skip
 
 
@@ -84,6 +84,7 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column not in ("backend", "precision", "device") else "left")
     for r in rows:
         backend = r["backend"] + (f" ({r['provider']})" if r.get("provider") not in (None, "cpu", "cuda") else "")
+        backend += f" ({r['variant']})" if r.get("variant") not in (None, "eager") else ""
         table.add_row(
             backend, r["precision"], r["device"], str(r["batch"]), f"{r['cold_ms']:.2f}", f"{r['p50_ms']:.3f}",
             f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['std_ms']:.3f}",
@@ -118,8 +119,17 @@ def bench_command(
     graph_opt: str = typer.Option(
         "all", "--graph-opt", help="onnxruntime graph optimization: disable|basic|extended|all"
     ),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the PyTorch model."),
-    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay the TensorRT enqueue as a CUDA graph."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch: torch.compile (inductor) the model."),
+    compile_mode: str = typer.Option(
+        "default", "--compile-mode", help="torch.compile mode with --compile: default | max-autotune | ..."
+    ),
+    cuda_graph: bool = typer.Option(
+        False, "--cuda-graph", help="torch on cuda and tensorrt: capture one run as a CUDA graph and replay it."
+    ),
+    channels_last: bool = typer.Option(False, "--channels-last", help="torch: NHWC memory layout."),
+    tf32: bool = typer.Option(
+        False, "--tf32", help="torch fp32 on cuda: allow TF32 (PyTorch's conv default); without it fp32 is IEEE FP32."
+    ),
     block: int = typer.Option(10, "--block", help="Iterations per configuration per round-robin block."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where zoo names are exported/cached."),
     json_output: bool = typer.Option(False, "--json", help="Print the result rows as JSON."),
@@ -130,6 +140,10 @@ def bench_command(
 
     Several backends/precisions/batches are measured side by side, interleaved in round-robin blocks, so machine
     drift affects them all alike. Every row carries the environment (CPU, GPU, driver, library versions).
+
+    Examples:
+      [bold]edgeconv bench mobilenet_v2 --backend torch,onnxruntime --threads 2[/bold]
+      [bold]edgeconv bench mobilenet_v2 -b torch --device cuda -p fp32,fp16 --batch 1,8 --cuda-graph[/bold]
     """
     from edgeconv.backends.artifacts import resolve_target
     from edgeconv.bench import CaseOptions, environment, make_cases, measure
@@ -147,8 +161,10 @@ def bench_command(
         threads=threads,
         ort_provider=provider,
         graph_optimization=graph_opt,
-        torch_compile=compile_model,
+        torch_compile=compile_mode if compile_model else False,
         cuda_graph=cuda_graph,
+        channels_last=channels_last,
+        tf32=tf32,
     )
     cases, skipped = make_cases(resolved, backends=backends, precisions=precisions, batches=batches, options=options)
     for reason in skipped:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
 from edgeconv.profile.tables import (
-    LATENCY_METRIC,
+    MEASURED_METRICS,
     RowResult,
     TableResult,
     compute_tables,
@@ -30,7 +30,7 @@ def _number(value: float | None, unit: str) -> str:
 
 
 def _deviation(row: RowResult) -> str:
-    if row.metric == LATENCY_METRIC:  # milliseconds on other hardware are not compared; their ratios are
+    if row.metric in MEASURED_METRICS:  # figures from other hardware are not compared; their ratios are
         return "-" if row.ratio_deviation is None else f"{100 * row.ratio_deviation:+.1f}% (ratio)"
     if row.deviation is None:
         return "-"
@@ -40,7 +40,7 @@ def _deviation(row: RowResult) -> str:
 
 
 def _ratio(row: RowResult) -> str:
-    if row.metric != LATENCY_METRIC:
+    if row.metric not in MEASURED_METRICS:
         return ""
     paper = "-" if row.ratio_paper is None else f"{row.ratio_paper:.2f}"
     ours = "-" if row.ratio_edgeconv is None else f"{row.ratio_edgeconv:.2f}"
@@ -50,7 +50,7 @@ def _ratio(row: RowResult) -> str:
 def print_table(result: TableResult, console: Console) -> None:
     """The table with one footnote per flagged or unreproduced row (long explanations read badly in a cell)."""
     table = Table(title=f"{result.title}\n[dim]{result.source}[/dim]")
-    latency = [row for row in result.rows if row.metric == LATENCY_METRIC]
+    latency = [row for row in result.rows if row.metric in MEASURED_METRICS]
     reference = next((row.label for row in latency if row.model == result.latency_reference), "reference")
     columns = ["row", "metric", "paper", "edgeconv", "deviation", "status"]
     if latency:
@@ -60,7 +60,7 @@ def print_table(result: TableResult, console: Console) -> None:
     footnotes: list[str] = []
     for row in result.rows:
         status = "[red]FLAG[/red]" if row.flagged else row.status
-        if row.explanation and (row.status != "ok" or row.metric == LATENCY_METRIC):
+        if row.explanation and (row.status != "ok" or row.metric in MEASURED_METRICS):
             if row.explanation not in footnotes:  # one footnote for the same text (pending rows)
                 footnotes.append(row.explanation)
             status += f" [{footnotes.index(row.explanation) + 1}]"
@@ -77,7 +77,7 @@ def print_table(result: TableResult, console: Console) -> None:
     if result.bench:
         bench = result.bench
         console.print(
-            f"Latency from {bench['file']} (machine {bench['machine']}, CPU {bench['cpu']}, "
+            f"Measured figures from {bench['file']} (machine {bench['machine']}, CPU {bench['cpu']}, "
             f"{bench['usable_cores']} usable cores, load {bench['load_avg_1m']} at start"
             + (f", GPU {bench['gpu']}" if bench.get("gpu") else "")
             + ")",

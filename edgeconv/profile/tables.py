@@ -8,11 +8,13 @@ percentages; they are compared in percentage points and flagged above 0.05 pp.
 Rows whose model the zoo does not have are reported as ``not in zoo``; a zoo builder that rejects the row's kwargs or
 input is reported as ``error`` with the message, never raised, so a partial zoo still yields every table.
 
-Latency rows (``cpu_latency_ms``) come from a results file of ``bench/run_bench.py`` (:class:`BenchResults`): the
-median-of-repeats p50 at batch 1, fp32, preferring ONNX Runtime on the CPU. The paper timed other hardware (MobileNet
-V2: a Pixel 1 CPU), so the milliseconds are shown side by side and never flagged; what is compared is each model's
-latency relative to the table's reference model (``TableSpec.latency_reference``), flagged above 25%. Without a
-results file the rows are ``pending``.
+Measured rows come from a results file of ``bench/run_bench.py`` (:class:`BenchResults`). ``cpu_latency_ms``: the
+median-of-repeats p50 at batch 1, fp32, preferring ONNX Runtime on the CPU. ``gpu_batches_per_s``: ShuffleNet V2's GPU
+speed (its Table 8: batches of 8 per second, from the mean time of a batch, as the paper averages its runs), fp32 on
+CUDA, preferring TensorRT, then PyTorch with CUDA graphs. The papers timed other hardware (MobileNet V2: a Pixel 1
+CPU; ShuffleNet V2: a GTX 1080Ti), so the absolute figures are shown side by side and never flagged; what is compared
+is each model's figure relative to the table's reference model (``TableSpec.latency_reference``), flagged above 25%.
+Without a results file the rows are ``pending``.
 """
 
 from __future__ import annotations
@@ -34,11 +36,51 @@ FLAG_SHARE_PP = 0.05  # shares: flag above 0.05 percentage points
 FLAG_RATIO = 0.25  # latency relative to the table's reference model: flag above 25% relative deviation
 
 LATENCY_METRIC = "cpu_latency_ms"
+GPU_SPEED_METRIC = "gpu_batches_per_s"
 PENDING_BENCH = "pending: run python bench/run_bench.py"
-# Configurations tried in order for a latency row, as (backend, provider, device): the papers' column is a CPU's.
-LATENCY_PREFERENCE: tuple[tuple[str, str | None, str], ...] = (("onnxruntime", "cpu", "cpu"), ("torch", None, "cpu"))
+Config = tuple[str, str | None, str]  # (backend, provider or torch variant, device); eager torch has None
 
-METRICS = ("params", "macs", "params_share", "macs_share", "cpu_latency_ms")
+
+@dataclass(frozen=True)
+class MeasuredMetric:
+    """How a measured metric is read from benchmark summary rows: which batch, precision and device, which
+    configurations are preferred (in order), and whether the figure is a speed (batches/s from the mean) or a latency
+    (p50 ms)."""
+
+    batch: int
+    device: str
+    preference: tuple[Config, ...]
+    speed: bool = False
+    precision: str = "fp32"
+    pending: str = PENDING_BENCH
+
+    def value(self, row: dict[str, Any]) -> float:
+        return 1000.0 / float(row["mean_ms"]) if self.speed else float(row["p50_ms"])
+
+
+MEASURED_METRICS = {
+    # The papers' CPU column: ONNX Runtime first (what edgeconv deploys on a CPU), PyTorch eager otherwise.
+    LATENCY_METRIC: MeasuredMetric(
+        batch=1, device="cpu", preference=(("onnxruntime", "cpu", "cpu"), ("torch", None, "cpu"))
+    ),
+    # ShuffleNet V2's GPU column: cuDNN with its benchmark mode and "full optimization options (e.g. tensor fusion)";
+    # the closest here are TensorRT, then PyTorch with its kernel launches replayed from a CUDA graph.
+    GPU_SPEED_METRIC: MeasuredMetric(
+        batch=8,
+        device="cuda",
+        preference=(
+            ("tensorrt", None, "cuda"),
+            ("torch", "compile+cuda-graph", "cuda"),
+            ("torch", "cuda-graph", "cuda"),
+            ("torch", None, "cuda"),
+        ),
+        speed=True,
+        pending="pending: run bench/gpu_check.sh on a machine with an NVIDIA GPU",
+    ),  # fmt: skip
+}
+LATENCY_PREFERENCE = MEASURED_METRICS[LATENCY_METRIC].preference
+
+METRICS = ("params", "macs", "params_share", "macs_share", LATENCY_METRIC, GPU_SPEED_METRIC)
 
 
 @dataclass(frozen=True)
@@ -77,9 +119,9 @@ class TableSpec:
     def unit(self, metric: str) -> tuple[float, str]:
         if metric in self.units:
             return self.units[metric]
-        return {"params_share": (1.0, "%"), "macs_share": (1.0, "%"), "cpu_latency_ms": (1.0, "ms")}.get(
-            metric, (1e6, "M")
-        )
+        units = {"params_share": (1.0, "%"), "macs_share": (1.0, "%"), LATENCY_METRIC: (1.0, "ms"),
+                 GPU_SPEED_METRIC: (1.0, "batch/s")}  # fmt: skip
+        return units.get(metric, (1e6, "M"))
 
 
 @dataclass(frozen=True)
@@ -323,13 +365,35 @@ SHUFFLENET_V2_TABLE = TableSpec(
         *_pair("1x", 2.3, 146, "shufflenet_v2_x1_0"),
         *_pair("1.5x", 3.5, 299, "shufflenet_v2_x1_5"),
         *_pair("2x", 7.4, 591, "shufflenet_v2_x2_0"),
+        # Table 8's ARM speed (Snapdragon 810, one thread, batch 1) as ms per image = 1000 / (images/s).
         *(
-            _r(label, LATENCY_METRIC, None, f"shufflenet_v2_{suffix}", pending="filled by bench")
-            for label, suffix in (("0.5x", "x0_5"), ("1x", "x1_0"), ("1.5x", "x1_5"), ("2x", "x2_0"))
-        ),
+            _r(label, LATENCY_METRIC, round(1000.0 / arm, 1), f"shufflenet_v2_{suffix}", pending="filled by bench")
+            for label, suffix, arm in (
+                ("0.5x", "x0_5", 57.0),
+                ("1x", "x1_0", 24.4),
+                ("1.5x", "x1_5", 11.8),
+                ("2x", "x2_0", 6.7),
+            )
+        ),  # fmt: skip
+        # Table 8's GPU speed (GTX 1080Ti, cuDNN 7.0, batch 8, batches/s), ShuffleNet V2 and the zoo's other rows.
+        *(
+            _r(label, GPU_SPEED_METRIC, gpu, model, pending="filled by bench")
+            for label, model, gpu in (
+                ("0.5x", "shufflenet_v2_x0_5", 417),
+                ("1x", "shufflenet_v2_x1_0", 341),
+                ("1.5x", "shufflenet_v2_x1_5", 255),
+                ("2x", "shufflenet_v2_x2_0", 217),
+                ("1.0 MobileNet v1", "mobilenet_v1", 247),
+                ("1.0 MobileNet v2", "mobilenet_v2", 180),
+                ("1.4 MobileNet v2", "mobilenet_v2_140", 137),
+                ("ShuffleNet v1 1x (g=3)", "shufflenet_v1", 213),
+                ("NASNet-A", "nasnet_a_mobile", 130),
+            )
+        ),  # fmt: skip
     ),
-    note="The latency rows are edgeconv's benchmark (bench/results: p50, batch 1, fp32) and its ratio to 1x; the "
-    "paper's speeds (its Table 8: GTX 1080Ti batch 8, Snapdragon 810 one thread) are not in this architecture table.",
+    note="Latency and speed rows are edgeconv's benchmark (bench/results) beside the paper's Table 8 (ARM: Snapdragon "
+    "810, one thread, batch 1, shown as ms per image = 1000 / images per second; GPU: GTX 1080Ti, cuDNN 7.0, batch 8, "
+    "batches per second from the mean of 100 runs), and each figure's ratio to 1x, which is what is compared.",
     latency_reference="shufflenet_v2_x1_0",
 )
 
@@ -645,21 +709,29 @@ class BenchResults:
             "versions": self.env.get("versions"),
         }
 
-    def measurements(self, model: str) -> dict[tuple[str, str | None, str], dict[str, Any]]:
-        """``model``'s batch-1 fp32 summary rows by (backend, provider, device), ``LATENCY_PREFERENCE`` first."""
-        found: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+    def measurements(self, model: str, metric: str = LATENCY_METRIC) -> dict[Config, dict[str, Any]]:
+        """``model``'s summary rows that ``metric`` reads (its batch, precision and device), by (backend, provider or
+        variant, device), the metric's preferred configurations first."""
+        spec = MEASURED_METRICS[metric]
+        found: dict[Config, dict[str, Any]] = {}
         for row in self.summary:
-            config = _config(row)
-            if row.get("model") == model and config is not None:
-                found.setdefault(config, row)
-        order = [c for c in LATENCY_PREFERENCE if c in found] + sorted(set(found) - set(LATENCY_PREFERENCE), key=str)
+            if (
+                row.get("model") == model
+                and row.get("batch") == spec.batch
+                and row.get("precision") == spec.precision
+                and row.get("device") == spec.device
+                and isinstance(row.get("mean_ms" if spec.speed else "p50_ms"), int | float)
+            ):
+                found.setdefault(_config(row), row)
+        preferred = [c for c in spec.preference if c in found]
+        order = preferred + sorted(set(found) - set(preferred), key=str)
         return {config: found[config] for config in order}
 
 
-def _config(row: dict[str, Any]) -> tuple[str, str | None, str] | None:
-    if row.get("batch") != 1 or row.get("precision") != "fp32" or not isinstance(row.get("p50_ms"), int | float):
-        return None
-    return (str(row.get("backend")), row.get("provider"), str(row.get("device")))
+def _config(row: dict[str, Any]) -> Config:
+    """(backend, provider or torch variant, device). Eager PyTorch rows (no variant, or ``eager``) have None."""
+    label = row.get("provider") or row.get("variant")
+    return (str(row.get("backend")), None if label in (None, "eager") else str(label), str(row.get("device")))
 
 
 def load_bench(path: str | Path) -> BenchResults:
@@ -750,36 +822,45 @@ def _in_zoo(name: str) -> bool:
     return True
 
 
-def _describe(config: tuple[str, str | None, str], measured: dict[str, Any]) -> str:
-    backend, provider, device = config
-    threads = measured.get("threads")
-    return f"{backend}{f' ({provider})' if provider else ''} on {device}, fp32, batch 1" + (
+def _describe(config: Config, measured: dict[str, Any], metric: MeasuredMetric) -> str:
+    backend, label, device = config
+    threads = measured.get("threads") if device == "cpu" else None
+    how = "mean" if metric.speed else "p50"
+    return f"{backend}{f' ({label})' if label else ''} on {device}, {metric.precision}, batch {metric.batch}, {how}" + (
         f", {threads} threads" if threads else ""
     )
 
 
 def _latency_row(row: TableRow, spec: TableSpec, bench: BenchResults | None, base: RowResult) -> RowResult:
-    """Measured p50 beside the paper's figure; the ratio to the reference model is what gets compared."""
+    """Measured figure beside the paper's; the ratio to the reference model is what gets compared."""
+    metric = MEASURED_METRICS[row.metric]
     if bench is None:
-        return replace(base, status="pending", explanation=PENDING_BENCH)
+        return replace(base, status="pending", explanation=metric.pending)
     model, reference = row.model or "", spec.latency_reference
-    measured = bench.measurements(model)
+    measured = bench.measurements(model, row.metric)
+    if not any(r.get("device") == metric.device for r in bench.summary):
+        return replace(
+            base, status="pending", explanation=f"{metric.pending} ({bench.path.name} has no {metric.device} rows)"
+        )
     if not measured:
         models = ",".join(dict.fromkeys(m for m in (model, reference) if m))
-        why = f"{model} not measured in {bench.path}: run python bench/run_bench.py --models {models}"
+        why = (
+            f"{model} not measured on {metric.device} at batch {metric.batch} in {bench.path}: run python "
+            f"bench/run_bench.py --models {models} --device {metric.device} --batch {metric.batch}"
+        )
         return replace(base, status="pending", explanation=why)
-    reference_measured = bench.measurements(reference) if reference else {}
+    reference_measured = bench.measurements(reference, row.metric) if reference else {}
     # The ratio needs both models timed the same way: prefer a configuration the reference was measured with too.
     config = next((c for c in measured if c in reference_measured), next(iter(measured)))
-    value = float(measured[config]["p50_ms"])
-    described = _describe(config, measured[config])
+    value = metric.value(measured[config])
+    described = _describe(config, measured[config], metric)
     result = replace(base, edgeconv=value, status="ok", explanation="", measured_with=described)
     if config not in reference_measured:
         why = f"no ratio: {reference} not measured with {described}" if reference else ""
         return replace(result, explanation=why)
-    ours = value / float(reference_measured[config]["p50_ms"])
+    ours = value / metric.value(reference_measured[config])
     paper_reference = next(
-        (r.paper for r in spec.rows if r.metric == LATENCY_METRIC and r.model == reference and r.paper), None
+        (r.paper for r in spec.rows if r.metric == row.metric and r.model == reference and r.paper), None
     )
     paper = row.paper / paper_reference if row.paper is not None and paper_reference else None
     result = replace(result, ratio_edgeconv=ours, ratio_paper=paper)
@@ -788,10 +869,12 @@ def _latency_row(row: TableRow, spec: TableSpec, bench: BenchResults | None, bas
     deviation = (ours - paper) / paper
     if abs(deviation) <= FLAG_RATIO:
         return replace(result, ratio_deviation=deviation)
+    summary = bench.environment_summary()
+    where = (summary["gpu"] if metric.device == "cuda" else summary["cpu"]) or bench.path.stem
+    what = "speed" if metric.speed else "latency"
     why = (
-        f"latency relative to {reference}: {ours:.2f} here, {paper:.2f} in the paper ({100 * deviation:+.0f}%); "
-        f"measured with {described} on {bench.environment_summary()['cpu'] or bench.path.stem}, the paper on other "
-        "hardware and runtime"
+        f"{what} relative to {reference}: {ours:.2f} here, {paper:.2f} in the paper ({100 * deviation:+.0f}%); "
+        f"measured with {described} on {where}, the paper on other hardware and runtime"
     )
     if row.explanation:
         why = f"{why}. {row.explanation}"
@@ -822,8 +905,8 @@ def compute_row(
             input_size=row.input_size,
         )
 
-    if row.metric == LATENCY_METRIC:
-        # milliseconds on different hardware are never flagged: deviation stays None, the ratio is compared
+    if row.metric in MEASURED_METRICS:
+        # figures from different hardware are never flagged: deviation stays None, the ratio is compared
         return _latency_row(row, spec, bench, result(None, "pending", row.pending))
     if row.pending:
         return result(None, "pending", row.pending)
@@ -858,7 +941,7 @@ def compute_table(
     spec = get_table(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     cache = cache or _ProfileCache()
     rows = [compute_row(row, spec, cache, bench) for row in spec.rows]
-    has_latency = any(row.metric == LATENCY_METRIC for row in spec.rows)
+    has_latency = any(row.metric in MEASURED_METRICS for row in spec.rows)
     return TableResult(
         name=spec.name,
         title=spec.title,

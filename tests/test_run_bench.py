@@ -1,0 +1,90 @@
+"""The benchmark driver (bench/run_bench.py) and the one-command GPU check (bench/gpu_check.sh), dry-run on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from edgeconv.errors import InvalidArgumentError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def run_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_bench", ROOT / "bench" / "run_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_torch_variants_parse(run_bench: ModuleType) -> None:
+    assert run_bench.parse_variant("eager") == {
+        "torch_compile": False, "cuda_graph": False, "channels_last": False, "tf32": False,
+    }  # fmt: skip
+    assert run_bench.parse_variant("compile+cuda-graph") == {
+        "torch_compile": True, "cuda_graph": True, "channels_last": False, "tf32": False,
+    }  # fmt: skip
+    assert run_bench.parse_variant("cuda-graph") == run_bench.parse_variant("eager+cuda-graph")
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    in_script = [v for group in re.findall(r"--torch-variants (\S+)", script) for v in group.split(",")]
+    assert "compile+cuda-graph" in in_script  # the GPU run's variants, which only the GPU machine runs
+    for name in [*run_bench.TORCH_VARIANTS, *in_script]:  # all parse
+        run_bench.parse_variant(name)
+    for bad in ("graph", "eager+graph", "compile+cuda-graph+cuda-graph", "eager+compile"):
+        with pytest.raises(InvalidArgumentError, match=re.escape(f"torch variant '{bad}'")):
+            run_bench.parse_variant(bad)
+
+
+def test_select_names_what_the_machine_lacks(run_bench: ModuleType) -> None:
+    available = {
+        "cpu": [("torch", None, ["fp32"]), ("onnxruntime", "cpu", ["fp32", "int8"])],
+        "cuda": [("torch", None, ["fp32", "fp16"])],
+    }
+    assert run_bench.select(available, ["cuda"], ["torch"]) == {"cuda": [("torch", None, ["fp32", "fp16"])]}
+    assert run_bench.select(available, None, ["onnxruntime"]) == {"cpu": [("onnxruntime", "cpu", ["fp32", "int8"])]}
+    with pytest.raises(InvalidArgumentError, match="--device tpu: not available here"):
+        run_bench.select(available, ["tpu"], None)
+    with pytest.raises(InvalidArgumentError, match="--backends tensorrt: not available here"):
+        run_bench.select(available, None, ["tensorrt"])
+
+
+def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
+    """`bench/gpu_check.sh --device cpu --quick`: the GPU run's driver end to end, on this machine's CPU."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--device", "cpu", "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (json_path,) = tmp_path.glob("*-quick.json")
+    document = json.loads(json_path.read_text())
+    assert document["complete"] and document["env"]["cpu"]["model"]
+    rows = document["summary"]
+    assert {(r["model"], r["variant"], r["batch"]) for r in rows} == {
+        ("shufflenet_v2_x0_5", "eager", 1), ("shufflenet_v2_x0_5", "eager", 8),
+    }  # fmt: skip
+    for row in rows:  # every row validated against PyTorch FP32 on the CPU: the export check's 4 photos + 4 crops
+        assert row["check"]["samples"] == 8 and row["check"]["passed"] and row["check"]["max_rel_error"] < 1e-4
+    assert any("compile budget" in s for s in document["skipped"])  # compiling is left to the GPU machine
+    markdown = json_path.with_suffix(".md").read_text()
+    assert "| shufflenet_v2_x0_5 |" in markdown and "Beside the ShuffleNet V2 paper" in markdown
+
+
+def test_driver_rejects_bad_variant_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run_bench.py"), "--quick", "--torch-variants", "eager,turbo",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "torch variant 'turbo' is not valid" in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 from edgeconv.backends.tensorrt import (
     BuildRequest,
     CudaCallError,
+    CudaRuntime,
     EngineRecord,
     GpuInfo,
     LayerTimeCollector,
@@ -30,6 +31,10 @@ from edgeconv.backends.tensorrt import (
     batch_profile,
     build_engine,
     cuda_check,
+    cuda_driver_advice,
+    cuda_graph_policy,
+    dla_gpu_layers,
+    engine_batch_range,
     engine_file_name,
     engine_mismatch,
     engine_record,
@@ -43,7 +48,7 @@ from edgeconv.backends.tensorrt import (
     trt_features,
     trt_layer_op,
 )
-from edgeconv.errors import BackendUnavailableError, InvalidArgumentError, QuantizationError
+from edgeconv.errors import BackendUnavailableError, EdgeconvError, ExportError, InvalidArgumentError, QuantizationError
 
 FP32 = OnnxSummary(inputs=(("input", (-1, 3, 224, 224)),), precision="fp32", has_qdq=False)
 FP16 = OnnxSummary(inputs=(("input", (-1, 3, 224, 224)),), precision="fp16", has_qdq=False)
@@ -139,7 +144,7 @@ def test_plan_dla() -> None:
     assert plan.builder_flags == ("FP16", "GPU_FALLBACK")
     assert plan.profiles == (ShapeProfile("input", (4, 3, 224, 224), (4, 3, 224, 224), (4, 3, 224, 224)),)
     no_fallback = plan_build(features("10.3.0"), BuildRequest(precision="int8", dla_core=1, gpu_fallback=False), QDQ)
-    assert no_fallback.builder_flags == ("INT8",) and no_fallback.notes
+    assert no_fallback.builder_flags == ("INT8", "FP16") and no_fallback.notes
     with pytest.raises(InvalidArgumentError, match="FP16 or INT8"):
         plan_build(features("10.3.0"), BuildRequest(precision="fp32", dla_core=0), FP32)
     with pytest.raises(InvalidArgumentError, match="no dynamic"):
@@ -149,6 +154,73 @@ def test_plan_dla() -> None:
     assert plan_build(features("11.4.1"), BuildRequest(precision="fp16", dla_core=0), FP16).builder_flags == (
         "GPU_FALLBACK",
     )
+
+
+def test_plan_dla_int8_allows_fp16_on_weakly_typed_versions() -> None:
+    """Issue 24, defect 7: DLA runs no FP32 layer, so a weakly typed INT8 build for DLA also sets FP16 (trtexec's
+    `--int8 --fp16`); on the GPU INT8 stays alone, and strongly typed 11.x has no flags but says what happens."""
+    for version in ("8.6.1", "10.3.0"):
+        dla = plan_build(features(version), BuildRequest(precision="int8", dla_core=0), QDQ)
+        assert {"INT8", "FP16"} <= set(dla.builder_flags)
+        assert plan_build(features(version), BuildRequest(precision="int8"), QDQ).builder_flags == ("INT8",)
+    strong = plan_build(features("11.4.1"), BuildRequest(precision="int8", dla_core=0), QDQ)
+    assert strong.builder_flags == ("GPU_FALLBACK",) and any("FP32" in note for note in strong.notes)
+
+
+def test_dla_layer_placement_obeys_gpu_fallback() -> None:
+    """Issue 24, defect 5: layers DLA cannot run go to the GPU only with fallback on; without it the build fails
+    naming them (before, --no-gpu-fallback moved them to the GPU anyway)."""
+    layers = [("conv1", True), ("/head/Softmax", False), ("relu", True), ("/head/TopK", False)]
+    assert dla_gpu_layers(layers, gpu_fallback=True, dla_core=0) == ["/head/Softmax", "/head/TopK"]
+    with pytest.raises(
+        ExportError, match=r"DLA core 1 cannot run 2 of 4 layers \(/head/Softmax, /head/TopK\).*--no-gpu"
+    ):
+        dla_gpu_layers(layers, gpu_fallback=False, dla_core=1)
+    assert dla_gpu_layers([("conv1", True)], gpu_fallback=False, dla_core=0) == []
+    many = [(f"layer{i}", False) for i in range(13)]
+    with pytest.raises(ExportError, match="layer9 and 3 more"):
+        dla_gpu_layers(many, gpu_fallback=False, dla_core=0)
+
+
+def test_cuda_graph_policy() -> None:
+    """Issue 24, defect 2: never CUDA graphs with DLA (trtexec: not supported together) or with profiling."""
+    assert cuda_graph_policy(True, dla_core=None, profile=False) == (True, "")
+    assert cuda_graph_policy(False, dla_core=0, profile=True) == (False, "")
+    on_dla, why = cuda_graph_policy(True, dla_core=0, profile=False)
+    assert not on_dla and "DLA" in why
+    profiled, why = cuda_graph_policy(True, dla_core=None, profile=True)
+    assert not profiled and "profiling" in why
+
+
+def test_engine_batch_range() -> None:
+    """Issue 24, defect 8: a static-batch ONNX asked for another batch is a clear error, not plan_build's
+    `1 <= min <= opt <= max`."""
+    assert engine_batch_range(-1, 8, max_batch=32) == (1, 8, 32)
+    assert engine_batch_range(-1, 8) == (1, 8, 8)
+    assert engine_batch_range(-1, 4, max_batch=32, dla=True) == (4, 4, 4)
+    assert engine_batch_range(1, 1) == (1, 1, 1)
+    assert engine_batch_range(4, 4, max_batch=8) == (4, 4, 4)
+    with pytest.raises(InvalidArgumentError, match="static batch of 1.*not 8.*--dynamic-batch"):
+        engine_batch_range(1, 8, max_batch=8)
+    with pytest.raises(InvalidArgumentError, match="batch 0"):
+        engine_batch_range(-1, 0)
+    for onnx_batch, batch in ((-1, 8), (1, 1), (4, 4)):
+        low, opt, high = engine_batch_range(onnx_batch, batch, max_batch=16)
+        request = BuildRequest(precision="fp16", min_batch=low, opt_batch=opt, max_batch=high)
+        onnx_summary = OnnxSummary(inputs=(("input", (onnx_batch, 3, 8, 8)),), precision="fp32", has_qdq=False)
+        plan_build(features("10.13.0"), request, onnx_summary)  # every range it gives, plan_build accepts
+
+
+def test_cuda_driver_advice_names_the_driver() -> None:
+    """Issue 24, defect 6: the error says which driver is there and which bindings to install."""
+    assert "no NVIDIA driver" in cuda_driver_advice(0, 13050)
+    assert "no NVIDIA driver" in cuda_driver_advice(None, None)
+    advice = cuda_driver_advice(12020, 13050)  # JetPack 6 driver, cuda-bindings 13
+    assert "CUDA 12.2" in advice and "CUDA 13.5" in advice and "580+" in advice
+    assert "pip install 'cuda-bindings==12.*'" in advice
+    assert "'cuda-bindings==11.8.*'" in cuda_driver_advice(11040, 12090)  # JetPack 5 driver
+    assert cuda_driver_advice(13000, 12090) == ""  # a newer driver runs older bindings: not the cause
+    assert cuda_driver_advice(12080, None) == ""
 
 
 def test_plan_optimization_level_and_bad_values() -> None:
@@ -241,12 +313,21 @@ def test_engine_manifest_roundtrip(tmp_path: Path) -> None:
     assert [e["file"] for e in engines] == ["model.int8.sm86.trt10.13.engine", "model.fp16.sm86.trt10.13.engine"]
     assert EngineRecord.from_json(engines[1]) == _record(build_seconds=3.0)
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp files
-    here = {"version": parse_trt_version("10.13.0.35"), "compute_capability": "8.6"}
+    here = {"version": parse_trt_version("10.13.0.35"), "compute_capability": "8.6", "onnx_sha256": "ab" * 32}
     assert find_engine(manifest, precision="fp16", batch=8, **here) == _record(build_seconds=3.0)  # type: ignore[arg-type]
     assert find_engine(manifest, precision="fp16", batch=16, **here) is None  # type: ignore[arg-type]
     assert find_engine(manifest, precision="fp16", batch=1, dla_core=0, **here) is None  # type: ignore[arg-type]
-    other = {"version": parse_trt_version("11.1.0"), "compute_capability": "8.6"}
+    other = {"version": parse_trt_version("11.1.0"), "compute_capability": "8.6", "onnx_sha256": "ab" * 32}
     assert find_engine(manifest, precision="fp16", batch=1, **other) is None  # type: ignore[arg-type]
+
+
+def test_find_engine_refuses_an_engine_of_another_onnx(tmp_path: Path) -> None:
+    """Issue 24, defect 8: an ONNX re-exported under the same name (other sha256) makes the recorded engine stale."""
+    add_engine_to_manifest(tmp_path, _record())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    here = {"precision": "fp16", "version": parse_trt_version("10.13.0.35"), "compute_capability": "8.6", "batch": 1}
+    assert find_engine(manifest, onnx_sha256="ab" * 32, **here) == _record()  # type: ignore[arg-type]
+    assert find_engine(manifest, onnx_sha256="ef" * 32, **here) is None  # type: ignore[arg-type]
 
 
 def test_engine_record_from_plan(tmp_path: Path) -> None:
@@ -300,8 +381,29 @@ def test_cuda_check_error_tuples() -> None:
     assert cuda_check((cudart.cudaError_t.cudaSuccess, 5)) == 5
     assert cuda_check((cudart.cudaError_t.cudaSuccess, 1, 2)) == (1, 2)
     assert cuda_check((cudart.cudaError_t.cudaSuccess,)) is None
-    with pytest.raises(CudaCallError, match="cudaErrorInsufficientDriver"):
-        cuda_check((cudart.cudaError_t.cudaErrorInsufficientDriver, None))
+    with pytest.raises(CudaCallError, match="cudaMalloc failed: cudaErrorInsufficientDriver"):
+        cuda_check((cudart.cudaError_t.cudaErrorInsufficientDriver, None), "cudaMalloc")
+    # An EdgeconvError (one line on the CLI, skipped by bench.make_cases), still a RuntimeError for older callers.
+    assert issubclass(CudaCallError, EdgeconvError) and issubclass(CudaCallError, RuntimeError)
+
+
+def test_cuda_runtime_turns_binding_runtime_errors_into_cuda_call_errors() -> None:
+    """cuda-python 11.8 / 12.6 raise RuntimeError (no error code) when libcuda.so.1 is missing; TypeError (wrong
+    arguments: a bug) must not be disguised as a CUDA failure."""
+
+    def cudaMalloc(size: int) -> tuple[int, int]:  # cuda-python names
+        raise RuntimeError("Failed to dlopen libcuda.so.1")
+
+    def cudaFree(pointer: int) -> tuple[int]:
+        raise TypeError("cudaFree() takes exactly 1 positional argument (2 given)")
+
+    runtime = CudaRuntime(
+        type("Module", (), {"cudaMalloc": staticmethod(cudaMalloc), "cudaFree": staticmethod(cudaFree)})
+    )
+    with pytest.raises(CudaCallError, match="cudaMalloc failed: Failed to dlopen libcuda.so.1"):
+        runtime.malloc(16)
+    with pytest.raises(TypeError):
+        runtime.free(0)
 
 
 def _qdq_onnx(path: Path) -> None:

@@ -14,9 +14,16 @@ decided by TensorRT-free functions (:func:`parse_trt_version`, :func:`trt_featur
 - Plans and timing caches only load on the exact TensorRT version (and GPU) that built them: the engine's manifest
   section records both and the runner refuses a mismatch instead of failing inside TensorRT.
 
-Device memory and streams go through cuda-python (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.x), whose
-calls return ``(error, *results)`` tuples checked by :func:`cuda_check`. Nothing here fakes a result: without
-TensorRT every entry point raises :class:`~edgeconv.errors.BackendUnavailableError` with the install command.
+Device memory, streams and CUDA graphs go through cuda-python's runtime module (``cuda.bindings.runtime`` from
+cuda-bindings 11.8.6 / 12.8 on, ``cuda.cudart`` in older cuda-python releases), and only through :class:`CudaRuntime`:
+one method per call, each checked by :func:`cuda_check`. Its arguments are tested against cuda-bindings 11.8, 12.x
+and 13.x and the older ``cuda.cudart`` layout (``tests/test_tensorrt_cuda_bindings.py``); where the two differ, the
+call that has one signature in all of them is used (``cudaGraphInstantiateWithFlags(graph, 0)``, not
+``cudaGraphInstantiate``, which takes 3 arguments in 11.8 and 2 from 12.0). What is decided without TensorRT (the
+build plan, the engine choice, the timing-cache fallback, DLA layer placement, the CUDA-graph policy and replay) lives
+in plain functions and classes that take TensorRT objects duck-typed, and is unit-tested. Nothing here fakes a
+result: without TensorRT every entry point raises :class:`~edgeconv.errors.BackendUnavailableError` with the install
+command.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +45,7 @@ from edgeconv.backends.base import INSTALL_HINTS, BackendRunner, LayerProfile, L
 from edgeconv.errors import (
     ArtifactError,
     BackendUnavailableError,
+    CudaCallError,
     ExportError,
     InputError,
     InvalidArgumentError,
@@ -291,6 +299,10 @@ def plan_build(features: TrtFeatures, request: BuildRequest, onnx: OnnxSummary) 
             # Weakly typed Q/DQ networks still need the INT8 flag (TensorRT 8 developer guide); unquantized layers
             # stay FP32, matching what a strongly typed 11.x build of the same QDQ graph does.
             builder_flags.append("INT8")
+            if request.dla_core is not None:
+                # DLA runs no FP32 layer: the layers a QDQ graph leaves unquantized need FP16 allowed there, as
+                # trtexec's `--int8 --fp16` for DLA; with INT8 alone they fall back to the GPU or fail the build.
+                builder_flags.append("FP16")
     else:
         notes.append("strongly typed: precision comes from the ONNX types and Q/DQ nodes")
 
@@ -317,6 +329,8 @@ def plan_build(features: TrtFeatures, request: BuildRequest, onnx: OnnxSummary) 
                 f"DLA has no dynamic dimensions; build for one batch (got {min_b}..{max_b}), e.g. --batch {opt_b}"
             )
         default_device, dla_core = "DLA", request.dla_core
+        if strong and precision == "int8":
+            notes.append("strongly typed INT8 on DLA: layers without Q/DQ stay FP32, which DLA cannot run")
         if request.gpu_fallback:
             builder_flags.append("GPU_FALLBACK")
         else:
@@ -453,18 +467,41 @@ def find_engine(
     version: TrtVersion,
     compute_capability: str,
     batch: int,
+    onnx_sha256: str,
     dla_core: int | None = None,
 ) -> EngineRecord | None:
-    """A recorded engine that runs here at ``batch`` (same precision, TensorRT version, GPU, DLA core)."""
+    """A recorded engine that runs here at ``batch``: same precision, TensorRT version, GPU and DLA core, and built
+    from the ONNX whose sha256 is ``onnx_sha256`` (an ONNX re-exported under the same name makes the engine stale)."""
     for record in engines_in_manifest(manifest):
         if (
             record.precision == precision
             and record.dla_core == dla_core
+            and record.onnx_sha256 == onnx_sha256
             and record.min_batch <= batch <= record.max_batch
             and engine_mismatch(record, version, compute_capability) is None
         ):
             return record
     return None
+
+
+def engine_batch_range(
+    onnx_batch: int, batch: int, *, max_batch: int | None = None, dla: bool = False
+) -> tuple[int, int, int]:
+    """``(min, opt, max)`` batch of the engine to build for running ``batch``. ``onnx_batch``: the ONNX input's
+    batch dimension (<= 0 when dynamic). A static-batch ONNX runs only its own batch; DLA has no dynamic dimensions;
+    else the profile spans 1..max(batch, max_batch) with opt = ``batch``."""
+    if batch < 1:
+        raise InvalidArgumentError(f"batch {batch} must be >= 1")
+    if onnx_batch > 0:
+        if batch != onnx_batch:
+            raise InvalidArgumentError(
+                f"the ONNX has a static batch of {onnx_batch}, so its engine runs batch {onnx_batch} only, not "
+                f"{batch}; re-export it with --dynamic-batch (or --batch {batch})"
+            )
+        return onnx_batch, onnx_batch, onnx_batch
+    if dla:
+        return batch, batch, batch
+    return 1, batch, max(batch, max_batch or batch)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -543,14 +580,15 @@ def format_parser_errors(errors: Sequence[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# CUDA (cuda-python)
+# CUDA (cuda-python): every runtime call edgeconv makes, in one class
 # ---------------------------------------------------------------------------------------------------------------
-class CudaCallError(RuntimeError):
-    """A CUDA runtime call returned an error code."""
+# CUDA major version -> oldest Linux driver that runs it (CUDA's minor-version compatibility floors).
+MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580"}
 
 
 def load_cudart() -> Any:
-    """``cuda.bindings.runtime`` (cuda-python 12.x/13.x layout), else the pre-12 ``cuda.cudart``."""
+    """``cuda.bindings.runtime`` (cuda-bindings 11.8.6+, 12.8+, 13.x), else the older ``cuda.cudart`` (cuda-python
+    11.8.0-11.8.5 and 12.0-12.6.0, which have no ``cuda.bindings``)."""
     try:
         from cuda.bindings import runtime as cudart
 
@@ -567,16 +605,152 @@ def load_cudart() -> Any:
         ) from exc
 
 
-def cuda_check(result: Any) -> Any:
+def cuda_check(result: Any, call: str = "CUDA call") -> Any:
     """Unpack a cuda-python ``(error, *values)`` tuple: raise CudaCallError on error, return the value(s)."""
     if not isinstance(result, tuple):
         result = (result,)
     err, *values = result
     if int(err) != 0:
-        raise CudaCallError(f"CUDA call failed: {getattr(err, 'name', err)} ({int(err)})")
+        raise CudaCallError(f"{call} failed: {getattr(err, 'name', err)} ({int(err)})")
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+class CudaRuntime:
+    """The CUDA runtime calls of the TensorRT backend, one method each, on cuda-python's runtime module.
+
+    Each method passes arguments that cuda-bindings 11.8.x, 12.x and 13.x and the older ``cuda.cudart`` layout all
+    accept, and raises :class:`~edgeconv.errors.CudaCallError` when the call fails: on an error code, and on the
+    RuntimeError that cuda-python 11.8.x and 12.6 raise instead of an error code when they cannot load the driver
+    (``Failed to dlopen libcuda.so.1``; 12.9 and 13.x return ``cudaErrorInsufficientDriver``).
+    ``tests/test_tensorrt_cuda_bindings.py`` calls every method against each of those releases, installed for real,
+    and checks that each call reaches CUDA (no TypeError).
+    """
+
+    def __init__(self, cudart: Any | None = None) -> None:
+        self.cudart = cudart if cudart is not None else load_cudart()
+
+    @staticmethod
+    def _call(function: Any, *args: Any) -> Any:
+        name = getattr(function, "__name__", "CUDA call")
+        try:
+            result = function(*args)
+        except RuntimeError as exc:  # cuda-python 11.8 / 12.6 without a driver: an exception, no error code
+            raise CudaCallError(f"{name} failed: {exc}") from exc
+        return cuda_check(result, name)
+
+    @staticmethod
+    def handle(stream: Any) -> int:
+        """A stream as the integer TensorRT's ``execute_async_v3`` takes."""
+        return int(stream)
+
+    # Device and versions
+    def device_count(self) -> int:
+        return int(self._call(self.cudart.cudaGetDeviceCount))
+
+    def device_properties(self, device: int) -> Any:
+        return self._call(self.cudart.cudaGetDeviceProperties, device)
+
+    def driver_version(self) -> int:
+        """CUDA version the driver supports (12020 for 12.2); 0 when there is no driver (cuda-bindings 12.9+)."""
+        return int(self._call(self.cudart.cudaDriverGetVersion))
+
+    def runtime_version(self) -> int:
+        """CUDA version the bindings were built for (12090 for 12.9); needs no driver."""
+        return int(self._call(self.cudart.cudaRuntimeGetVersion))
+
+    def clear_error(self) -> None:
+        """Reset the thread's last CUDA error (after a failed capture, as trtexec does); its value is not an error
+        of this call, so it is not checked."""
+        try:
+            self.cudart.cudaGetLastError()
+        except RuntimeError as exc:
+            raise CudaCallError(f"cudaGetLastError failed: {exc}") from exc
+
+    # Streams and memory
+    def stream_create(self) -> Any:
+        return self._call(self.cudart.cudaStreamCreate)
+
+    def stream_synchronize(self, stream: Any) -> None:
+        self._call(self.cudart.cudaStreamSynchronize, stream)
+
+    def stream_destroy(self, stream: Any) -> None:
+        self._call(self.cudart.cudaStreamDestroy, stream)
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._call(self.cudart.cudaMalloc, max(int(nbytes), 1)))
+
+    def free(self, pointer: int) -> None:
+        self._call(self.cudart.cudaFree, pointer)
+
+    def copy_to_device_async(self, device_pointer: int, host: np.ndarray, stream: Any) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._call(self.cudart.cudaMemcpyAsync, device_pointer, host.ctypes.data, host.nbytes, kind, stream)
+
+    def copy_to_host_async(self, host: np.ndarray, device_pointer: int, stream: Any) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._call(self.cudart.cudaMemcpyAsync, host.ctypes.data, device_pointer, host.nbytes, kind, stream)
+
+    # CUDA graphs
+    def begin_capture(self, stream: Any) -> None:
+        # Thread-local, as trtexec: CUDA calls of other threads (a PyTorch model in the same process) stay legal.
+        mode = self.cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        self._call(self.cudart.cudaStreamBeginCapture, stream, mode)
+
+    def end_capture(self, stream: Any) -> Any:
+        return self._call(self.cudart.cudaStreamEndCapture, stream)
+
+    def abandon_capture(self, stream: Any) -> None:
+        """End a capture whose enqueue failed without using its graph (trtexec's ``endCaptureOnError``): CUDA either
+        invalidated the capture (no graph) or returns a graph that must not run; then clear the error."""
+        try:
+            graph = self.end_capture(stream)
+        except CudaCallError:
+            graph = None
+        if graph is not None:
+            self.graph_destroy(graph)
+        self.clear_error()
+
+    def graph_instantiate(self, graph: Any) -> Any:
+        # Not cudaGraphInstantiate: (graph, flags) from 12.0, (graph, log buffer, size) in 11.8.
+        return self._call(self.cudart.cudaGraphInstantiateWithFlags, graph, 0)
+
+    def graph_launch(self, graph_exec: Any, stream: Any) -> None:
+        self._call(self.cudart.cudaGraphLaunch, graph_exec, stream)
+
+    def graph_destroy(self, graph: Any) -> None:
+        self._call(self.cudart.cudaGraphDestroy, graph)
+
+    def graph_exec_destroy(self, graph_exec: Any) -> None:
+        self._call(self.cudart.cudaGraphExecDestroy, graph_exec)
+
+
+def _version_or_none(read: Callable[[], int]) -> int | None:
+    try:
+        return read()
+    except CudaCallError:
+        return None
+
+
+def cuda_driver_advice(driver_version: int | None, runtime_version: int | None) -> str:
+    """What to do when CUDA is unusable, from the driver's and the bindings' CUDA versions (``12020`` = 12.2; None or
+    0: unknown / no driver). Empty when the versions do not explain it."""
+    if not driver_version:
+        return "no NVIDIA driver was found (libcuda.so.1 did not load): install the NVIDIA driver (JetPack on Jetson)"
+    if runtime_version is None:
+        return ""
+    driver_major, runtime_major = driver_version // 1000, runtime_version // 1000
+    if driver_major >= runtime_major:
+        return ""
+    pin = "11.8.*" if driver_major == 11 else f"{driver_major}.*"
+    need = MIN_DRIVER.get(runtime_major)
+    return (
+        f"the NVIDIA driver supports CUDA {driver_major}.{driver_version % 1000 // 10}, older than the CUDA "
+        f"{runtime_major}.{runtime_version % 1000 // 10} of the installed cuda-python"
+        + (f" (which needs driver {need}+)" if need else "")
+        + f": install the bindings of the driver's CUDA major version, pip install 'cuda-bindings=={pin}'"
+    )
 
 
 @dataclass(frozen=True)
@@ -587,24 +761,223 @@ class GpuInfo:
     runtime_version: str
 
 
-def cuda_gpu_info(device: int = 0) -> GpuInfo:
-    """Name and compute capability of a GPU through cuda-python; BackendUnavailableError when there is none."""
-    cudart = load_cudart()
+def cuda_gpu_info(device: int = 0, cuda: CudaRuntime | None = None) -> GpuInfo:
+    """Name and compute capability of a GPU through cuda-python; BackendUnavailableError naming the driver when
+    there is none or it is too old for the installed bindings."""
+    cuda = cuda if cuda is not None else CudaRuntime()
     try:
-        count = cuda_check(cudart.cudaGetDeviceCount())
+        count = cuda.device_count()
         if count < 1:
-            raise CudaCallError("no CUDA device")
-        props = cuda_check(cudart.cudaGetDeviceProperties(device))
-        driver = cuda_check(cudart.cudaDriverGetVersion())
-        runtime = cuda_check(cudart.cudaRuntimeGetVersion())
+            raise CudaCallError("cudaGetDeviceCount found no CUDA device")
+        props = cuda.device_properties(device)
+        driver = cuda.driver_version()
+        runtime = cuda.runtime_version()
     except CudaCallError as exc:
-        raise BackendUnavailableError(f"no usable CUDA GPU for TensorRT: {exc}") from exc
+        advice = cuda_driver_advice(_version_or_none(cuda.driver_version), _version_or_none(cuda.runtime_version))
+        raise BackendUnavailableError(
+            f"no usable CUDA GPU for TensorRT: {exc}" + (f"; {advice}" if advice else "")
+        ) from exc
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
 
     def ver(v: int) -> str:
         return f"{v // 1000}.{(v % 1000) // 10}"
 
     return GpuInfo(name.rstrip("\x00"), f"{props.major}.{props.minor}", ver(driver), ver(runtime))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Build and runtime decisions (TensorRT-free: TensorRT objects are duck-typed, so tests can stand in for them)
+# ---------------------------------------------------------------------------------------------------------------
+_TRT_LOGGER: Any = None
+
+
+def trt_logger(trt_module: Any) -> Any:
+    """The process's one ``trt.Logger``, as Polygraphy's ``get_trt_logger``: TensorRT keeps the first logger it is
+    given for the whole process and warns when a later builder or runtime brings a different one."""
+    global _TRT_LOGGER
+    if _TRT_LOGGER is None:
+        _TRT_LOGGER = trt_module.Logger(trt_module.Logger.WARNING)
+    return _TRT_LOGGER
+
+
+def attach_timing_cache(config: Any, blob: bytes, source: str) -> bool:
+    """Give a builder config the timing cache in ``blob`` (read from ``source``), or a fresh one when ``blob`` is
+    empty, unreadable (``create_timing_cache`` fails or returns None) or refused (``set_timing_cache`` returns False:
+    a cache made by another TensorRT version or GPU). Returns whether the config holds a cache to save after the
+    build."""
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except (RuntimeError, TypeError, ValueError):  # pybind11's translations of TensorRT's C++ exceptions
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, False):
+            return True
+        log.warning(
+            "timing cache %s is unreadable or was made by another TensorRT version or GPU; building with a fresh "
+            "one, which replaces it after the build",
+            source,
+        )
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        log.warning("TensorRT could not create a timing cache; building without one (%s is left as it was)", source)
+        return False
+    return True
+
+
+def timing_cache_bytes(config: Any) -> bytes | None:
+    """The serialized timing cache of a builder config after the build; None when it has none (``get_timing_cache``
+    returns None then; Polygraphy checks for it too)."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        return None
+    return bytes(memoryview(cache.serialize()))
+
+
+def dla_gpu_layers(layers: Sequence[tuple[str, bool]], *, gpu_fallback: bool, dla_core: int) -> list[str]:
+    """Names of the layers a DLA build places on the GPU: those DLA cannot run (``layers``: ``(name,
+    can_run_on_DLA)``). Without GPU fallback a single such layer fails the build, naming them all."""
+    on_gpu = [name for name, runs_on_dla in layers if not runs_on_dla]
+    if on_gpu and not gpu_fallback:
+        shown = ", ".join(on_gpu[:10]) + (f" and {len(on_gpu) - 10} more" if len(on_gpu) > 10 else "")
+        raise ExportError(
+            f"DLA core {dla_core} cannot run {len(on_gpu)} of {len(layers)} layers ({shown}); build without "
+            "--no-gpu-fallback to run them on the GPU"
+        )
+    return on_gpu
+
+
+def cuda_graph_policy(requested: bool, *, dla_core: int | None, profile: bool) -> tuple[bool, str]:
+    """Whether a runner replays CUDA graphs, and why not when they were asked for. Never with DLA (trtexec turns
+    them off: "CUDA graphs and DLA offloading are not simultaneously supported"), never with per-layer profiling
+    (the IProfiler reports from the plain enqueue)."""
+    if not requested:
+        return False, ""
+    if dla_core is not None:
+        return False, f"CUDA graphs are off: TensorRT does not support them with DLA (core {dla_core})"
+    if profile:
+        return False, "CUDA graphs are off: per-layer profiling needs the plain enqueue"
+    return True, ""
+
+
+def enqueue(context: Any, stream: Any) -> None:
+    """One ``execute_async_v3`` of an execution context on ``stream``; CudaCallError when TensorRT refuses it."""
+    if not context.execute_async_v3(CudaRuntime.handle(stream)):
+        raise CudaCallError("TensorRT execute_async_v3 failed; the TensorRT log above says why")
+
+
+def create_context(engine: Any, engine_name: str) -> Any:
+    """A new execution context of ``engine``; CudaCallError when TensorRT returns None (it could not allocate the
+    context's device memory)."""
+    context = engine.create_execution_context()
+    if context is None:
+        raise CudaCallError(
+            f"TensorRT could not create an execution context for {engine_name} (out of GPU memory?); close other GPU "
+            "programs or use a smaller batch"
+        )
+    return context
+
+
+def set_input_shape(context: Any, input_name: str, shape: Sequence[int]) -> None:
+    """``context.set_input_shape`` checked: it returns False for a shape outside the optimization profile."""
+    if not context.set_input_shape(input_name, tuple(shape)):
+        raise InputError(
+            f"input shape {tuple(shape)} of {input_name!r} is outside the engine's optimization profile; rebuild the "
+            "engine with that batch (--batch / --max-batch)"
+        )
+
+
+def set_tensor_addresses(context: Any, buffers: dict[str, int]) -> None:
+    """``context.set_tensor_address`` for every I/O tensor, checked: it returns False for a name the engine does not
+    have or a misaligned pointer."""
+    for name, pointer in buffers.items():
+        if not context.set_tensor_address(name, pointer):
+            raise CudaCallError(f"TensorRT refused device address {pointer:#x} for tensor {name!r}")
+
+
+@dataclass
+class _BatchGraph:
+    context: Any  # the execution context of this batch size, its input shape set once
+    graph_exec: Any | None  # None: capture failed, this batch runs by plain enqueue
+
+
+class GraphReplay:
+    """CUDA-graph replay of one engine, per batch size (contexts and CUDA are duck-typed).
+
+    A graph bakes in the shapes and addresses its execution context had when it was captured; after
+    ``set_input_shape`` changes them, TensorRT needs a new capture (NVIDIA/TensorRT#3798: one execution context per
+    captured graph). So each batch size gets its own context from ``new_context(batch)``, captured once the way
+    trtexec does it (``sampleInference.cpp``): one plain enqueue (deferred shape and allocation work must not be
+    captured), a stream synchronize, then the capture. When the enqueue fails under capture (a layer that cannot be
+    captured) or CUDA invalidates the capture, that batch runs by plain enqueue from then on, with a warning: a
+    graph whose capture failed is never launched.
+    """
+
+    def __init__(self, cuda: Any, stream: Any, new_context: Callable[[int], Any]) -> None:
+        self.cuda = cuda
+        self.stream = stream
+        self.new_context = new_context
+        self.batches: dict[int, _BatchGraph] = {}
+
+    def context(self, batch: int) -> Any:
+        return self._entry(batch).context
+
+    def run(self, batch: int) -> None:
+        entry = self._entry(batch)
+        if entry.graph_exec is None:
+            enqueue(entry.context, self.stream)
+        else:
+            self.cuda.graph_launch(entry.graph_exec, self.stream)
+
+    def close(self) -> None:
+        """Destroy the instantiated graphs and drop the contexts (before their engine goes)."""
+        batches, self.batches = self.batches, {}
+        for batch, entry in batches.items():
+            if entry.graph_exec is not None:
+                try:
+                    self.cuda.graph_exec_destroy(entry.graph_exec)
+                except CudaCallError as exc:
+                    log.warning("batch %d: could not destroy its CUDA graph: %s", batch, exc)
+
+    def _entry(self, batch: int) -> _BatchGraph:
+        entry = self.batches.get(batch)
+        if entry is None:
+            context = self.new_context(batch)
+            entry = _BatchGraph(context, self._capture(context, batch))
+            self.batches[batch] = entry
+        return entry
+
+    def _capture(self, context: Any, batch: int) -> Any | None:
+        cuda, stream = self.cuda, self.stream
+        enqueue(context, stream)
+        cuda.stream_synchronize(stream)
+        cuda.begin_capture(stream)
+        try:
+            captured = bool(context.execute_async_v3(CudaRuntime.handle(stream)))
+        except BaseException:
+            cuda.abandon_capture(stream)
+            raise
+        if not captured:
+            cuda.abandon_capture(stream)
+            log.warning(
+                "batch %d: TensorRT's enqueue failed under CUDA-graph capture (the engine has operations that "
+                "cannot be captured); running it without a graph",
+                batch,
+            )
+            return None
+        try:
+            graph = cuda.end_capture(stream)
+        except CudaCallError as exc:
+            cuda.clear_error()
+            log.warning("batch %d: CUDA invalidated the graph capture (%s); running it without a graph", batch, exc)
+            return None
+        try:
+            return cuda.graph_instantiate(graph)
+        except CudaCallError as exc:
+            cuda.clear_error()
+            log.warning("batch %d: the captured graph does not instantiate (%s); running without a graph", batch, exc)
+            return None
+        finally:
+            cuda.graph_destroy(graph)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -647,7 +1020,7 @@ def build_engine(
             log.info("engine %s is up to date", engine_path)
             return record
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     for flag_name in plan.network_flags:
@@ -681,13 +1054,13 @@ def build_engine(
             )
         config.add_optimization_profile(profile)
     if plan.dla_core is not None:
-        _configure_dla(trt, builder, network, config, plan.dla_core)
+        _configure_dla(trt, builder, network, config, plan.dla_core, gpu_fallback="GPU_FALLBACK" in plan.builder_flags)
 
     cache_path = Path(plan.timing_cache) if plan.timing_cache else None
-    blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    timing_cache = config.create_timing_cache(blob)
-    if not config.set_timing_cache(timing_cache, False) and blob:
-        log.warning("timing cache %s was made by another TensorRT version or GPU; building without it", cache_path)
+    save_cache = False
+    if cache_path is not None:
+        blob = cache_path.read_bytes() if cache_path.is_file() else b""
+        save_cache = attach_timing_cache(config, blob, str(cache_path))
 
     log.info("building %s with TensorRT %s (%s)", name, features.version, ", ".join(plan.builder_flags) or "no flags")
     start = time.perf_counter()
@@ -698,11 +1071,19 @@ def build_engine(
             f"TensorRT {features.version} failed to build {onnx_file} ({plan.precision}); run with "
             "--debug for the builder log"
         )
+    # Engine and manifest first: a timing cache that cannot be saved must not cost the engine its record.
     write_atomic(engine_path, bytes(memoryview(serialized)))
-    if cache_path is not None:
-        write_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     record = engine_record(plan, request, gpu, name, onnx_file, onnx_sha, engine_path, seconds)
     add_engine_to_manifest(folder, record)
+    if cache_path is not None and save_cache:
+        cache_blob = timing_cache_bytes(config)
+        if cache_blob is None:
+            log.warning("TensorRT returned no timing cache after the build; %s is left as it was", cache_path)
+        else:
+            try:
+                write_atomic(cache_path, cache_blob)
+            except OSError as exc:
+                log.warning("could not save the timing cache %s: %s", cache_path, exc)
     return record
 
 
@@ -710,7 +1091,8 @@ def engine_for(
     target: Any, *, precision: str, batch: int, max_batch: int | None = None, dla_core: int | None = None
 ) -> tuple[Path, EngineRecord]:
     """An engine of ``target`` (an ``edgeconv.backends.artifacts.Target``) that runs ``batch`` here: the recorded
-    one when its TensorRT version, GPU, precision and batch range fit, else a new build (cached next to the ONNX).
+    one when its TensorRT version, GPU, precision, batch range and source ONNX (sha256) fit, else a new build
+    (cached next to the ONNX). A static-batch ONNX asked for another batch is an InvalidArgumentError.
 
     The ONNX is the target's QDQ graph for int8, its FP16 ONNX for fp16 when it has one (required by strong
     typing), else the FP32 ONNX.
@@ -721,6 +1103,7 @@ def engine_for(
         onnx_path = Path(target.onnx["fp16"])
     else:
         onnx_path = Path(target.onnx_for("int8" if precision == "int8" else "fp32"))
+    low, opt, high = engine_batch_range(target.input_shape[0], batch, max_batch=max_batch, dla=dla_core is not None)
     folder = onnx_path.parent
     found = find_engine(
         _read_json(folder / "manifest.json"),
@@ -728,16 +1111,12 @@ def engine_for(
         version=features.version,
         compute_capability=gpu.compute_capability,
         batch=batch,
+        onnx_sha256=sha256_file(onnx_path),
         dla_core=dla_core,
     )
     if found is not None and (folder / found.file).is_file():
         return folder / found.file, found
-    static = target.input_shape[0]
-    if static > 0:
-        low, high = static, static
-    else:
-        low, high = (batch, batch) if dla_core is not None else (1, max(batch, max_batch or batch))
-    request = BuildRequest(precision=precision, min_batch=low, opt_batch=batch, max_batch=high, dla_core=dla_core)
+    request = BuildRequest(precision=precision, min_batch=low, opt_batch=opt, max_batch=high, dla_core=dla_core)
     record = build_engine(onnx_path, request)
     return folder / record.file, record
 
@@ -773,7 +1152,13 @@ def engine_record(
 
 
 def _configure_dla(
-    trt_module: Any, builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig, core: int
+    trt_module: Any,
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    core: int,
+    *,
+    gpu_fallback: bool,
 ) -> None:
     cores = builder.num_DLA_cores
     if core >= cores:
@@ -782,17 +1167,21 @@ def _configure_dla(
         )
     config.default_device_type = trt_module.DeviceType.DLA
     config.DLA_core = core
-    on_gpu: list[str] = []
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if not config.can_run_on_DLA(layer):
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    runs_on_dla = [bool(config.can_run_on_DLA(layer)) for layer in layers]
+    on_gpu = dla_gpu_layers(
+        [(layer.name, ok) for layer, ok in zip(layers, runs_on_dla, strict=True)],
+        gpu_fallback=gpu_fallback,
+        dla_core=core,
+    )
+    for layer, ok in zip(layers, runs_on_dla, strict=True):
+        if not ok:
             config.set_device_type(layer, trt_module.DeviceType.GPU)
-            on_gpu.append(layer.name)
     if on_gpu:
         log.warning(
             "%d of %d layers fall back to the GPU: %s",
             len(on_gpu),
-            network.num_layers,
+            len(layers),
             ", ".join(on_gpu[:10]) + (" ..." if len(on_gpu) > 10 else ""),
         )
 
@@ -817,12 +1206,20 @@ def _make_profiler(collector: LayerTimeCollector) -> trt.IProfiler:
     return _LayerTimer()
 
 
+def _release(release: Callable[..., None], *args: Any) -> None:
+    """A cleanup call that must not hide the error that led to the cleanup: failures are logged."""
+    try:
+        release(*args)
+    except CudaCallError as exc:
+        log.warning("cleanup: %s", exc)
+
+
 class TensorRTRunner(BackendRunner):
     """Runs a serialized engine with device buffers allocated once for the profile's max batch.
 
-    ``cuda_graph``: capture the enqueue in a CUDA graph per batch size and replay it (inputs are copied into the
-    same buffers, so the capture stays valid). ``profile``: attach an IProfiler for per-layer times (disables CUDA
-    graphs: the profiler needs the normal enqueue path to report).
+    ``cuda_graph``: replay a CUDA graph per batch size, each batch with its own execution context
+    (:class:`GraphReplay`; inputs are copied into the same buffers, so a capture stays valid); never with DLA or
+    ``profile`` (:func:`cuda_graph_policy`). ``profile``: attach an IProfiler for per-layer times.
     """
 
     backend = "tensorrt"
@@ -840,7 +1237,9 @@ class TensorRTRunner(BackendRunner):
         self.engine_path = Path(engine_path)
         self.record = record
         self.profile = profile
-        self.cuda_graph = cuda_graph and not profile
+        self.cuda_graph, self.cuda_graph_note = cuda_graph_policy(cuda_graph, dla_core=record.dla_core, profile=profile)
+        if self.cuda_graph_note:
+            log.warning("%s: %s", self.engine_path.name, self.cuda_graph_note)
         self._collector = LayerTimeCollector()
         self._state: dict[str, Any] = {}
 
@@ -848,8 +1247,8 @@ class TensorRTRunner(BackendRunner):
         features = require_tensorrt()
         import tensorrt as trt
 
-        cudart = load_cudart()
-        gpu = cuda_gpu_info(0)
+        cuda = CudaRuntime()
+        gpu = cuda_gpu_info(0, cuda)
         why = engine_mismatch(self.record, features.version, gpu.compute_capability)
         if why:
             raise ArtifactError(
@@ -858,14 +1257,13 @@ class TensorRTRunner(BackendRunner):
             )
         if not self.engine_path.is_file():
             raise ArtifactError(f"engine {self.engine_path} is missing; rebuild it with `edgeconv build`")
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
+        runtime = trt.Runtime(trt_logger(trt))
         if self.record.dla_core is not None:
             runtime.DLA_core = self.record.dla_core
         engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
             raise ArtifactError(f"TensorRT {features.version} could not deserialize {self.engine_path}")
-        context = engine.create_execution_context()
+        context = create_context(engine, self.engine_path.name)
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -878,30 +1276,29 @@ class TensorRTRunner(BackendRunner):
         else:
             max_shape = engine_shape
         self.input_shape = engine_shape
-        context.set_input_shape(input_name, max_shape)
+        set_input_shape(context, input_name, max_shape)
         missing = context.infer_shapes()
         if missing:
             raise ArtifactError(f"TensorRT could not infer shapes of {missing}")
-        stream = cuda_check(cudart.cudaStreamCreate())
+        stream = cuda.stream_create()
         buffers: dict[str, int] = {}
         dtypes: dict[str, Any] = {}
         try:
             for name in names:
                 shape = _dims(context.get_tensor_shape(name))
                 dtypes[name] = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-                nbytes = int(np.prod(shape)) * dtypes[name].itemsize
-                buffers[name] = cuda_check(cudart.cudaMalloc(max(nbytes, 1)))
-                context.set_tensor_address(name, buffers[name])
+                buffers[name] = cuda.malloc(int(np.prod(shape)) * dtypes[name].itemsize)
+            set_tensor_addresses(context, buffers)
         except BaseException:
             for pointer in buffers.values():
-                cudart.cudaFree(pointer)
-            cudart.cudaStreamDestroy(stream)
+                _release(cuda.free, pointer)
+            _release(cuda.stream_destroy, stream)
             raise
         if self.profile:
             context.profiler = _make_profiler(self._collector)
         self._state = {
             "trt": trt,
-            "cudart": cudart,
+            "cuda": cuda,
             "runtime": runtime,
             "engine": engine,
             "context": context,
@@ -910,75 +1307,69 @@ class TensorRTRunner(BackendRunner):
             "dtypes": dtypes,
             "input": input_name,
             "outputs": outputs,
-            "max_batch": max_shape[0],
+            "max_shape": max_shape,
             "batch": None,
-            "graphs": {},
+            # CUDA graphs: one execution context per batch size; the first batch takes the context made above.
+            "graphs": GraphReplay(cuda, stream, self._new_context) if self.cuda_graph else None,
+            "spare_context": context if self.cuda_graph else None,
         }
+
+    def _new_context(self, batch: int) -> Any:
+        s = self._state
+        context, s["spare_context"] = s["spare_context"], None
+        if context is None:
+            context = create_context(s["engine"], self.engine_path.name)
+            set_tensor_addresses(context, s["buffers"])
+        set_input_shape(context, s["input"], (batch, *s["max_shape"][1:]))
+        return context
 
     def _deactivate(self) -> None:
         state, self._state = self._state, {}
         if not state:
             return
-        cudart = state["cudart"]
-        cudart.cudaStreamSynchronize(state["stream"])
-        for graph_exec in state["graphs"].values():
-            cudart.cudaGraphExecDestroy(graph_exec)
+        cuda = state["cuda"]
+        _release(cuda.stream_synchronize, state["stream"])
+        if state["graphs"] is not None:
+            state["graphs"].close()
         for pointer in state["buffers"].values():
-            cudart.cudaFree(pointer)
-        cudart.cudaStreamDestroy(state["stream"])
-        # Context before engine before runtime: TensorRT objects must die in reverse order of creation.
-        for key in ("context", "engine", "runtime"):
+            _release(cuda.free, pointer)
+        _release(cuda.stream_destroy, state["stream"])
+        # Contexts before engine before runtime: TensorRT objects must die in reverse order of creation.
+        for key in ("graphs", "spare_context", "context", "engine", "runtime"):
             state.pop(key, None)
 
     def _infer(self, inputs: np.ndarray) -> np.ndarray:
         s = self._state
-        cudart, context, stream = s["cudart"], s["context"], s["stream"]
+        cuda, stream, graphs = s["cuda"], s["stream"], s["graphs"]
         batch = inputs.shape[0]
-        if batch > s["max_batch"]:
-            raise InputError(f"batch {batch} exceeds the engine's max batch {s['max_batch']}; rebuild with --batch")
+        if batch > s["max_shape"][0]:
+            raise InputError(f"batch {batch} exceeds the engine's max batch {s['max_shape'][0]}; rebuild with --batch")
         name = s["input"]
         host_in = np.ascontiguousarray(inputs, dtype=s["dtypes"][name])
-        if s["batch"] != batch:
-            if not context.set_input_shape(name, host_in.shape):
-                raise InputError(f"input shape {host_in.shape} is outside the engine's optimization profile")
-            s["batch"] = batch
-        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        if graphs is not None:
+            context = graphs.context(batch)  # captured on first use of this batch size
+        else:
+            context = s["context"]
+            if s["batch"] != batch:
+                set_input_shape(context, name, host_in.shape)
+                s["batch"] = batch
         start = time.perf_counter()
-        cuda_check(cudart.cudaMemcpyAsync(s["buffers"][name], host_in.ctypes.data, host_in.nbytes, h2d, stream))
-        self._enqueue(batch)
+        cuda.copy_to_device_async(s["buffers"][name], host_in, stream)
+        if graphs is not None:
+            graphs.run(batch)
+        else:
+            enqueue(context, stream)
         output = s["outputs"][0]
         host_out = np.empty(_dims(context.get_tensor_shape(output)), dtype=s["dtypes"][output])
-        cuda_check(cudart.cudaMemcpyAsync(host_out.ctypes.data, s["buffers"][output], host_out.nbytes, d2h, stream))
-        cuda_check(cudart.cudaStreamSynchronize(stream))
+        cuda.copy_to_host_async(host_out, s["buffers"][output], stream)
+        cuda.stream_synchronize(stream)
         if self.profile:
             self._collector.end_run((time.perf_counter() - start) * 1000.0)
         return host_out.astype(np.float32, copy=False)
 
-    def _enqueue(self, batch: int) -> None:
-        s = self._state
-        cudart, context, stream = s["cudart"], s["context"], s["stream"]
-        if not self.cuda_graph:
-            if not context.execute_async_v3(int(stream)):
-                raise CudaCallError("TensorRT execute_async_v3 failed")
-            return
-        graph_exec = s["graphs"].get(batch)
-        if graph_exec is None:
-            # One plain enqueue first flushes deferred shape/allocation work that must not be captured.
-            if not context.execute_async_v3(int(stream)):
-                raise CudaCallError("TensorRT execute_async_v3 failed")
-            mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-            cuda_check(cudart.cudaStreamBeginCapture(stream, mode))
-            context.execute_async_v3(int(stream))
-            graph = cuda_check(cudart.cudaStreamEndCapture(stream))
-            graph_exec = cuda_check(cudart.cudaGraphInstantiate(graph, 0))
-            cuda_check(cudart.cudaGraphDestroy(graph))
-            s["graphs"][batch] = graph_exec
-        cuda_check(cudart.cudaGraphLaunch(graph_exec, stream))
-
     def synchronize(self) -> None:
         if self._state:
-            cuda_check(self._state["cudart"].cudaStreamSynchronize(self._state["stream"]))
+            self._state["cuda"].stream_synchronize(self._state["stream"])
 
     def layer_profile(self, skip_runs: int = 0) -> LayerProfile | None:
         if not self.profile:

@@ -1,0 +1,48 @@
+"""The ``edgeconv`` console script and ``python -m edgeconv``.
+
+Signals are taken over before anything heavy is imported. SIGTERM (a service manager, ``kill``, a CI timeout) unwinds
+like Ctrl-C, so that staging folders and temp files are removed by their ``finally`` blocks instead of being left by an
+instant exit. The commands import torch, which takes seconds: an interrupt then, or one that lands inside a lazy import
+and leaves a library half-imported (numpy then fails with an error of its own), ends the process with one line saying
+it was interrupted, not with a traceback from deep inside torch. Once the command has returned, a signal just ends the
+process.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from edgeconv.errors import Interrupted
+
+
+def main() -> None:
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the parent made us ignore it
+        signal.signal(signal.SIGINT, interrupt)
+    try:
+        from edgeconv.cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt as exc:  # before the commands could handle it: during the imports
+        signum = getattr(exc, "signum", signal.SIGINT)
+        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(signum).name})\n")
+        raise SystemExit(128 + signum) from None
+    except Exception:
+        if not received:
+            raise  # a bug: its traceback is what to report
+        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(received[0]).name})\n")
+        raise SystemExit(128 + received[0]) from None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,7 @@ model, so an interrupted run keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -42,12 +43,16 @@ from edgeconv.backends.artifacts import Target, resolve_target  # noqa: E402
 from edgeconv.bench import (  # noqa: E402
     BenchCase,
     CaseOptions,
+    Gate,
     environment,
     fidelity_check,
     fidelity_images,
     gpu_state,
+    isa_label,
     make_cases,
     measure,
+    recommend,
+    target_reference,
 )
 from edgeconv.errors import EdgeconvError, InvalidArgumentError  # noqa: E402
 
@@ -103,6 +108,10 @@ def detect() -> dict[str, Any]:
         gpu.append(("onnxruntime", "cuda", ["fp32", "fp16", "int8"]))
     if "TensorrtExecutionProvider" in providers:
         gpu.append(("onnxruntime", "tensorrt", ["fp32", "fp16", "int8"]))
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is not None:
+        found["cpu"].append(("openvino", None, ["fp32", "int8"]))  # FP16 files: OpenVINO upcasts them on a CPU
     from edgeconv.backends.tensorrt import tensorrt_version
 
     if tensorrt_version() is not None:
@@ -115,7 +124,8 @@ def detect() -> dict[str, Any]:
 def machine_name(env: dict[str, Any]) -> str:
     gpu = (env.get("gpu") or {}).get("name")
     jetson = (env.get("jetson") or {}).get("model")
-    base = jetson or gpu or f"{env['cpu'].get('model')}-{env['cpu'].get('usable_cores')}c"
+    cpu = env["cpu"]
+    base = jetson or gpu or f"{cpu.get('model')}-{cpu.get('usable_cores')}c-{isa_label(cpu.get('isa') or [])}"
     return re.sub(r"[^a-z0-9]+", "-", str(base).lower()).strip("-")
 
 
@@ -131,12 +141,9 @@ def model_figures(name: str) -> dict[str, Any]:
         return {"macs": None, "params": None}
 
 
-def build_module(name: str, weights: str) -> tuple[Any, str | None]:
-    """The zoo model in its deployment form, built once per run (every runner copies it): the catalog checkpoint when
-    ``weights`` is ``auto`` and one is installed, else random weights from a fixed seed."""
-    import torch
-
-    from edgeconv.zoo import create_model, get_spec
+def build_module_weights(name: str, weights: str) -> tuple[str, str | None]:
+    """``--weights`` for one model -> (name, catalog name or path, or None for random)."""
+    from edgeconv.zoo import get_spec
 
     chosen: str | None = None
     if weights == "auto":
@@ -151,11 +158,34 @@ def build_module(name: str, weights: str) -> tuple[Any, str | None]:
                 log.warning("%s: random weights (%s)", name, exc)
     elif weights != "random":
         chosen = weights
+    return name, chosen
+
+
+def build_module(name: str, weights: str) -> tuple[Any, str | None]:
+    """The zoo model in its deployment form, built once per run (every runner copies it): the catalog checkpoint when
+    ``weights`` is ``auto`` and one is installed, else random weights from the export's seed."""
+    import torch
+
+    from edgeconv.zoo import create_model
+
+    _, chosen = build_module_weights(name, weights)
     torch.manual_seed(0)
     module = create_model(name, weights=chosen)
     if name in REPARAMETERIZE:
         module = module.reparameterize()
     return module.eval(), chosen
+
+
+def artifact_target(name: str, args: argparse.Namespace) -> Target:
+    """models/NAME resolved as a benchmark target, exported first (FP32, dynamic batch, catalog weights per
+    ``--weights``) when it is not there yet."""
+    folder = Path(args.models_dir) / name
+    if not any(folder.glob("*.onnx")):
+        from edgeconv.artifact import export_artifact
+
+        _, weights = build_module_weights(name, args.weights)
+        export_artifact(name, folder, weights=weights, dynamic_batch=True)
+    return resolve_target(str(folder), models_dir=Path(args.models_dir))
 
 
 def torch_target(name: str, module: Any) -> Target:
@@ -181,11 +211,17 @@ def run_model(
 ) -> tuple[list[dict[str, Any]], list[str], float]:
     """Measure one model in every configuration; returns its rows, what was not run (and why), and the seconds its
     compiled configurations spent in their first (compiling) runs."""
-    module, weights = build_module(name, args.weights)
     if set(b for entries in available.values() for b, _, _ in entries) == {"torch"}:
+        module, weights = build_module(name, args.weights)
         target = torch_target(name, module)
     else:
-        target = resolve_target(name, models_dir=Path(args.models_dir))
+        # ONNX engines run the artifact in models/NAME (exported here with the catalog weights when missing); the torch
+        # rows run the model it was exported from, rebuilt from its manifest, so every row computes the same function.
+        target = artifact_target(name, args)
+        weights = ((target.manifest.get("weights") or {}).get("name")) or None
+        module = target.module_factory() if target.module_factory else None
+        if module is not None and name in REPARAMETERIZE:
+            module = module.reparameterize()
         target.module_factory = lambda: module
     cases: list[BenchCase] = []
     skipped: list[str] = []
@@ -206,18 +242,23 @@ def run_model(
                     skipped.append(f"torch[{variant}]/{device}: CUDA only")
                     continue
                 precisions_here = [p for p in wanted if not (flags["tf32"] and p != "fp32")]  # TF32 is an fp32 mode
-                options = CaseOptions(device=device, threads=args.threads, ort_provider=provider, **flags)
+                options = CaseOptions(device=device, threads=args.threads, ort_provider=provider,
+                                      openvino_precisions=args.ov_precisions, **flags)  # fmt: skip
                 found, why = make_cases(
                     target, backends=[backend], precisions=precisions_here, batches=args.batch, options=options
                 )
                 for case in found:
                     case.info["weights"] = weights or "random"
+                    case.info["gate"] = dataclasses.asdict(Gate.of(target.manifest))
                 cases += found
                 skipped += why
     images = reference = None
     if args.fidelity >= 0:
-        images = fidelity_images(name, args.fidelity)
-        reference = reference_logits(module, images)
+        if target.onnx:
+            images, reference, _ = target_reference(target, args.fidelity)
+        else:
+            images = fidelity_images(name, args.fidelity)
+            reference = reference_logits(module, images)
 
     def check(case: BenchCase) -> dict[str, Any]:
         return fidelity_check(case, images, reference)
@@ -292,6 +333,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in out:
         b = base.get((r["model"], r["device"], r["batch"]))
         r["vs_torch"] = r["p50_ms"] / b if b else None
+    # The recommendation: per model and batch, the fastest row whose fidelity passes the artifact's gate.
+    for model in dict.fromkeys(r["model"] for r in out):
+        rows = [r for r in out if r["model"] == model and r.get("gate")]
+        if rows:
+            for r in recommend(rows, Gate(**rows[0]["gate"])).values():
+                r["recommended"] = True
     return out
 
 
@@ -354,6 +401,7 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         f"# Latency on {machine_name(env)}" + (" (quick smoke run: not for comparison)" if args.quick else ""),
         "",
         f"- CPU: {cpu.get('model')} ({cpu.get('usable_cores')} usable / {cpu.get('logical_cores')} logical cores, "
+        f"{' '.join(cpu.get('isa') or []) or 'ISA not read'}, "
         f"governor {cpu.get('governor', 'n/a')}, load {cpu.get('load_avg_1m')} at start)",
         (f"- GPU: {gpu.get('name')} (cc {gpu.get('compute_capability')}, {gpu.get('memory_gb')} GiB, driver "
          f"{gpu.get('driver')}, cuDNN {gpu.get('cudnn')}); {clocks(gpu, 'at start')}; "
@@ -384,8 +432,8 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         "|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]  # fmt: skip
     for r in summary:
-        label = r.get("provider") or (r.get("variant") if r["backend"] == "torch" else None)
-        backend = r["backend"] + (f" ({label})" if label else "")
+        label = r.get("provider") or r.get("variant")
+        backend = r["backend"] + (f" ({label})" if label else "") + (" **rec**" if r.get("recommended") else "")
         macs = f"{r['macs'] / 1e6:.0f}" if r.get("macs") else "?"
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "?"
         vs = f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else ""
@@ -397,6 +445,16 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
             + fidelity_cells(r.get("check"))
             + " |"
         )
+    recommended = [r for r in summary if r.get("recommended")]
+    if recommended:
+        gate = Gate(**recommended[0]["gate"])
+        lines += ["", f"## Recommendation: the fastest row that passes the gate ({gate.describe()})", ""]
+        for r in recommended:
+            label = r.get("provider") or r.get("variant")
+            lines.append(
+                f"- {r['model']}, batch {r['batch']}: {r['backend']}{f' ({label})' if label else ''} {r['precision']} "
+                f"on {r['device']}, p50 {r['p50_ms']:.3f} ms, top-1 agreement {100 * r['check']['top1_agreement']:.1f}%"
+            )
     lines += paper_section(path)
     if parts:
         lines += [
@@ -517,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         help="held-out crops for each row's fidelity check (default 200; quick 8); -1: no check",
     )
     parser.add_argument(
+        "--ov-precisions",
+        default="f32,default",
+        help="OpenVINO inference precisions: f32, bf16, f16, default (OpenVINO's own for the CPU)",
+    )
+    parser.add_argument(
         "--weights",
         default="auto",
         help="auto (catalog checkpoint where installed, else random), random, or a catalog name",
@@ -541,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = [int(b) for b in (args.batch or "1").split(",")]
     args.precisions = args.precisions.split(",")
     args.torch_variants = [v.strip() for v in args.torch_variants.split(",") if v.strip()]
+    args.ov_precisions = tuple(None if v == "default" else v for v in args.ov_precisions.split(",") if v)
     args.warmup = args.warmup if args.warmup is not None else (2 if quick else 20)
     if args.iters is None and args.seconds is None:
         args.iters = 10 if quick else 300

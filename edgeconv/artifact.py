@@ -9,20 +9,25 @@ artifact with different content is replaced only with ``force=True``; re-exporti
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, InvalidArgumentError
-from edgeconv.files import sha256_file, shareable
+from edgeconv.files import check_writable, is_write_failure, sha256_file, shareable, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +115,72 @@ def _same_artifact(existing: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(existing.get(key) == new.get(key) for key in _IDENTITY)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the few renames that install an artifact, then deliver them: an interrupt lands
+    before or after the install, never between the renames of a swap. Only the main thread can set handlers; other
+    threads get the renames alone (atomic on their own where ``_exchange`` works)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    saved = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)  # handled as if it had arrived now
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``, 3.15+): at every instant each
+    name holds a complete folder, even if the process is killed. False where the system or file system has no such
+    call; the caller then swaps by two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
 def _install(staging: Path, folder: Path, manifest: dict[str, Any], force: bool) -> bool:
-    """Move ``staging`` to ``folder``; False (``folder`` left alone) when an identical artifact is already there."""
-    if folder.exists():
-        if not (folder / MANIFEST).is_file():
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-            else:
+    """Move ``staging`` to ``folder``; False (``folder`` left alone) when an identical artifact is already there.
+
+    Another export may install into ``folder`` between a look and a rename (two exports at once): the rename then
+    fails and the folder is looked at again. A replaced artifact ends up in ``staging``, removed by the caller."""
+    with _signals_held():
+        for _ in range(5):
+            if not folder.exists():
+                try:
+                    os.replace(staging, folder)
+                    return True
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    continue  # installed by another export meanwhile: compare with that one
+            if not (folder / MANIFEST).is_file():
+                if folder.is_dir() and not any(folder.iterdir()):
+                    with contextlib.suppress(OSError):  # another export may be installing into it right now
+                        folder.rmdir()
+                    continue
                 raise ArtifactError(f"{folder} exists and is not an edgeconv artifact; choose another --out")
-        else:
             try:
                 existing = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):
+                existing = {}
+            if not isinstance(existing, dict):
                 existing = {}
             if _same_artifact(existing, manifest):
                 logger.info("%s already holds this artifact; left unchanged", folder)
@@ -131,19 +190,101 @@ def _install(staging: Path, folder: Path, manifest: dict[str, Any], force: bool)
                     f"{folder} holds a different artifact ({existing.get('model', '?')}, "
                     f"{', '.join(existing.get('files', {})) or 'no files'}); pass --force to replace it or --out DIR"
                 )
+            if _exchange(staging, folder):
+                return True
             # Swap by two renames; the old artifact is deleted only once the new one is in place.
             backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, backup / folder.name)
             try:
-                os.replace(staging, folder)
-            except BaseException:
-                os.replace(backup / folder.name, folder)
-                raise
+                os.replace(folder, backup / folder.name)
+                try:
+                    os.replace(staging, folder)
+                except BaseException:
+                    os.replace(backup / folder.name, folder)
+                    raise
             finally:
                 shutil.rmtree(backup, ignore_errors=True)
             return True
-    os.replace(staging, folder)
-    return True
+    raise ArtifactError(f"{folder} kept changing while this export installed into it; run the export again")
+
+
+def _artifact_manifest(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s manifest when ``folder`` is an edgeconv artifact, else None."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def check_destination(folder: Path, planned: dict[str, Any], *, force: bool = False) -> None:
+    """Refuse, before any work, an output folder the export could not be installed in: a file, a folder inside
+    another artifact, a non-empty folder that is not an artifact, an artifact that differs from the ``planned`` one
+    (model, model_kwargs, opset, fused, precisions, input_shape) without ``force``, or a place where nothing can be
+    created. The same checks run again at install time (another process may have written there meanwhile), where an
+    artifact that differs only in content (other weights, another exporter version) is found out too."""
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"--out {folder} is a file; give a folder path (an artifact is a folder)")
+    for parent in folder.absolute().parents:
+        if _artifact_manifest(parent) is not None:
+            raise ArtifactError(f"--out {folder} is inside the artifact {parent}; choose a folder outside it")
+    if folder.is_dir():
+        existing = _artifact_manifest(folder)
+        if existing is None and (folder / MANIFEST).exists():
+            raise ArtifactError(
+                f"--out {folder} holds a manifest.json that is not an edgeconv artifact's; choose another --out"
+            )
+        if existing is None and any(folder.iterdir()):
+            raise ArtifactError(f"{folder} exists and is not an edgeconv artifact; choose another --out")
+        if existing is not None and not force:
+            have = {
+                **{key: existing.get(key) for key in planned},
+                "input_shape": (existing.get("input") or {}).get("shape"),
+            }
+            differs = [key for key, value in planned.items() if have.get(key) != value]
+            if differs:
+                raise ArtifactError(
+                    f"{folder} holds a different artifact ({existing.get('model', '?')}, "
+                    f"{', '.join(existing.get('files') or {}) or 'no files'}; other {', '.join(differs)}); pass "
+                    "--force to replace it or --out DIR"
+                )
+    check_writable(folder.parent, what="--out", path=folder)
+
+
+def _check_int8(name: str, kwargs: dict[str, Any], options: Any) -> None:
+    """INT8 options that can be refused before the export: the calibration folder holds enough readable photos (read
+    now without notes; the notes on skipped files come once, when calibration reads it for real), and every
+    ``--fallback`` name is a module of the model (checked on the meta device: no weights, no arithmetic)."""
+    import torch
+
+    from edgeconv.quantize.calibration import split_calibration_folder
+    from edgeconv.zoo import create_model
+
+    if options is None:
+        return
+    options.validate()
+    split_calibration_folder(options.calib_dir, seed=options.seed, method=options.calib_method, note_skipped=False)
+    if not isinstance(options.fallback, tuple):
+        return
+    try:
+        with torch.device("meta"):
+            modules = [module for module, _ in create_model(name, **kwargs).named_modules() if module]
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:  # a builder that needs real tensors
+        logger.debug("cannot build %s on the meta device (%s); --fallback is checked after the export", name, exc)
+        return
+    for layer in options.fallback:
+        if layer not in modules:
+            raise InvalidArgumentError(
+                f"--fallback layer {layer!r} is not a module of {name}; give PyTorch module names such as: "
+                f"{', '.join(modules[:6])} ..."
+            )
+
+
+def _check_input_size(name: str, chw: tuple[int, ...], kwargs: dict[str, Any]) -> None:
+    """A model that cannot take this input size (too small for its pooling, say) is refused before the export, by a
+    shapes-only pass on the meta device (``profile_model`` raises ``InputError`` naming the size and the default)."""
+    from edgeconv.profile import profile_model
+
+    profile_model(name, tuple(chw[1:]), **kwargs)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -177,7 +318,15 @@ def export_artifact(
     """
     import torch
 
-    from edgeconv.export import DEFAULT_OPSET, convert_fp16, export_onnx, validate_fp16, validation_batch
+    from edgeconv.export import (
+        DEFAULT_OPSET,
+        MAX_OPSET,
+        MIN_OPSET,
+        convert_fp16,
+        export_onnx,
+        validate_fp16,
+        validation_batch,
+    )
     from edgeconv.fuse import count_parameters, fuse_model
     from edgeconv.zoo import create_model, get_spec
 
@@ -196,6 +345,25 @@ def export_artifact(
         chw = tuple(spec.input_size)
     folder = Path(out_dir) if out_dir is not None else Path("models") / name
     kwargs = dict(model_kwargs or {})
+    # Everything that can be refused is refused here, before any work: a wrong option must not cost an export first.
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidArgumentError(
+            f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} ({DEFAULT_OPSET} runs on TensorRT 8.6+ and "
+            "ONNX Runtime)"
+        )
+    planned = {
+        "model": name,
+        "model_kwargs": kwargs,
+        "opset": opset,
+        "fused": fuse,
+        "precisions": ["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])],
+        "input_shape": ["batch" if dynamic_batch else batch, *chw],
+    }
+    check_destination(folder, planned, force=force)
+    if int8:
+        _check_int8(name, kwargs, int8_options)
+    if input_size is not None:
+        _check_input_size(name, chw, kwargs)
 
     step(f"build {name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
     weights_info: dict[str, Any] = {"source": None, "sha256": None}
@@ -222,8 +390,11 @@ def export_artifact(
         export_model = report.model
         fusion = report.summary()
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    except OSError as exc:
+        raise write_error(folder, exc, "the artifact") from None
     shareable(staging)  # it becomes the artifact folder: not mkdtemp's 0700
     try:
         input_shape = ("batch" if dynamic_batch else batch, *chw)
@@ -301,6 +472,10 @@ def export_artifact(
         }
         _write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
         installed = _install(staging, folder, manifest, force)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line, and the staging folder goes
+        if not is_write_failure(exc, staging):
+            raise
+        raise write_error(folder, exc, "the artifact") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -137,11 +137,50 @@ def _first_line(exc: BaseException) -> str:
     return text if isinstance(exc, EdgeconvError) else f"{type(exc).__name__}: {text}"
 
 
+def wait_until_quiet(
+    *,
+    window_s: float = 0.005,
+    busy_fraction: float = 0.1,
+    timeout_s: float = 0.5,
+    cpu_clock: Callable[[], float] = time.process_time,
+) -> float:
+    """Sleep in ``window_s`` steps until one window in which this process used less than ``busy_fraction`` of a core:
+    spinning worker threads have parked. Gives up after ``timeout_s`` (a thread that never parks). Returns the seconds
+    waited."""
+    start = time.perf_counter()
+    while True:
+        cpu, wall = cpu_clock(), time.perf_counter()
+        time.sleep(window_s)
+        now = time.perf_counter()
+        if cpu_clock() - cpu < busy_fraction * (now - wall) or now - start >= timeout_s:
+            return now - start
+
+
 def _time_one(runner: BackendRunner, inputs: np.ndarray, clock: Callable[[], int]) -> float:
     start = clock()
     runner.run(inputs)
     runner.synchronize()
     return (clock() - start) / 1e6
+
+
+# Beyond these a run is a mistake, not a measurement (a NaN or infinite --seconds never ends; 10^12 iterations neither).
+MAX_ITERATIONS = 10_000_000
+MAX_WARMUP = 1_000_000
+MAX_SECONDS = 86_400.0
+
+
+def check_timing(*, warmup: int, iterations: int | None, seconds: float | None, block: int) -> None:
+    """The timing options of :func:`measure`, checked before anything is loaded, exported or run."""
+    if (iterations is None) == (seconds is None):
+        raise InvalidArgumentError("give exactly one of iterations (--iters) or seconds (--seconds)")
+    if iterations is not None and not 1 <= iterations <= MAX_ITERATIONS:
+        raise InvalidArgumentError(f"--iters {iterations} is not valid; use 1..{MAX_ITERATIONS:,}, e.g. 100")
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:  # also False for NaN
+        raise InvalidArgumentError(f"--seconds {seconds} is not valid; use a time in (0, {MAX_SECONDS:g}], e.g. 10")
+    if not 0 <= warmup <= MAX_WARMUP:
+        raise InvalidArgumentError(f"--warmup {warmup} is not valid; use 0..{MAX_WARMUP:,}, e.g. 10")
+    if not 1 <= block <= MAX_WARMUP:
+        raise InvalidArgumentError(f"--block {block} is not valid; use 1..{MAX_WARMUP:,}, e.g. 10")
 
 
 def measure(
@@ -156,12 +195,19 @@ def measure(
     progress: Callable[[str], None] | None = None,
     check: Callable[[BenchCase], dict[str, Any]] | None = None,
     failures: list[str] | None = None,
+    settle: bool = True,
 ) -> list[BenchResult]:
     """Time every case, interleaved in round-robin blocks of ``block`` iterations.
 
     Either ``iterations`` per case, or ``seconds``: rounds go on until every case has spent that many seconds in
     timed iterations (and has at least ``min_iterations``). All runners are active at once for the whole
     measurement; each one's cold (first) run and ``warmup`` runs happen before any timed round.
+
+    Before each block, with ``settle`` and several cases, the harness waits until this process is quiet
+    (:func:`wait_until_quiet`): the thread pool of the engine that ran the previous block may still be spinning (ONNX
+    Runtime's workers spin for tens of milliseconds after a run, OpenMP's for several), and on a small CPU that spin
+    would be charged to the next engine's iterations instead of its own (on 2 cores it once made an ONNX Runtime INT8
+    row read 7.2 ms instead of 3.0 ms).
 
     ``check(case)`` runs after the timed rounds, while the runner is still loaded (e.g. the fidelity of its outputs);
     its result is ``BenchResult.check``. With a ``failures`` list, a case whose loading, cold run or check raises is
@@ -170,14 +216,7 @@ def measure(
     """
     if not cases:
         raise InvalidArgumentError("nothing to benchmark")
-    if (iterations is None) == (seconds is None):
-        raise InvalidArgumentError("give exactly one of iterations (--iters) or seconds (--seconds)")
-    if iterations is not None and iterations < 1:
-        raise InvalidArgumentError(f"--iters {iterations} must be >= 1")
-    if seconds is not None and seconds <= 0:
-        raise InvalidArgumentError(f"--seconds {seconds} must be > 0")
-    if warmup < 0 or block < 1:
-        raise InvalidArgumentError(f"warmup ({warmup}) must be >= 0 and block ({block}) >= 1")
+    check_timing(warmup=warmup, iterations=iterations, seconds=seconds, block=block)
 
     from contextlib import ExitStack
 
@@ -217,6 +256,8 @@ def measure(
                     continue
                 todo = block if iterations is None else min(block, iterations - len(samples[i]))
                 runner, inputs = cases[i].runner, cases[i].inputs
+                if settle and len(cases) > 1:
+                    wait_until_quiet()
                 for _ in range(todo):
                     samples[i].append(_time_one(runner, inputs, clock))
             round_index += 1
@@ -272,7 +313,31 @@ def cpu_info() -> dict[str, Any]:
         info["governor"] = governor.strip()
     if hasattr(os, "getloadavg"):
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
+    info["isa"] = isa_features(flags.group(1).split() if flags else [])
     return info
+
+
+# Instruction-set features that decide which integer and bf16 kernels the engines use (VNNI: int8 dot products;
+# AVX512_BF16 / AMX: OpenVINO's default bf16): the same CPU model name covers machines with and without them.
+ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimddp", "sve")
+
+
+def isa_features(flags: Sequence[str]) -> list[str]:
+    """The :data:`ISA_FEATURES` among /proc/cpuinfo's flags, in that order."""
+    present = set(flags)
+    return [feature for feature in ISA_FEATURES if feature in present]
+
+
+def isa_label(isa: Sequence[str]) -> str:
+    """The widest vector/matrix extension, for a results file name: ``amx``, ``avx512-bf16``, ``avx512-vnni``,
+    ``avx512``, ``avx2`` ... (empty when unknown)."""
+    for feature, label in (("amx_bf16", "amx"), ("avx512_bf16", "avx512-bf16"), ("avx512_vnni", "avx512-vnni"),
+                           ("avx512f", "avx512"), ("avx_vnni", "avx-vnni"), ("avx2", "avx2"), ("sve", "sve"),
+                           ("asimddp", "neon-dot")):  # fmt: skip
+        if feature in isa:
+            return label
+    return ""
 
 
 def _version(module: str) -> str | None:
@@ -424,6 +489,9 @@ class CaseOptions:
     cuda_graph: bool = False  # torch and native TensorRT: replay a captured CUDA graph
     channels_last: bool = False  # torch
     tf32: bool = False  # torch fp32 on CUDA: allow TF32 convolutions / matmuls (PyTorch's conv default)
+    # openvino: inference precision hints to run, None = OpenVINO's default for the device (bf16 on CPUs that have it)
+    openvino_precisions: tuple[str | None, ...] = (None,)
+    openvino_device: str = "CPU"
     seed: int = 0
 
 
@@ -438,7 +506,7 @@ def make_cases(
     """Runners (not yet active) for every backend x precision x batch; combinations a backend cannot run are skipped
     with the reason (second return value). ``target`` is an ``edgeconv.backends.artifacts.Target``."""
     from edgeconv.backends.base import BACKENDS, PRECISIONS, check_choice
-    from edgeconv.errors import ArtifactError
+    from edgeconv.errors import ArtifactError, CudaCallError
 
     cases: list[BenchCase] = []
     skipped: list[str] = []
@@ -465,21 +533,9 @@ def make_cases(
                                 f"{target.name}: the torch backend needs a zoo model (the artifact's manifest names "
                                 "none); benchmark a zoo name instead"
                             )
-                        from edgeconv.backends.torch import TorchRunner
-
                         if module is None:
                             module = target.module_factory()
-                        runner = TorchRunner(
-                            module,
-                            input_shape=shape,
-                            device=options.device,
-                            precision=precision,
-                            compile=options.torch_compile,
-                            cuda_graph=options.cuda_graph,
-                            channels_last=options.channels_last,
-                            tf32=options.tf32 and precision == "fp32",
-                            threads=options.threads,
-                        )
+                        runner = torch_runner(module, shape, precision, options)
                         info["variant"] = runner.variant()
                     elif backend == "onnxruntime":
                         from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
@@ -499,6 +555,16 @@ def make_cases(
                         )
                         info["provider"] = provider
                         info["onnx"] = Path(path).name
+                    elif backend == "openvino":
+                        if options.device != "cpu":
+                            raise InvalidArgumentError(
+                                "OpenVINO runs on Intel CPUs, GPUs and NPUs (--device cpu with an OpenVINO device "
+                                f"name), not on --device {options.device}"
+                            )
+                        for case in _openvino_cases(target, precision, shape, x, info, options):
+                            case.runner.label = f"{target.name} b{batch}"
+                            cases.append(case)
+                        continue
                     else:
                         from edgeconv.backends.tensorrt import TensorRTRunner, engine_for
 
@@ -507,7 +573,7 @@ def make_cases(
                         )
                         runner = TensorRTRunner(engine_path, record, cuda_graph=options.cuda_graph)
                         info["engine"] = engine_path.name
-                except (InvalidArgumentError, ArtifactError) as exc:
+                except (InvalidArgumentError, ArtifactError, CudaCallError) as exc:
                     skipped.append(f"{backend}/{precision}/batch {batch}: {exc}")
                     continue
                 runner.label = f"{target.name} b{batch}"
@@ -515,23 +581,145 @@ def make_cases(
     return cases, skipped
 
 
+def torch_runner(module: Any, shape: tuple[int, ...], precision: str, options: CaseOptions) -> Any:
+    """The torch backend's runner for ``options`` (its constructor checks the combination)."""
+    from edgeconv.backends.torch import TorchRunner
+
+    return TorchRunner(
+        module,
+        input_shape=shape,
+        device=options.device,
+        precision=precision,
+        compile=options.torch_compile,
+        cuda_graph=options.cuda_graph,
+        channels_last=options.channels_last,
+        tf32=options.tf32 and precision == "fp32",
+        threads=options.threads,
+    )
+
+
+def _openvino_cases(
+    target: Any, precision: str, shape: tuple[int, ...], x: np.ndarray, info: dict[str, Any], options: CaseOptions
+) -> list[BenchCase]:
+    """One OpenVINO case per inference precision hint; OpenVINO's default is named by what it is on this device, and
+    a hint equal to the default is measured once."""
+    from edgeconv.backends.openvino import OpenVINORunner, default_inference_precision
+
+    path = target.onnx_for(precision)
+    default = default_inference_precision(options.openvino_device)
+    hints = dict.fromkeys(h if h != default else None for h in options.openvino_precisions)
+    cases = []
+    for hint in hints:
+        runner = OpenVINORunner(
+            path, precision=precision, ov_device=options.openvino_device, inference_precision=hint,
+            input_shape=shape, threads=options.threads,
+        )  # fmt: skip
+        variant = hint or f"default={default}"
+        cases.append(BenchCase(runner, x, {**info, "variant": variant, "onnx": Path(path).name,
+                                           "ov_device": options.openvino_device}))  # fmt: skip
+    return cases
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fidelity of a case's outputs: the reference is the PyTorch FP32 model on the CPU, on real photos
 # ---------------------------------------------------------------------------------------------------------------
-def fidelity_images(name: str, crops: int, *, seed: int = 0) -> np.ndarray:
+def fidelity_images(
+    name: str | None,
+    crops: int,
+    *,
+    seed: int = 0,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> np.ndarray:
     """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
-    used to calibrate), preprocessed for zoo model ``name``: ``(N, C, H, W)`` float32."""
+    used to calibrate), preprocessed for zoo model ``name`` (or, without one, for ``input_size`` (C, H, W) with
+    ``mean``/``std``, ImageNet's by default): ``(N, C, H, W)`` float32."""
     from edgeconv.export import validation_batch
+    from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
-    from edgeconv.zoo import get_spec
 
-    spec = get_spec(name)
-    photos = validation_batch(spec.input_size, spec.mean, spec.std)
+    if name is not None:
+        from edgeconv.zoo import get_spec
+
+        spec = get_spec(name)
+        input_size, mean, std = spec.input_size, spec.mean, spec.std
+    if input_size is None:
+        raise InvalidArgumentError("fidelity images need a zoo model name or an input size (C, H, W)")
+    chw = (int(input_size[0]), int(input_size[1]), int(input_size[2]))
+    mean = tuple(mean or IMAGENET_MEAN)
+    std = tuple(std or IMAGENET_STD)
+    photos = validation_batch(chw, mean, std)
     if crops <= 0:
         return photos
     held_out = [image for _, image in split_calibration_folder().evaluation.images]
-    extra = random_crops(held_out, crops, Preprocessing.from_spec(spec), seed=seed + 1_000_003)
+    preprocessing = Preprocessing(chw, mean, std, 0.875 if chw[1] >= 96 else 1.0)
+    extra = random_crops(held_out, crops, preprocessing, seed=seed + 1_000_003)
     return np.concatenate([photos, extra]).astype(np.float32)
+
+
+def target_reference(target: Any, crops: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Fidelity images for a benchmark target and the FP32 logits every row is compared with: ONNX Runtime CPU on the
+    artifact's FP32 ONNX (checked against PyTorch at export, 1e-4), else the PyTorch model on the CPU."""
+    from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
+    from edgeconv.errors import ArtifactError
+
+    preprocessing = (target.manifest or {}).get("preprocessing") or {}
+    images = fidelity_images(
+        target.zoo_name, crops, input_size=target.input_shape[1:], mean=preprocessing.get("mean"),
+        std=preprocessing.get("std"),
+    )  # fmt: skip
+    if "fp32" in target.onnx:
+        with OnnxRuntimeRunner(target.onnx["fp32"]) as runner:
+            fixed = runner.input_shape is not None and runner.input_shape[0] > 0
+            logits = run_batched(runner, images, runner.input_shape[0] if fixed else len(images))
+        return images, logits, f"ONNX Runtime CPU, FP32 ({Path(target.onnx['fp32']).name})"
+    if target.module_factory is not None:
+        import torch
+
+        with torch.inference_mode():
+            logits = target.module_factory().eval()(torch.from_numpy(images)).float().numpy()
+        return images, logits, "PyTorch FP32 on the CPU"
+    raise ArtifactError(f"{target.name}: no FP32 model to compare with; bench with --no-fidelity")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a row's fidelity must reach to be recommended: the artifact's INT8 gate, or edgeconv's default."""
+
+    min_agreement: float
+    min_confident: float
+    source: str
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any] | None) -> Gate:
+        from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT
+
+        gate = ((manifest or {}).get("int8") or {}).get("gate") or {}
+        if gate:
+            return cls(float(gate.get("min_agreement", DEFAULT_MIN_AGREEMENT)),
+                       float(gate.get("min_confident_agreement") or 0.0), "the artifact's INT8 gate")  # fmt: skip
+        return cls(DEFAULT_MIN_AGREEMENT, 0.0, "edgeconv's default INT8 gate")
+
+    def passes(self, check: dict[str, Any] | None) -> bool | None:
+        """None without a fidelity check; confident agreement counts only where there were confident samples."""
+        if not check:
+            return None
+        confident = check.get("confident_agreement")
+        return check["top1_agreement"] >= self.min_agreement and (confident is None or confident >= self.min_confident)
+
+    def describe(self) -> str:
+        confident = f", >= {self.min_confident:.1%} where FP32 is confident" if self.min_confident else ""
+        return f"top-1 agreement >= {self.min_agreement:.1%}{confident} ({self.source})"
+
+
+def recommend(rows: Sequence[dict[str, Any]], gate: Gate) -> dict[int, dict[str, Any]]:
+    """Per batch size, the fastest row (p50) whose fidelity passes ``gate``; batches where none passes are absent."""
+    best: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if gate.passes(row.get("check")) and (row["batch"] not in best or row["p50_ms"] < best[row["batch"]]["p50_ms"]):
+            best[row["batch"]] = row
+    return best
 
 
 def run_batched(runner: BackendRunner, images: np.ndarray, batch: int) -> np.ndarray:
@@ -545,14 +733,21 @@ def run_batched(runner: BackendRunner, images: np.ndarray, batch: int) -> np.nda
     return np.concatenate(outputs)
 
 
+BF16_TOLERANCE = 8e-2  # FP16's 1e-2 scaled by bf16's 3 fewer mantissa bits (8-bit vs 11-bit significand)
+
+
 def output_tolerance(precision: str, variant: str | None = None) -> float | None:
-    """Max relative error a configuration must stay within: the export check's FP32 / FP16 tolerances; TF32 has
-    FP16's 10-bit mantissa. INT8 has none (its gate is top-1 agreement)."""
+    """Max relative error a configuration must stay within: the export check's FP32 / FP16 tolerances, by the
+    arithmetic the row actually runs (TF32 and OpenVINO's f16 have FP16's 10-bit mantissa; bf16 gets
+    :data:`BF16_TOLERANCE`). INT8 has none (its gate is top-1 agreement)."""
     from edgeconv.export import FP16_TOLERANCE, FP32_TOLERANCE
 
+    variant = variant or ""
     if precision == "int8":
         return None
-    if precision == "fp32" and "tf32" not in (variant or ""):
+    if "bf16" in variant:
+        return BF16_TOLERANCE
+    if precision == "fp32" and "tf32" not in variant and "f16" not in variant:
         return FP32_TOLERANCE
     return FP16_TOLERANCE
 

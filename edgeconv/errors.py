@@ -55,5 +55,33 @@ class BackendUnavailableError(EdgeconvError):
     """An optional backend (TensorRT, CUDA, onnxruntime-gpu) is not installed or has no device."""
 
 
+class CudaCallError(EdgeconvError, RuntimeError):
+    """A CUDA runtime call (through cuda-python) or a TensorRT call on the device failed: no usable driver, out of
+    device memory, an enqueue TensorRT refused. Raised by ``edgeconv.backends.tensorrt``."""
+
+
 class InputError(EdgeconvError, ValueError):
     """An array or image of the wrong shape, dtype or content handed to a runtime."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM raised in the main thread as SIGINT raises ``KeyboardInterrupt``, so that cleanup (``finally`` blocks,
+    staging folders, temp files) runs before the process ends; the CLI exits with 128 + ``signum``. Not an
+    ``EdgeconvError``: there is nothing to fix."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class OutputError(EdgeconvError, OSError):
+    """An output that cannot be written: a full disk, a read-only folder, a folder where a file goes, or a path that
+    would overwrite the input being read. An ``OSError`` too, so callers that catch those still do."""
+
+    write_errno: int | None = None  # the failed write's errno (OSError's own would change str())
+    reason: str | None = None
+
+
+class RemoteError(EdgeconvError):
+    """A board reached over SSH (``--on user@host``) refused, failed or went away: the message names the board and
+    the cause (host key, login, copy, disk, remote command, timeout). The local artifact is never touched."""

@@ -7,11 +7,14 @@ exported model or engine would be unreadable to the service account that runs it
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from edgeconv.errors import OutputError
 
 
 @functools.cache
@@ -26,10 +29,84 @@ def shareable(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~_umask())
 
 
+# What to do about a write that failed, by errno; the message names the path and the system's reason first.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk or write somewhere else",
+    errno.EDQUOT: "free space within your disk quota or write somewhere else",
+    errno.EFBIG: "the file size limit (ulimit -f) is too small for it; raise it or write somewhere else",
+    errno.EROFS: "the file system is read-only; choose a writable location",
+    errno.EACCES: "choose a location you may write to",
+    errno.EPERM: "choose a location you may write to",
+    errno.EISDIR: "that is a folder; give a file path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; choose another path",
+    errno.ENAMETOOLONG: "choose a shorter name",
+}
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError, what: str = "") -> OutputError:
+    """An ``OutputError`` for an ``OSError`` raised while writing ``path``: one line with the path, the reason and the
+    fix. ``what``: the option or kind of file, e.g. ``--csv``."""
+    code = getattr(exc, "write_errno", exc.errno)
+    if isinstance(exc, OutputError) and (not what or code is None):
+        return exc  # says which file and why already (re-said for ``what``, a whole artifact, when it has an errno)
+    reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+    fix = _WRITE_FIXES.get(code or 0, "check that path and the disk, then try again")
+    error = OutputError(f"cannot write {what + ' ' if what else ''}{os.fspath(path)}: {reason}; {fix}")
+    error.write_errno, error.reason = code, reason  # not OSError's errno/strerror: those would change str()
+    return error
+
+
+def is_write_failure(exc: OSError, folder: Path | None = None) -> bool:
+    """Whether ``exc`` is a failed write: an errno only writes get (full disk, quota, size limit, read-only file
+    system, no permission), or any error on a path inside ``folder`` (the staging folder being written)."""
+    if isinstance(exc, OutputError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        return True
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return True
+    names = [name for name in (exc.filename, getattr(exc, "filename2", None)) if name]
+    return folder is not None and any(Path(os.fsdecode(name)).is_relative_to(folder) for name in names)
+
+
+def check_output_file(path: Path, *, option: str, reads: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an output file path that cannot be written: a folder, a path that is, or lies inside,
+    something the command reads (``reads``: input files and artifact folders), or a location where nothing can be
+    created. Nothing is left on disk by the check."""
+    target = path.expanduser().resolve()
+    if target.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file path such as {path / 'results.csv'}")
+    for source in reads:
+        source = source.resolve()
+        if target == source or (source.is_dir() and source in target.parents):
+            raise OutputError(
+                f"{option} {path} would write into {source}, which this command reads; choose a path outside it"
+            )
+    check_writable(target.parent, what=option, path=path)
+
+
+def check_writable(folder: Path, *, what: str = "", path: Path | None = None) -> None:
+    """Refuse a folder in which nothing can be created (read-only, a file in the way, no permission): probes the
+    nearest existing ancestor with a temp folder that is removed at once. Root passes permission bits but not a
+    read-only file system, which only a real attempt shows."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        label = f"{what} " if what else ""
+        raise OutputError(f"cannot write {label}{folder}: {existing} is a file, not a folder; choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".edgeconv-probe.", dir=existing))
+    except OSError as exc:
+        raise write_error(path or folder, exc, what) from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, then rename over it: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``data`` to a temp file next to ``path``, then rename over it: readers never see a partial file.
+    A failed write (full disk, read-only folder ...) leaves ``path`` as it was and raises ``OutputError``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -37,8 +114,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # what open() would have given it
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 

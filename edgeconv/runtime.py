@@ -50,18 +50,29 @@ class Engine:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailableError("edgeconv.runtime needs onnxruntime: pip install onnxruntime") from exc
+        from edgeconv.backends.base import check_threads  # numpy only, like this module
+
+        check_threads(threads, option="threads")
         path = Path(path)
         if path.is_dir():
             self.folder = path
             self.manifest = self._read_manifest(path / MANIFEST, required=True)
-            entry = self.manifest.get("files", {}).get(precision)
+            files = self.manifest.get("files")
+            if not isinstance(files, dict):
+                raise ArtifactError(f"{path / MANIFEST} lists no files; re-export the artifact with `edgeconv export`")
+            entry = files.get(precision)
             if not entry:
-                held = ", ".join(self.manifest.get("files", {})) or "none"
+                held = ", ".join(files) or "none"
                 raise ArtifactError(f"{path} has no {precision} model (it holds: {held}); export it with --{precision}")
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                raise ArtifactError(f"{path / MANIFEST}: the {precision} entry names no file; re-export the artifact")
             self.model_path = path / entry["path"]
         elif path.is_file():
             if path.suffix != ".onnx":
-                raise ArtifactError(f"{path} is not an .onnx file or an artifact folder")
+                raise ArtifactError(
+                    f"{path} is not an .onnx file or an artifact folder; give an artifact folder (models/<name>) or "
+                    "an .onnx file"
+                )
             self.folder = path.parent
             self.model_path = path
             self.manifest = self._read_manifest(path.parent / MANIFEST, required=False)
@@ -77,9 +88,11 @@ class Engine:
                 str(self.model_path), options, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ArtifactError(
-                f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0][:200]}"
-            ) from exc
+                f"ONNX Runtime cannot load {self.model_path}: {first}; the file is truncated or not an ONNX model: "
+                "export it again with `edgeconv export MODEL` (or copy it again)"
+            ) from None
         meta = self.session.get_inputs()[0]
         self.input_name: str = meta.name
         self.input_shape: tuple[int | str, ...] = _dims(list(meta.shape))
@@ -96,10 +109,12 @@ class Engine:
             return {}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, and UnicodeDecodeError for binary junk
+            raise ArtifactError(f"cannot read {path}: {exc}; re-export the artifact with `edgeconv export`") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ArtifactError(f"{path} is not an {FORMAT} manifest")
+            raise ArtifactError(
+                f"{path} is not an {FORMAT} manifest; re-export the artifact with `edgeconv export`, or give its .onnx"
+            )
         return data
 
     # --- raw inference ----------------------------------------------------------------------------------------------
@@ -119,7 +134,7 @@ class Engine:
         ):
             raise InputError(f"input shape is {tuple(array.shape)}; expected {expected}")
         if array.size and not np.isfinite(array).all():
-            raise InputError("input contains NaN or Inf values")
+            raise InputError("input contains NaN or Inf values; pass finite values (check the preprocessing)")
         return np.ascontiguousarray(array)
 
     def run(self, array: np.ndarray) -> np.ndarray:
@@ -161,8 +176,11 @@ class Engine:
             try:
                 with Image.open(image) as opened:
                     image = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError) as exc:
-                raise InputError(f"cannot read image {image}: {exc}") from exc
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                raise InputError(
+                    f"cannot read image {image}: {reason}; give a readable JPEG or PNG file (or a PIL image or array)"
+                ) from None
         chw = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
         if len(chw) != 3:
             raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, H, W)")

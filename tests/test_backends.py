@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,14 @@ from edgeconv.bench import (
     compute_stats,
     environment,
     fidelity_check,
+    isa_features,
+    isa_label,
     jetson_info,
     measure,
     output_tolerance,
     percentile,
     run_batched,
+    wait_until_quiet,
 )
 from edgeconv.errors import BackendUnavailableError, InputError, InvalidArgumentError
 from edgeconv.profile.latency import GraphIndex, breakdown, macs_by_module, op_class, profile_latency
@@ -160,6 +165,72 @@ def test_measure_leaves_out_failing_cases_and_runs_checks() -> None:
     assert result.stats.iterations == 2 and result.row()["check"] == {"seen": {"backend": "a"}}
 
 
+class _Spinner(BackendRunner):
+    """After each run a background thread burns a core for 30 ms, as a spinning thread pool does; records when."""
+
+    backend = "spinner"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spins: list[tuple[float, float]] = []
+        self._threads: list[threading.Thread] = []
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+    def _spin(self) -> None:
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.03:
+            pass
+        self.spins.append((start, time.perf_counter()))
+
+    def _infer(self, inputs: np.ndarray) -> np.ndarray:
+        thread = threading.Thread(target=self._spin)
+        thread.start()
+        self._threads.append(thread)
+        return inputs
+
+
+class _Stamper(BackendRunner):
+    backend = "stamper"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts: list[float] = []
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None: ...
+
+    def _infer(self, inputs: np.ndarray) -> np.ndarray:
+        self.starts.append(time.perf_counter())
+        return inputs
+
+
+def test_measure_lets_a_spinning_pool_park_before_the_next_engine() -> None:
+    spinner, stamper = _Spinner(), _Stamper()
+    x = np.zeros((1, 1), np.float32)
+    measure([BenchCase(spinner, x), BenchCase(stamper, x)], warmup=0, iterations=4, block=2)
+    # the stamper's timed runs (its first run is the cold one, before any spinning) never overlap a spin of the other
+    timed = stamper.starts[1:]
+    assert len(timed) == 4 and len(spinner.spins) == 5
+    for start in timed:
+        assert not any(begin <= start < end for begin, end in spinner.spins), (start, spinner.spins)
+
+
+def test_wait_until_quiet_waits_for_a_busy_thread() -> None:
+    stop = time.perf_counter() + 0.05
+    thread = threading.Thread(target=lambda: [None for _ in iter(lambda: time.perf_counter() < stop, False)])
+    thread.start()
+    waited = wait_until_quiet()
+    assert time.perf_counter() >= stop and waited >= 0.005
+    thread.join()
+    assert wait_until_quiet() < 0.05  # a quiet process: one window
+
+
 class _Doubler(BackendRunner):
     """Outputs 2x its input, one row per image; records the batch sizes it was given."""
 
@@ -189,6 +260,7 @@ def test_run_batched_pads_the_last_batch_and_keeps_order() -> None:
 def test_fidelity_check_verdicts() -> None:
     assert output_tolerance("fp32") == 1e-4 and output_tolerance("fp32", "eager+tf32") == 1e-2
     assert output_tolerance("fp16") == 1e-2 and output_tolerance("int8") is None
+    assert output_tolerance("fp32", "default=bf16") == 8e-2 and output_tolerance("fp32", "f16") == 1e-2
     images = np.random.default_rng(3).standard_normal((6, 10), dtype=np.float32)
     with _Doubler() as exact:
         good = fidelity_check(BenchCase(exact, images[:2], {"precision": "fp32"}), images, 2 * images)
@@ -332,7 +404,17 @@ def test_environment_record() -> None:
     assert {"torch", "onnxruntime", "onnx", "numpy", "tensorrt", "cuda"} <= set(env["versions"])
     assert env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"] == torch.__version__
     assert "gpu" in env and "CPUExecutionProvider" in env["onnxruntime_providers"]
+    assert isinstance(env["cpu"]["isa"], list)
     json.dumps(env)
+
+
+def test_isa_features_name_the_kernels_a_cpu_gets() -> None:
+    epyc_zen2 = "fpu sse2 avx avx2 fma bmi2".split()
+    xeon_spr = "avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 amx_tile".split()
+    assert isa_features(epyc_zen2) == ["avx2"] and isa_label(isa_features(epyc_zen2)) == "avx2"
+    assert isa_label(isa_features(xeon_spr)) == "amx"
+    assert isa_label(isa_features("avx2 avx512f avx512_vnni".split())) == "avx512-vnni"
+    assert isa_label(isa_features("fp asimd asimddp".split())) == "neon-dot" and isa_label([]) == ""
 
 
 def test_jetson_power_mode_from_files(tmp_path: Path) -> None:

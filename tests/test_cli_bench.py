@@ -22,6 +22,7 @@ def lenet_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact folder as the export pipeline lays it out: model.onnx (dynamic batch) + manifest naming the model."""
     folder = tmp_path_factory.mktemp("models") / "lenet5"
     folder.mkdir()
+    torch.manual_seed(0)  # the export pipeline's seed: the torch backend rebuilds the same weights from the manifest
     model = create_model("lenet5")
     torch.onnx.export(
         model, torch.zeros(1, 1, 32, 32), str(folder / "model.onnx"), dynamo=False, opset_version=17,

@@ -66,7 +66,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (json_path,) = tmp_path.glob("*-quick.json")
+    (json_path,) = (p for p in tmp_path.glob("*-quick.json") if not p.name.startswith("guidelines-"))
     document = json.loads(json_path.read_text())
     assert document["complete"] and document["env"]["cpu"]["model"]
     rows = document["summary"]
@@ -78,6 +78,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
     assert any("compile budget" in s for s in document["skipped"])  # compiling is left to the GPU machine
     markdown = json_path.with_suffix(".md").read_text()
     assert "| shufflenet_v2_x0_5 |" in markdown and "Beside the ShuffleNet V2 paper" in markdown
+    (guidelines,) = tmp_path.glob("guidelines-*-quick.json")  # then the guideline suite, on the same device
+    assert json.loads(guidelines.read_text())
 
 
 def test_driver_rejects_bad_variant_in_one_line(tmp_path: Path) -> None:

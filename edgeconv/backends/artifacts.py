@@ -23,10 +23,26 @@ log = logging.getLogger(__name__)
 DEFAULT_MODELS_DIR = Path("models")
 
 
+def load_onnx_graph(model_path: str | os.PathLike[str]) -> Any:
+    """The ``onnx.ModelProto`` of a file (external data not loaded), or ``ArtifactError`` naming the file when it is
+    empty, truncated (an interrupted copy) or not ONNX at all: protobuf's own error is a 30-line traceback."""
+    onnx = import_optional("onnx")
+    path = Path(model_path)
+    fix = "export it again with `edgeconv export MODEL` (or copy it again)"
+    try:
+        size = path.stat().st_size
+        model = onnx.load(str(path), load_external_data=False) if size else None
+    except Exception as exc:  # protobuf's DecodeError, OSError, onnx's own checks: all mean "not a readable model"
+        why = f"truncated, or not ONNX: {type(exc).__name__}"
+        raise ArtifactError(f"{path} is not a readable ONNX model ({why}); {fix}") from None
+    if model is None or not model.graph.node:
+        raise ArtifactError(f"{path} is not an ONNX model ({'empty file' if not size else 'no graph'}); {fix}")
+    return model
+
+
 def onnx_input_info(model_path: str | os.PathLike[str]) -> tuple[str, tuple[int, ...]]:
     """Name and shape (-1 for symbolic dims) of the first graph input, read with ``onnx`` (no runtime needed)."""
-    onnx = import_optional("onnx")
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_onnx_graph(model_path)
     initializers = {init.name for init in model.graph.initializer}
     for value in model.graph.input:
         if value.name in initializers:
@@ -39,7 +55,7 @@ def onnx_input_info(model_path: str | os.PathLike[str]) -> tuple[str, tuple[int,
 def onnx_precision(model_path: str | os.PathLike[str]) -> str:
     """fp32, fp16 or int8 (a QDQ or QLinear graph), from the graph itself."""
     onnx = import_optional("onnx")
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_onnx_graph(model_path)
     ops = {node.op_type for node in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} & ops or any(op.startswith("QLinear") for op in ops):
         return "int8"
@@ -49,8 +65,7 @@ def onnx_precision(model_path: str | os.PathLike[str]) -> str:
 
 
 def onnx_has_qdq(model_path: str | os.PathLike[str]) -> bool:
-    onnx = import_optional("onnx")
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_onnx_graph(model_path)
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
@@ -98,9 +113,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, and UnicodeDecodeError for binary junk
+        raise ArtifactError(
+            f"cannot read {path}: {exc}; re-export the artifact with `edgeconv export MODEL`, or delete the file to "
+            "use the folder's .onnx files without it"
+        ) from None
+    if not isinstance(data, dict):
+        return {}
+    if not isinstance(data.get("model_kwargs") or {}, dict):
+        raise ArtifactError(f"{path}: model_kwargs is not a JSON object; re-export the artifact")
+    return data
 
 
 def manifest_model_name(manifest: dict[str, Any]) -> str | None:
@@ -120,13 +142,46 @@ def _scan_folder(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _zoo_factory(name: str, kwargs: dict[str, Any] | None = None) -> Callable[[], Any]:
+def _zoo_factory(
+    name: str, kwargs: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None
+) -> Callable[[], Any]:
+    """The PyTorch model an artifact was exported from: its catalog weights by name, else the export's seed-0 random
+    initialisation (``edgeconv.artifact`` builds models under ``torch.manual_seed(0)``), so the torch backend runs the
+    same function as the artifact's ONNX files."""
+    weights = (manifest or {}).get("weights") or {}
+
     def build() -> Any:
+        import torch
+
         from edgeconv.zoo import create_model
 
-        return create_model(name, **(kwargs or {}))
+        if weights.get("sha256") and not weights.get("name"):
+            raise ArtifactError(
+                f"{name} was exported with weights from a file ({weights.get('source')}) that the manifest cannot "
+                "reload, so the torch backend would run other weights; bench the ONNX backends, or the torch backend "
+                "on a model built with those weights"
+            )
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return create_model(name, weights=weights.get("name"), **(kwargs or {}))
 
     return build
+
+
+def will_export(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR) -> bool:
+    """Whether :func:`resolve_target` would first export zoo model ``target`` into ``models_dir`` (found out without
+    reading or writing anything); ``UnknownModelError`` when ``target`` is neither a path nor a zoo model."""
+    if Path(target).exists():
+        return False
+    from edgeconv.zoo import get_spec
+
+    try:
+        get_spec(target)
+    except UnknownModelError as exc:
+        raise UnknownModelError(f"{target!r} is neither a file/folder nor a zoo model: {exc}") from None
+    folder = models_dir / target
+    return not (folder.is_dir() and any(folder.glob("*.onnx")))
 
 
 def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynamic_batch: bool = True) -> Target:
@@ -135,7 +190,10 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
     if path.exists():
         if path.is_file():
             if path.suffix != ".onnx":
-                raise InvalidArgumentError(f"{path} is not an .onnx file or an artifact folder")
+                raise InvalidArgumentError(
+                    f"{path} is not an .onnx file or an artifact folder; give an artifact folder (models/<name>) or "
+                    "its .onnx file (a TensorRT engine is found through its artifact folder)"
+                )
             folder = path.parent
             onnx_files = {onnx_precision(path): path}
         else:
@@ -155,7 +213,7 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
             folder=folder,
             manifest=manifest,
             zoo_name=zoo,
-            module_factory=_zoo_factory(zoo, manifest.get("model_kwargs") or None) if zoo else None,
+            module_factory=_zoo_factory(zoo, manifest.get("model_kwargs") or None, manifest) if zoo else None,
         )
     from edgeconv.zoo import get_spec  # raises UnknownModelError with close names
 

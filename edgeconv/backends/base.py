@@ -22,7 +22,7 @@ from edgeconv.errors import BackendUnavailableError, InputError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -33,12 +33,18 @@ INSTALL_HINTS = {
     ),
     "onnxruntime-gpu": "pip install 'edgeconv[gpu]'  (pip uninstall onnxruntime first: the two wheels conflict)",
     "tensorrt": (
-        "pip install 'edgeconv[tensorrt]'  (tensorrt + cuda-python wheels for x86-64/SBSA with an NVIDIA GPU; "
-        "older versions: pip install --extra-index-url https://pypi.nvidia.com tensorrt==10.*); "
-        "on Jetson TensorRT ships with JetPack: sudo apt install nvidia-jetpack, then pip install cuda-python"
+        "pip install 'edgeconv[tensorrt]'  (TensorRT + cuda-bindings for a CUDA 12 driver, x86-64/SBSA; "
+        "'edgeconv[tensorrt-cu13]' for a CUDA 13 driver (580+), 'edgeconv[tensorrt-cu11]' for CUDA 11: "
+        "nvidia-smi shows the driver's CUDA version); on Jetson TensorRT ships with JetPack: "
+        "sudo apt install nvidia-jetpack, then pip install 'cuda-bindings==12.*' (JetPack 6) or "
+        "'cuda-bindings==11.8.*' (JetPack 5)"
     ),
-    "cuda-python": "pip install cuda-python  (matching your CUDA major version, e.g. cuda-python==12.* for CUDA 12)",
+    "cuda-python": (
+        "pip install 'cuda-bindings==12.*'  (the CUDA major version of your NVIDIA driver, as nvidia-smi shows it: "
+        "13.* needs driver 580+, 12.* 525+, 11.8.* for CUDA 11 drivers)"
+    ),
     "matplotlib": "pip install 'edgeconv[plot]'",
+    "openvino": "pip install openvino  (Intel's runtime: CPU on any x86-64/ARM64, Intel GPU and NPU)",
 }
 
 
@@ -57,6 +63,30 @@ def check_choice(kind: str, value: str, choices: Iterable[str]) -> str:
     if value not in choices:
         raise InvalidArgumentError(f"{kind} {value!r} is not valid; choose one of {', '.join(choices)}")
     return value
+
+
+def max_threads() -> int:
+    """The most CPU threads a runner may be given: 4x the cores this process may use. More only contend for the same
+    cores, and a thread pool of 100000 takes minutes to start (it looked like a hang)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 4 * max(1, cores)
+
+
+def check_threads(threads: int | None, *, option: str = "--threads", allow_zero: bool = True) -> int | None:
+    """``threads`` if it is a thread count this machine can run (``0``: the backend's default, where allowed)."""
+    if threads is None:
+        return None
+    low = 0 if allow_zero else 1
+    limit = max_threads()
+    if not low <= threads <= limit:
+        default = " (0: the backend's default)" if allow_zero else ""
+        raise InvalidArgumentError(
+            f"{option} {threads} is not valid; use {low}..{limit}{default}: this process may use {limit // 4} CPU "
+            "cores, and more threads than 4x that only contend for them"
+        )
+    return threads
 
 
 @dataclass(frozen=True)

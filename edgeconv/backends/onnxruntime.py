@@ -23,6 +23,7 @@ from edgeconv.backends.base import (
     LayerProfile,
     LayerTime,
     check_choice,
+    check_threads,
     import_optional,
 )
 from edgeconv.errors import ArtifactError, BackendUnavailableError, InvalidArgumentError
@@ -85,9 +86,7 @@ class OnnxRuntimeRunner(BackendRunner):
             raise InvalidArgumentError(f"execution provider {self.provider!r} runs on --device cuda, not {device!r}")
         if self.provider == "cpu" and device == "cuda":
             raise InvalidArgumentError("the CPU execution provider cannot run on --device cuda; use provider cuda")
-        if threads is not None and threads < 0:
-            raise InvalidArgumentError(f"threads {threads} must be >= 0 (0 = onnxruntime default)")
-        self.threads = threads
+        self.threads = check_threads(threads, option="threads")
         self.graph_optimization = check_choice(
             "graph optimization level", graph_optimization, GRAPH_OPTIMIZATION_LEVELS
         )

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeconv.backends.base import BackendRunner, import_optional
+from edgeconv.backends.base import BackendRunner, check_threads, import_optional
 from edgeconv.errors import BackendUnavailableError, InvalidArgumentError
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ class TorchRunner(BackendRunner):
             raise InvalidArgumentError("the torch backend runs fp32 or fp16; int8 runs on onnxruntime or tensorrt")
         if precision == "fp16" and device != "cuda":
             raise InvalidArgumentError("torch fp16 needs --device cuda; on CPU use fp32")
-        if threads is not None and threads < 1:
-            raise InvalidArgumentError(f"threads {threads} must be >= 1")
+        check_threads(threads, option="threads", allow_zero=False)
         mode = "default" if compile is True else (compile or None)
         if mode is not None and mode not in COMPILE_MODES:
             raise InvalidArgumentError(

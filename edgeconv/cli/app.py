@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import signal
 import sys
 from typing import Any
 
@@ -12,9 +14,43 @@ from typer.core import TyperGroup
 
 from edgeconv.errors import EdgeconvError
 
+try:  # typer >= 0.24 vendors click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import UsageError  # type: ignore[no-redef]
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: a newline or carriage return (in a hostile file name, say) is shown escaped, as ``repr``
+    would, so that stderr stays one line per error."""
+    return text.strip().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _usage_error(exc: UsageError) -> typer.Exit:
+    """click's usage errors (an option that is not an integer, an unknown option, a missing argument) as one line
+    with the help command, instead of a multi-line panel."""
+    command = exc.ctx.command_path if exc.ctx is not None else "edgeconv"
+    message = exc.format_message().strip().rstrip(".")
+    errors = getattr(exc.__cause__, "errors", None)  # typer >= 0.24 converts through pydantic, which keeps the input
+    if callable(errors):
+        try:
+            message += f" (got {errors()[0]['input']!r})"
+        except (IndexError, KeyError, TypeError):
+            pass
+    typer.echo(f"edgeconv: error: {one_line(message)}; see `{command} --help`", err=True)
+    return typer.Exit(2)
+
 
 class _Group(TyperGroup):
     """Turns an ``EdgeconvError`` into one line on stderr and its exit code (tracebacks only with ``--debug``)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:  # `edgeconv --no-such-option`
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `edgeconv`: click prints the help
+                raise
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -22,11 +58,16 @@ class _Group(TyperGroup):
         except EdgeconvError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            typer.echo(f"edgeconv: error: {exc}", err=True)
+            typer.echo(f"edgeconv: error: {one_line(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("edgeconv: interrupted", err=True)
-            raise typer.Exit(130) from None
+        except UsageError as exc:  # a subcommand's options and arguments are parsed here
+            if (ctx.obj and ctx.obj.get("debug")) or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            raise _usage_error(exc) from None
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            typer.echo(f"edgeconv: interrupted ({signal.Signals(signum).name})", err=True)
+            raise typer.Exit(128 + signum) from None
 
 
 app = typer.Typer(
@@ -51,9 +92,20 @@ def _root(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and the infinities as null: JSON has no such numbers, and strict parsers refuse Python's ``NaN``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
+
+
 def print_json(obj: Any) -> None:
-    """The one way commands write ``--json`` output: a single JSON document on stdout."""
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    """The one way commands write ``--json`` output: a single JSON document on stdout (NaN and inf as null)."""
+    typer.echo(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False))
 
 
 def parse_input_size(text: str | None) -> tuple[int, int] | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from edgeconv.cli import remote as on_board
 from edgeconv.cli.app import app, print_json
 from edgeconv.errors import InvalidArgumentError
 from edgeconv.files import write_atomic
@@ -36,8 +37,8 @@ def parse_batches(text: str) -> list[int]:
         batches = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         batches = []
-    if not batches or min(batches) < 1:
-        raise InvalidArgumentError(f"--batch {text!r} is not valid; use positive integers such as 1 or 1,8,32")
+    if not batches or min(batches) < 1 or max(batches) > 4096:
+        raise InvalidArgumentError(f"--batch {text!r} is not valid; use integers in 1..4096 such as 1 or 1,8,32")
     return list(dict.fromkeys(batches))
 
 
@@ -75,22 +76,108 @@ def plot_rows(path: Path, rows: list[dict[str, Any]], title: str) -> None:
     tmp.replace(path)
 
 
+def parse_ov_precisions(text: str | None, everything: bool) -> tuple[str | None, ...]:
+    """``f32,default`` -> ("f32", None); OpenVINO's default is None."""
+    from edgeconv.backends.openvino import INFERENCE_PRECISIONS
+
+    values = [v.strip() for v in (text or ("f32,default" if everything else "default")).split(",") if v.strip()]
+    for value in values:
+        if value != "default" and value not in INFERENCE_PRECISIONS:
+            raise InvalidArgumentError(
+                f"--ov-precision {value!r} is not valid; use {', '.join(INFERENCE_PRECISIONS)} or default"
+            )
+    return tuple(dict.fromkeys(None if v == "default" else v for v in values))
+
+
+def available_backends(device: str) -> list[str]:
+    """The engines this machine can run on ``device``, for ``--backend all``."""
+    import importlib.util
+
+    from edgeconv.backends.tensorrt import tensorrt_version
+
+    found = [name for name in ("torch", "onnxruntime") if importlib.util.find_spec(name) is not None]
+    if device == "cpu" and importlib.util.find_spec("openvino") is not None:
+        found.append("openvino")
+    if device == "cuda" and tensorrt_version() is not None:
+        found.append("tensorrt")
+    return found
+
+
+def build_cases(
+    target: Any, backends: list[str], precisions: list[str], batches: list[int], options: Any
+) -> tuple[list[Any], list[str]]:
+    """Cases for the asked backends; ``all`` expands to every engine here and every precision the artifact has (each
+    engine the ones it runs: PyTorch fp32, and fp16 on CUDA)."""
+    from edgeconv.bench import make_cases
+
+    if "all" not in backends:
+        return make_cases(
+            target, backends=backends, precisions=precisions or ["fp32"], batches=batches, options=options
+        )
+    cases: list[Any] = []
+    skipped: list[str] = []
+    for name in dict.fromkeys([*available_backends(options.device), *(b for b in backends if b != "all")]):
+        wanted = precisions or list(target.onnx)
+        if name == "torch":
+            wanted = [p for p in wanted if p == "fp32" or (p == "fp16" and options.device == "cuda")]
+        found, why = make_cases(target, backends=[name], precisions=wanted, batches=batches, options=options)
+        cases += found
+        skipped += why
+    return cases, skipped
+
+
+def _print_recommendation(
+    rows: list[dict[str, Any]], best: dict[int, dict[str, Any]], gate: Any, checked: bool
+) -> None:
+    if not checked:
+        typer.echo("No recommendation without fidelity (--no-fidelity): the fastest row may change answers.")
+        return
+    for batch_size in sorted({r["batch"] for r in rows}):
+        row = best.get(batch_size)
+        if row is None:
+            typer.echo(f"Batch {batch_size}: no configuration passes {gate.describe()}.")
+            continue
+        check = row["check"]
+        typer.echo(
+            f"Recommended at batch {batch_size}: {_engine(row)} {row['precision']}, p50 {row['p50_ms']:.3f} ms, "
+            f"top-1 agreement {100 * check['top1_agreement']:.1f}% (the fastest row that passes {gate.describe()})."
+        )
+
+
+def _engine(row: dict[str, Any]) -> str:
+    backend = row["backend"] + (f" ({row['provider']})" if row.get("provider") not in (None, "cpu", "cuda") else "")
+    return backend + (f" ({row['variant']})" if row.get("variant") not in (None, "eager") else "")
+
+
 def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{rows[0]['model']}: latency per batch [ms]", show_lines=False)
-    for column in ("backend", "precision", "device", "batch", "cold", "p50", "p90", "p99", "mean", "std", "img/s"):
+    columns = ["backend", "precision", "device", "batch", "cold", "p50", "p90", "p99", "mean", "std", "img/s"]
+    checked = any(r.get("check") for r in rows)
+    if checked:
+        columns += ["top-1 agree", "confident", "max rel err"]
+    for column in columns:
         table.add_column(column, justify="right" if column not in ("backend", "precision", "device") else "left")
     for r in rows:
-        backend = r["backend"] + (f" ({r['provider']})" if r.get("provider") not in (None, "cpu", "cuda") else "")
-        backend += f" ({r['variant']})" if r.get("variant") not in (None, "eager") else ""
-        table.add_row(
-            backend, r["precision"], r["device"], str(r["batch"]), f"{r['cold_ms']:.2f}", f"{r['p50_ms']:.3f}",
-            f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['std_ms']:.3f}",
-            f"{r['throughput']:.1f}",
-        )  # fmt: skip
-    console = Console(width=max(Console().width, 130))
+        cells = [
+            _engine(r) + (" *" if r.get("recommended") else ""), r["precision"], r["device"], str(r["batch"]),
+            f"{r['cold_ms']:.2f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+            f"{r['mean_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput']:.1f}",
+        ]  # fmt: skip
+        check = r.get("check")
+        if checked and check:
+            confident = check.get("confident_agreement")
+            cells += [
+                f"{100 * check['top1_agreement']:.1f}%",
+                f"{100 * confident:.1f}% of {check['confident_samples']}" if confident is not None else "-",
+                f"{check['max_rel_error']:.1e}",
+            ]
+        elif checked:
+            cells += ["", "", ""]
+        table.add_row(*cells)
+    console = Console(width=max(Console().width, 175 if checked else 130))
     console.print(table)
     cpu, gpu, versions = env.get("cpu", {}), env.get("gpu"), env.get("versions", {})
     parts = [f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} cores, load {cpu.get('load_avg_1m')})"]
@@ -104,7 +191,11 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
 def bench_command(
     target: str = typer.Argument(..., help="Zoo name (exported on the fly into models/), artifact folder or .onnx."),
     backend: list[str] = typer.Option(
-        None, "--backend", "-b", help="torch | onnxruntime | tensorrt; repeat or comma-separate. Default onnxruntime."
+        None,
+        "--backend",
+        "-b",
+        help="torch | onnxruntime | openvino | tensorrt, or all (every engine this machine has, every precision the "
+        "artifact has); repeat or comma-separate. Default onnxruntime.",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (tensorrt always runs on cuda)."),
     precision: list[str] = typer.Option(None, "--precision", "-p", help="fp32 | fp16 | int8; repeat or comma list."),
@@ -130,32 +221,72 @@ def bench_command(
     tf32: bool = typer.Option(
         False, "--tf32", help="torch fp32 on cuda: allow TF32 (PyTorch's conv default); without it fp32 is IEEE FP32."
     ),
+    ov_precision: str = typer.Option(
+        None,
+        "--ov-precision",
+        help="openvino inference precision(s): f32, bf16, f16, default (OpenVINO's own: bf16 on CPUs that have it); "
+        "comma list. Default: default; with --backend all: f32,default.",
+    ),
+    ov_device: str = typer.Option("CPU", "--ov-device", help="openvino device name: CPU, GPU, NPU, AUTO."),
+    no_fidelity: bool = typer.Option(
+        False, "--no-fidelity", help="Skip each row's top-1 agreement with FP32 on held-out photos."
+    ),
+    fidelity_crops: int = typer.Option(
+        200, "--fidelity-crops", help="Held-out photo crops for the fidelity column (plus the 4 export photos)."
+    ),
     block: int = typer.Option(10, "--block", help="Iterations per configuration per round-robin block."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where zoo names are exported/cached."),
     json_output: bool = typer.Option(False, "--json", help="Print the result rows as JSON."),
     csv_file: Path | None = typer.Option(None, "--csv", help="Also write the rows to this CSV file."),
     plot_file: Path | None = typer.Option(None, "--plot", help="Also write a bar chart (needs edgeconv[plot])."),
+    on: list[str] = on_board.ON,
+    lock_clocks: bool = on_board.LOCK_CLOCKS,
+    accept_new_host_key: bool = on_board.ACCEPT_NEW_HOST_KEY,
+    known_hosts: Path | None = on_board.KNOWN_HOSTS,
+    remote_edgeconv: str | None = on_board.REMOTE_EDGECONV,
+    remote_dir: str | None = on_board.REMOTE_DIR,
+    remote_timeout: float = on_board.REMOTE_TIMEOUT,
+    no_data_transfers: bool = on_board.NO_DATA_TRANSFERS,
+    board_root: str = on_board.BOARD_ROOT,
 ) -> None:
     """Measure latency (cold, mean, p50/p90/p99, min, max, std, throughput) of TARGET on one or more backends.
 
     Several backends/precisions/batches are measured side by side, interleaved in round-robin blocks, so machine
     drift affects them all alike. Every row carries the environment (CPU, GPU, driver, library versions).
 
+    Every row also carries its fidelity: top-1 agreement with FP32 (the artifact's FP32 ONNX on ONNX Runtime, checked
+    against PyTorch at export) on held-out photos. The run ends with a recommendation per batch size: the fastest row
+    whose fidelity passes the artifact's INT8 gate (or edgeconv's default gate).
+
     Examples:
+      [bold]edgeconv bench models/mobilenet_v2 --backend all --threads 2[/bold]
       [bold]edgeconv bench mobilenet_v2 --backend torch,onnxruntime --threads 2[/bold]
       [bold]edgeconv bench mobilenet_v2 -b torch --device cuda -p fp32,fp16 --batch 1,8 --cuda-graph[/bold]
     """
     from edgeconv.backends.artifacts import resolve_target
-    from edgeconv.bench import CaseOptions, environment, make_cases, measure
+    from edgeconv.bench import (
+        CaseOptions,
+        Gate,
+        check_timing,
+        environment,
+        fidelity_check,
+        measure,
+        recommend,
+        target_reference,
+    )
+    from edgeconv.cli.preflight import check_run_plan
 
     if iters is not None and seconds is not None:
         raise InvalidArgumentError("give --iters or --seconds, not both")
     if iters is None and seconds is None:
         iters = 100
     backends = split_list(backend, ["onnxruntime"])
-    precisions = split_list(precision, ["fp32"])
+    everything = "all" in backends
+    precisions = split_list(precision, [])
     batches = parse_batches(batch)
-    resolved = resolve_target(target, models_dir=models_dir)
+    hints = parse_ov_precisions(ov_precision, everything)
+    if fidelity_crops < 0:
+        raise InvalidArgumentError(f"--fidelity-crops {fidelity_crops} must be >= 0")
     options = CaseOptions(
         device=device,
         threads=threads,
@@ -165,19 +296,64 @@ def bench_command(
         cuda_graph=cuda_graph,
         channels_last=channels_last,
         tf32=tf32,
+        openvino_precisions=hints,
+        openvino_device=ov_device,
     )
-    cases, skipped = make_cases(resolved, backends=backends, precisions=precisions, batches=batches, options=options)
-    for reason in skipped:
-        typer.echo(f"edgeconv: skipped {reason}", err=True)
+    check_timing(warmup=warmup, iterations=iters, seconds=seconds, block=block)
+    on_board.check_remote_only(on, lock_clocks=lock_clocks, accept_new_host_key=accept_new_host_key,
+                               no_data_transfers=no_data_transfers, remote_edgeconv=bool(remote_edgeconv),
+                               remote_dir=bool(remote_dir), known_hosts=bool(known_hosts))  # fmt: skip
+    if on:  # the same measurement on boards over SSH (edgeconv.remote): what this machine has does not matter
+        on_board.bench_on(
+            on, target, models_dir=models_dir, json_output=json_output, csv_file=csv_file, plot_file=plot_file,
+            request=dict(backends=backends, precisions=precisions, batches=batches, device=device, warmup=warmup,
+                         iterations=iters, seconds=seconds, threads=threads, ort_provider=provider,
+                         graph_optimization=graph_opt, compile_mode=compile_mode if compile_model else None,
+                         cuda_graph=cuda_graph, channels_last=channels_last, tf32=tf32, ov_precision=ov_precision,
+                         ov_device=ov_device, fidelity=not no_fidelity, fidelity_crops=fidelity_crops, block=block),
+            options=on_board.remote_options(known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
+                                            remote_edgeconv=remote_edgeconv, remote_dir=remote_dir,
+                                            timeout=remote_timeout, lock_clocks=lock_clocks,
+                                            no_data_transfers=no_data_transfers, board_root=board_root),
+        )  # fmt: skip
+        return
+    check_run_plan(
+        target, backends=backends, precisions=precisions, options=options, models_dir=models_dir,
+        outputs={"--csv": csv_file, "--plot": plot_file},
+    )  # fmt: skip  # all before a zoo name is exported into models/
+    resolved = resolve_target(target, models_dir=models_dir)
+    cases, skipped = build_cases(resolved, backends, precisions, batches, options)
     if not cases:
         raise InvalidArgumentError("no configuration can run: " + "; ".join(skipped))
+    for reason in skipped:
+        typer.echo(f"edgeconv: skipped {reason}", err=True)
 
     def progress(message: str) -> None:
         log.info(message)
 
-    results = measure(cases, warmup=warmup, iterations=iters, seconds=seconds, block=block, progress=progress)
+    check = None
+    if not no_fidelity:
+        images, reference, described = target_reference(resolved, fidelity_crops)
+        log.info("fidelity: %d images against %s", len(images), described)
+
+        def check(case: Any) -> dict[str, Any]:
+            return {**fidelity_check(case, images, reference), "reference": described}
+
+    failures: list[str] = []
+    results = measure(
+        cases, warmup=warmup, iterations=iters, seconds=seconds, block=block, progress=progress, check=check,
+        failures=failures,
+    )  # fmt: skip
+    if not results:
+        raise InvalidArgumentError("no configuration ran: " + "; ".join(failures))
+    for failure in failures:
+        typer.echo(f"edgeconv: failed {failure}", err=True)
     env = environment()
     rows = [result.row(env) for result in results]
+    gate = Gate.of(resolved.manifest)
+    best = recommend(rows, gate) if check is not None else {}
+    for row in best.values():
+        row["recommended"] = True
     if csv_file is not None:
         write_csv(csv_file, rows)
     if plot_file is not None:
@@ -186,6 +362,7 @@ def bench_command(
         print_json(rows)
     else:
         _print_table(rows, env)
+        _print_recommendation(rows, best, gate, check is not None)
 
 
 def print_latency_breakdown(result: Any, top: int = 25) -> None:

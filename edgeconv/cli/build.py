@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from edgeconv.cli import remote as on_board
 from edgeconv.cli.app import app, print_json
 from edgeconv.errors import InvalidArgumentError
 
@@ -26,16 +27,44 @@ def build_command(
     force: bool = typer.Option(False, "--force", help="Rebuild even if an up-to-date engine is recorded."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="Where zoo names are exported/cached."),
     json_output: bool = typer.Option(False, "--json", help="Print the engine's manifest entry as JSON."),
+    on: list[str] = on_board.ON,
+    accept_new_host_key: bool = on_board.ACCEPT_NEW_HOST_KEY,
+    known_hosts: Path | None = on_board.KNOWN_HOSTS,
+    remote_edgeconv: str | None = on_board.REMOTE_EDGECONV,
+    remote_dir: str | None = on_board.REMOTE_DIR,
+    remote_timeout: float = on_board.REMOTE_TIMEOUT,
+    board_root: str = on_board.BOARD_ROOT,
 ) -> None:
     """Build a serialized TensorRT engine from an exported ONNX and record it in the artifact's manifest.json
     (TensorRT version, GPU, compute capability): engines only run on the TensorRT version and GPU that built them."""
     from edgeconv.backends.artifacts import resolve_target
     from edgeconv.backends.tensorrt import BuildRequest, build_engine, require_tensorrt
+    from edgeconv.cli.preflight import check_build_options
 
     if backend != "tensorrt":
         raise InvalidArgumentError(f"--backend {backend!r}: only tensorrt builds engines (onnxruntime needs no build)")
-    features = require_tensorrt()  # fail before exporting anything when TensorRT is missing
-    target = resolve_target(artifact, models_dir=models_dir)
+    check_build_options(
+        artifact, precision=precision, batch=batch, max_batch=max_batch, dla_core=dla_core, workspace=workspace,
+        optimization_level=optimization_level, typing_mode=typing_mode, timing_cache=timing_cache,
+        models_dir=models_dir, local=not on,
+    )  # fmt: skip
+    on_board.check_remote_only(on, accept_new_host_key=accept_new_host_key, remote_edgeconv=bool(remote_edgeconv),
+                               remote_dir=bool(remote_dir), known_hosts=bool(known_hosts))  # fmt: skip
+    if on:  # build on the boards over SSH (edgeconv.remote): the engine stays there, in the artifact's folder
+        on_board.build_on(
+            on, artifact, models_dir=models_dir, json_output=json_output, timing_cache=timing_cache,
+            request=dict(precision=precision, batch=batch, max_batch=max_batch, dla_core=dla_core,
+                         gpu_fallback=not no_gpu_fallback, workspace_mb=workspace,
+                         optimization_level=optimization_level, typing=typing_mode, force=force),
+            options=on_board.remote_options(known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
+                                            remote_edgeconv=remote_edgeconv, remote_dir=remote_dir,
+                                            timeout=remote_timeout, board_root=board_root),
+        )  # fmt: skip
+        return
+    # A path is read (and a truncated file named) first; a zoo name is exported only once TensorRT is known to be here.
+    target = resolve_target(artifact, models_dir=models_dir) if Path(artifact).exists() else None
+    features = require_tensorrt()
+    target = target or resolve_target(artifact, models_dir=models_dir)
     if precision == "fp16" and "fp16" in target.onnx:
         onnx_path = target.onnx["fp16"]
     else:

@@ -31,7 +31,7 @@ class _Steps:
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            disable=not enabled,
+            disable=not (enabled and console.is_terminal),  # a spinner in a pipe or log is only a stray blank line
         )
         self.task: Any = None
         self.label: str | None = None
@@ -226,7 +226,7 @@ def export_command(
             int8=int8,
             int8_options=int8_options,
             opset=opset,
-            batch=batch or 1,
+            batch=1 if batch is None else batch,  # --batch 0 is an error, not 1
             dynamic_batch=dynamic_batch,
             input_size=parse_input_size(input_size),
             fuse=not no_fuse,

@@ -28,7 +28,7 @@ def _bytes(value: float) -> str:
 
 
 def is_onnx_target(target: str) -> bool:
-    return target.lower().endswith(".onnx") or Path(target).is_file()
+    return target.lower().endswith(".onnx") or Path(target).is_file() or Path(target).is_dir()
 
 
 def profile_target(
@@ -45,6 +45,10 @@ def profile_target(
             )
         from edgeconv.profile.onnx_count import compare_with_zoo
 
+        if Path(target).is_dir():  # an artifact folder: its FP32 model
+            from edgeconv.backends.artifacts import resolve_target
+
+            target = str(resolve_target(target).onnx_for("fp32"))
         report = profile_onnx(target, batch=batch)
         report.notes.extend(compare_with_zoo(target, report))  # artifact folders name their zoo model
         return report
@@ -94,7 +98,9 @@ def print_report(report: ProfileReport, *, by_type: bool, console: Console | Non
 
 @app.command("profile")
 def profile_command(
-    target: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`) or path to an .onnx file."),
+    target: str = typer.Argument(
+        ..., help="Zoo model name (see `edgeconv list`), path to an .onnx file, or an artifact folder."
+    ),
     input_size: str = typer.Option(None, "--input-size", help="H or H,W (zoo models; default: the model's own)."),
     batch: int = typer.Option(1, "--batch", help="Batch size (mult-adds and activations scale with it)."),
     width_mult: float = typer.Option(None, "--width-mult", help="Width multiplier (MobileNet, ShuffleNet ...)."),
@@ -114,6 +120,20 @@ def profile_command(
     Examples: [bold]edgeconv profile mobilenet_v1 --by-type[/bold];
     [bold]edgeconv profile models/mobilenet_v2.onnx --json[/bold]
     """
+    from edgeconv.cli.preflight import check_outputs, check_run_plan
+
+    check_outputs(target, Path("models"), {"--csv": csv_path})
+    if latency:  # everything --latency can refuse, before a zoo name is exported into models/
+        from edgeconv.bench import CaseOptions
+
+        if not 1 <= runs <= 100_000 or not 0 <= warmup <= 100_000:
+            raise InvalidArgumentError(
+                f"--runs {runs} / --warmup {warmup} are not valid; use --runs 1..100000 and --warmup 0..100000"
+            )
+        if backend not in ("onnxruntime", "tensorrt"):
+            raise InvalidArgumentError(f"--latency needs --backend onnxruntime or tensorrt, not {backend!r}")
+        options = CaseOptions(threads=threads)
+        check_run_plan(target, backends=[backend], precisions=[precision], options=options, models_dir=Path("models"))
     report = profile_target(target, input_size, batch, width_mult)
     if csv_path is not None:
         report.write_csv(csv_path)

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
+from edgeconv.errors import InvalidArgumentError
+from edgeconv.guidelines import TABLE_NAMES as GUIDELINE_TABLES
 from edgeconv.profile.tables import (
     MEASURED_METRICS,
     RowResult,
@@ -90,14 +92,57 @@ def print_table(result: TableResult, console: Console) -> None:
     console.print()
 
 
+def _table_name(name: str) -> str:
+    try:
+        return get_table(name).name
+    except InvalidArgumentError:
+        raise InvalidArgumentError(
+            f"unknown table {name!r}; tables: {', '.join([*table_names(), *GUIDELINE_TABLES])}"
+        ) from None
+
+
+def print_guideline_tables(names: list[str], path: Path | None, console: Console | None, json_rows: list) -> None:
+    """ShuffleNet V2's guideline tables (edgeconv.guidelines): the paper's figures, and the measured ratios from a
+    guideline results file when there is one. With ``console`` None the reports are appended to ``json_rows``."""
+    from edgeconv.cli.guidelines import environment_line, print_guideline_table, print_readings
+    from edgeconv.guidelines import PAPER, READINGS, find_results, guideline_report, load_results
+
+    path = path if path is not None else find_results()
+    document = load_results(path) if path is not None else None
+    runs = document["runs"] if document else []
+    reports = [guideline_report(GUIDELINE_TABLES[name], runs) for name in names]
+    if console is None:
+        json_rows += [{**report, "guidelines_file": str(path) if path else None} for report in reports]
+        return
+    for report in reports:
+        print_guideline_table(report, console)
+    print_readings(console, READINGS)
+    console.print(f"Paper: {PAPER}", style="dim", highlight=False)
+    if document:
+        console.print(environment_line(runs[0]["env"], f"Measured figures from {path}"), style="dim", highlight=False)
+    console.print()
+
+
 @app.command("tables")
 def tables_command(
-    name: str = typer.Argument(None, help=f"One table: {', '.join(table_names())}. Default: all."),
+    name: str = typer.Argument(
+        None, help=f"One table: {', '.join([*table_names(), *GUIDELINE_TABLES])}. Default: all."
+    ),
     bench: Path = typer.Option(
         None,
         "--bench",
-        help="Benchmark results (bench/run_bench.py JSON) for the latency rows. Default: the newest "
-        "bench/results/*.json that is not a -quick run.",
+        help="Benchmark results (bench/run_bench.py JSON, or the rows of `edgeconv bench --json`, e.g. from a Jetson "
+        "with --on) for the latency rows. Default: the newest bench/results/*.json that is not a -quick run.",
+        dir_okay=False,
+    ),
+    board: str = typer.Option(
+        None, "--board", help="With --bench rows of several boards (bench --on a --on b): the board to read."
+    ),
+    guidelines: Path = typer.Option(
+        None,
+        "--guidelines",
+        help="Guideline results (bench/guidelines.py or `edgeconv guidelines --out` JSON) for the shufflenet_v2_g1..g4 "
+        "tables. Default: the newest bench/results/guidelines-*.json that is not a -quick run.",
         dir_okay=False,
     ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list of tables, each with name and rows."),
@@ -107,14 +152,25 @@ def tables_command(
     Deviations over 2% (0.05 pp for shares) are flagged and carry their explanation. Latency rows show the
     benchmark's p50 beside the paper's (other hardware: not flagged) and compare the latency relative to the table's
     reference model, flagged above 25%.
+    The shufflenet_v2_g1..g4 tables are ShuffleNet V2's guideline micro-benchmarks (its Tables 1-4): the paper's GPU
+    and ARM figures, each also relative to the table's first row, beside edgeconv's measured ratios (`edgeconv
+    guidelines`, `python bench/guidelines.py`) and each guideline's verdict.
     Example: [bold]edgeconv tables mobilenet_v2_comparison --bench bench/results/amd-epyc-2c.json[/bold]
     """
-    names = [get_table(name).name] if name else None
-    path = bench if bench is not None else find_bench_results()
-    results = compute_tables(names, bench=load_bench(path) if path is not None else None)
+    guideline_names = [n for n in GUIDELINE_TABLES if name in (None, n)]
+    names = [] if name in GUIDELINE_TABLES else [_table_name(name)] if name else None
+    results = []
+    if names != []:
+        path = bench if bench is not None else find_bench_results()
+        results = compute_tables(names, bench=load_bench(path, board=board) if path is not None else None)
     if json_output:
-        print_json([result.to_dict() for result in results])
+        rows = [result.to_dict() for result in results]
+        if guideline_names:
+            print_guideline_tables(guideline_names, guidelines, None, rows)
+        print_json(rows)
         return
     console = Console()
     for result in results:
         print_table(result, console)
+    if guideline_names:
+        print_guideline_tables(guideline_names, guidelines, Console(width=max(console.width, 150)), [])

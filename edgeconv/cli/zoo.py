@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
+from edgeconv.errors import UnknownModelError
 from edgeconv.profile import profile_model
 from edgeconv.profile.report import ProfileReport
 from edgeconv.zoo import get_spec, list_specs
@@ -27,6 +28,11 @@ def list_command(
     Example: [bold]edgeconv list shufflenet[/bold]
     """
     specs = list_specs(pattern)
+    if pattern and not specs:
+        try:
+            get_spec(pattern)
+        except UnknownModelError as exc:
+            raise UnknownModelError(f"no zoo model matches {pattern!r}: {exc}") from None
     rows = [
         {
             "name": s.name,

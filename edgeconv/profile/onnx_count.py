@@ -72,10 +72,16 @@ def _load(path: str | os.PathLike[str]) -> Any:
     file = Path(path)
     if not file.is_file():
         raise ArtifactError(f"ONNX file {str(file)!r} does not exist; export one with `edgeconv export MODEL`")
+    fix = "export it again with `edgeconv export MODEL` (or copy it again)"
     try:
-        return onnx.load(str(file))
+        model = onnx.load(str(file))
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model
-        raise ArtifactError(f"{str(file)!r} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise ArtifactError(
+            f"{str(file)!r} is not a readable ONNX model (truncated, or not ONNX: {type(exc).__name__}); {fix}"
+        ) from None
+    if not model.graph.node:  # an empty file parses as an empty model
+        raise ArtifactError(f"{str(file)!r} is not an ONNX model (no graph); {fix}")
+    return model
 
 
 def _pin_batch(model: Any, batch: int) -> list[str]:

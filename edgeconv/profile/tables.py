@@ -734,8 +734,10 @@ def _config(row: dict[str, Any]) -> Config:
     return (str(row.get("backend")), None if label in (None, "eager") else str(label), str(row.get("device")))
 
 
-def load_bench(path: str | Path) -> BenchResults:
-    """Read a ``bench/run_bench.py`` JSON file; a missing or malformed one raises ArtifactError naming it."""
+def load_bench(path: str | Path, *, board: str | None = None) -> BenchResults:
+    """Read a ``bench/run_bench.py`` JSON file, or the rows ``edgeconv bench --json`` prints (each with its ``env``;
+    from boards reached with ``--on``, each with its ``board``: ``board`` picks one when they are several); a missing
+    or malformed one raises ArtifactError naming it."""
     path = Path(path)
     try:
         document = json.loads(path.read_text())
@@ -743,13 +745,31 @@ def load_bench(path: str | Path) -> BenchResults:
         raise ArtifactError(f"benchmark results {path} not found; run python bench/run_bench.py") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"benchmark results {path} unreadable ({exc}); re-run python bench/run_bench.py") from None
+    if isinstance(document, list):
+        return _bench_rows(path, document, board)
     summary = document.get("summary") if isinstance(document, dict) else None
     if not isinstance(summary, list) or not all(isinstance(row, dict) for row in summary):
         raise ArtifactError(
-            f"benchmark results {path} have no 'summary' list of rows; is it a bench/run_bench.py JSON file?"
+            f"benchmark results {path} have no 'summary' list of rows; give a JSON file written by "
+            "`python bench/run_bench.py`"
         )
     env = document.get("env")
     return BenchResults(path=path, summary=summary, env=env if isinstance(env, dict) else {})
+
+
+def _bench_rows(path: Path, rows: list[Any], board: str | None) -> BenchResults:
+    """``edgeconv bench --json`` rows as results: the rows are the summary, the first row's ``env`` the machine."""
+    if not rows or not all(isinstance(row, dict) and "p50_ms" in row and "model" in row for row in rows):
+        raise ArtifactError(f"benchmark results {path} are not rows of `edgeconv bench --json` (model, p50_ms, ...)")
+    boards = list(dict.fromkeys(str(row["board"].get("name")) for row in rows if isinstance(row.get("board"), dict)))
+    if board is not None:
+        rows = [row for row in rows if isinstance(row.get("board"), dict) and row["board"].get("name") == board]
+        if not rows:
+            raise ArtifactError(f"{path} has no rows of board {board!r}; its boards: {', '.join(boards) or 'none'}")
+    elif len(boards) > 1:
+        raise ArtifactError(f"{path} holds rows of {len(boards)} boards ({', '.join(boards)}); pick one with --board")
+    env = rows[0].get("env")
+    return BenchResults(path=path, summary=rows, env=env if isinstance(env, dict) else {})
 
 
 def _is_bench_results(path: Path) -> bool:

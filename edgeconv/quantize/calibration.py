@@ -103,9 +103,10 @@ def _how_to_make() -> str:
     return "put JPEG/PNG photos in it (see calibration/README.md), or pass --calib DIR"
 
 
-def read_image_folder(folder: str | Path) -> ImageSet:
+def read_image_folder(folder: str | Path, *, note_skipped: bool = True) -> ImageSet:
     """Every readable image directly in ``folder`` (sorted by name). Unreadable and non-image files are skipped and
-    counted; a missing folder or one with no usable image raises ``CalibrationError``."""
+    counted, each with a warning naming it (``note_skipped=False``: counted only, for a check before the real read);
+    a missing folder or one with no usable image raises ``CalibrationError``."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(folder).expanduser()
@@ -125,7 +126,7 @@ def read_image_folder(folder: str | Path) -> ImageSet:
                 result.images.append((file, im.convert("RGB")))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             result.skipped.append((file, f"unreadable ({type(exc).__name__})"))
-    for file, why in result.skipped:
+    for file, why in result.skipped if note_skipped else ():
         logger.warning("skipped %s: %s", file, why)
     if not result.images:
         extra = f" ({len(result.skipped)} file(s) skipped as unreadable or not images)" if result.skipped else ""
@@ -146,7 +147,12 @@ class CalibrationSplit:
 
 
 def split_calibration_folder(
-    folder: str | Path | None = None, *, seed: int = 0, eval_fraction: float = 0.5, method: str = "minmax"
+    folder: str | Path | None = None,
+    *,
+    seed: int = 0,
+    eval_fraction: float = 0.5,
+    method: str = "minmax",
+    note_skipped: bool = True,
 ) -> CalibrationSplit:
     """Calibration vs held-out evaluation images, disjoint by image.
 
@@ -165,9 +171,12 @@ def split_calibration_folder(
             )
     root = Path(folder).expanduser()
     if (root / "calib").is_dir() and (root / "eval").is_dir():
-        split = CalibrationSplit(read_image_folder(root / "calib"), read_image_folder(root / "eval"))
+        split = CalibrationSplit(
+            read_image_folder(root / "calib", note_skipped=note_skipped),
+            read_image_folder(root / "eval", note_skipped=note_skipped),
+        )
     else:
-        everything = read_image_folder(root)
+        everything = read_image_folder(root, note_skipped=note_skipped)
         need = MIN_IMAGES[method] + MIN_EVAL_IMAGES
         if len(everything.images) < need:
             raise CalibrationError(

@@ -33,8 +33,10 @@ Both targets: a re-parameterized RepVGG kernel's identity centre taps are comput
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import io
 import logging
 import re
 import tempfile
@@ -648,15 +650,19 @@ class _Quantizer:
         if self.target == "onnxruntime" and (exclude or tensors):
             kwargs["extra_options"] = high_precision(self.model, exclude, tensors, kwargs["extra_options"])
             exclude = ()
-        quantize_static(
-            str(self.pre),
-            str(out),
-            reader,
-            nodes_to_exclude=list(exclude) or None,
-            calibrate_method=_ort_method(self.options.calib_method),
-            **kwargs,
-            **extra,
-        )
+        printed = io.StringIO()  # ORT's calibrators print progress to stdout, which `--json` keeps for the JSON
+        with contextlib.redirect_stdout(printed):
+            quantize_static(
+                str(self.pre),
+                str(out),
+                reader,
+                nodes_to_exclude=list(exclude) or None,
+                calibrate_method=_ort_method(self.options.calib_method),
+                **kwargs,
+                **extra,
+            )
+        if printed.getvalue().strip():
+            logger.debug("onnxruntime quantization: %s", " / ".join(printed.getvalue().split("\n")).strip(" /"))
         if self.saturation_safe or self.adaround or self.offsets:
             import onnx
 

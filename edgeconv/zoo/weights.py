@@ -63,15 +63,24 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own text is pages long (how to unsafely load anyway); what matters is which kind of file this is.
+        why = (
+            "it holds code or objects other than tensors, and is never run"
+            if "Weights only" in str(exc)
+            else ("empty, truncated or not a torch file")
+        )
         raise WeightsError(
-            f"cannot read weights {path}: not a torch state_dict file ({type(exc).__name__}: {first[:160]})"
+            f"cannot read weights {path}: not a torch state_dict file ({type(exc).__name__}: {why}); give a file "
+            "saved with torch.save(model.state_dict(), PATH)"
         ) from exc
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"weights {path} hold a {type(obj).__name__}, not a state_dict of tensors")
+        raise WeightsError(
+            f"weights {path} hold a {type(obj).__name__}, not a state_dict of tensors; give a file saved with "
+            "torch.save(model.state_dict(), PATH)"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -103,7 +112,10 @@ def load_weights(model: nn.Module, spec: ModelSpec, weights: str) -> Path:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
         if mismatched:
             parts.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
-        raise WeightsError(f"weights {path.name} do not match {spec.name}: keys {'; '.join(parts)}")
+        raise WeightsError(
+            f"weights {path.name} do not match {spec.name}: keys {'; '.join(parts)}; give a state_dict of "
+            f"{spec.name} (`edgeconv info {spec.name}` lists known checkpoints)"
+        )
     model.load_state_dict(state, strict=True)
     logger.info("loaded %s into %s", path, spec.name)
     return path

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# INT8 on OpenVINO: edgeconv's artifact beside NNCF ({target.name}, batch 1, {args.threads} threads)",
         "",
-        f"Command: `python bench/openvino_int8.py --model {args.model} --threads {args.threads}`",
+        f"Command: `python bench/openvino_int8.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         f"- CPU: {env['cpu'].get('model')} ({' '.join(env['cpu'].get('isa') or [])}; "
         f"{env['cpu'].get('usable_cores')} usable cores, load "

@@ -255,13 +255,14 @@ def run_model(
     images = reference = None
     if args.fidelity >= 0:
         if target.onnx:
-            images, reference, _ = target_reference(target, args.fidelity)
+            images, reference, described = target_reference(target, args.fidelity)
         else:
             images = fidelity_images(name, args.fidelity)
             reference = reference_logits(module, images)
+            described = "PyTorch FP32 on the CPU"
 
     def check(case: BenchCase) -> dict[str, Any]:
-        return fidelity_check(case, images, reference)
+        return {**fidelity_check(case, images, reference), "reference": described}
 
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -400,6 +401,7 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
     lines = [
         f"# Latency on {machine_name(env)}" + (" (quick smoke run: not for comparison)" if args.quick else ""),
         "",
+        f"- Command: `{getattr(args, 'command', None) or 'python bench/run_bench.py'}`",
         f"- CPU: {cpu.get('model')} ({cpu.get('usable_cores')} usable / {cpu.get('logical_cores')} logical cores, "
         f"{' '.join(cpu.get('isa') or []) or 'ISA not read'}, "
         f"governor {cpu.get('governor', 'n/a')}, load {cpu.get('load_avg_1m')} at start)",
@@ -421,11 +423,12 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         + (str(args.threads) if args.threads else "library default"),
         "",
         "",
-        "Fidelity: each configuration's outputs against PyTorch FP32 on the CPU, on "
-        + (f"{summary[0]['check']['samples']} images (the export check's 4 photos + held-out crops of "
-           "calibration/eval)" if summary and summary[0].get("check") else "no images (--fidelity -1)")
-        + ": max relative error (tolerance: FP32 1e-4, FP16/TF32 1e-2; ok = within it and no top-1 change beyond a "
-        "near tie), top-1 agreement overall and where FP32 is confident (p > 0.5).",
+        "Fidelity: each configuration's outputs against "
+        + (f"{reference_of(summary)}, on {summary[0]['check']['samples']} images (the export check's 4 photos + "
+           "held-out crops of calibration/eval)" if summary and summary[0].get("check") else "nothing (--fidelity -1)")
+        + ": max relative error (tolerance by the arithmetic a row runs: FP32 1e-4, FP16/TF32 1e-2, bf16 8e-2; ok = "
+        "within it and no top-1 change beyond a near tie; INT8 has the gate instead), top-1 agreement overall and "
+        "where FP32 is confident (p > 0.5).",
         "",
         "| model | M mult-adds | M params | weights | backend | precision | device | batch | p50 ms | p90 ms | p99 ms "
         "| mean ms | std ms | img/s | cold ms | vs torch | spread | max rel err | ok | top-1 agree | confident agree |",
@@ -469,8 +472,27 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
             lines.append(f"| {p['model']} | {p['backend']} | {p['end_to_end_ms']:.3f} | {cells} |")
         lines += ["", "'Not in any layer' is the measured end-to-end time minus the sum of per-layer kernel times."]
     if skipped:
-        lines += ["", "## Not run", ""] + [f"- {s}" for s in sorted(set(skipped))]
+        lines += ["", "## Not run", ""] + [f"- {s}" for s in not_run(skipped)]
     return "\n".join(lines) + "\n"
+
+
+def reference_of(summary: list[dict[str, Any]]) -> str:
+    """What the rows' fidelity was measured against (older results files do not say: PyTorch FP32 then)."""
+    found = dict.fromkeys((r.get("check") or {}).get("reference", "PyTorch FP32 on the CPU") for r in summary)
+    return " / ".join(found) if found else "PyTorch FP32 on the CPU"
+
+
+def not_run(skipped: list[str]) -> list[str]:
+    """The 'Not run' list, with the models that have no INT8 file (the usual case) folded into one line."""
+    no_int8 = sorted({s.split()[0] for s in skipped if "has no int8 ONNX" in s})
+    rest = sorted({s for s in skipped if "has no int8 ONNX" not in s})
+    if no_int8:
+        rest.insert(
+            0,
+            f"int8 rows of {', '.join(no_int8)}: no INT8 artifact in models/ (export one with "
+            "`edgeconv export NAME --int8`; an INT8 export takes minutes, so the driver never makes one)",
+        )
+    return rest
 
 
 def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path) -> list[Path]:
@@ -555,6 +577,20 @@ def write_results(
     return [json_path, md_path, *(plots(summary, parts, stem) if final else [])]
 
 
+def render(path: Path) -> int:
+    """Markdown and plots again from a results JSON, with the arguments it was measured with."""
+    from edgeconv.files import write_atomic
+
+    document = json.loads(path.read_text(encoding="utf-8"))
+    args = argparse.Namespace(**document["args"])
+    summary = summarize(document["rows"])
+    write_atomic(path.with_suffix(".md"), markdown(summary, document["breakdowns"], document["env"], args,
+                                                   document["skipped"], path).encode())  # fmt: skip
+    plots(summary, document["breakdowns"], path.with_suffix(""))
+    log.info("rendered %s", path.with_suffix(".md"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke check: 2 models, batch 1, few iterations")
@@ -596,8 +632,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", default=str(ROOT / "models"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--machine", default=None, help="result file name (default: from the GPU/CPU model)")
+    parser.add_argument(
+        "--render",
+        default=None,
+        metavar="RESULTS.json",
+        help="only re-write the Markdown and plots of an existing results file (nothing is measured)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.render:
+        return render(Path(args.render))
+    args.command = " ".join(["python bench/run_bench.py", *(argv if argv is not None else sys.argv[1:])])
 
     quick = args.quick
     models = args.models.split(",") if args.models else list(QUICK_SET if quick else COMPARISON_SET)

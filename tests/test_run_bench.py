@@ -80,6 +80,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
     assert "| shufflenet_v2_x0_5 |" in markdown and "Beside the ShuffleNet V2 paper" in markdown
     (guidelines,) = tmp_path.glob("guidelines-*-quick.json")  # then the guideline suite, on the same device
     assert json.loads(guidelines.read_text())
+    json_path.with_suffix(".md").unlink()  # --render writes the same Markdown again from the JSON alone
+    render = subprocess.run([sys.executable, str(ROOT / "bench" / "run_bench.py"), "--render", str(json_path)],
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert render.returncode == 0 and json_path.with_suffix(".md").read_text() == markdown
 
 
 def test_driver_rejects_bad_variant_in_one_line(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run_bench import machine_name  # noqa: E402  the one naming of result files
 
+from edgeconv.errors import EdgeconvError  # noqa: E402
+from edgeconv.files import check_writable, write_atomic  # noqa: E402
 from edgeconv.guidelines import (  # noqa: E402
     DEVICE_BACKENDS,
     GUIDELINES,
@@ -34,6 +36,8 @@ from edgeconv.guidelines import (  # noqa: E402
     PLATFORM_NAMES,
     PLATFORMS,
     GuidelineOptions,
+    format_speed,
+    get_guideline,
     guideline_report,
     load_results,
     measured_with,
@@ -44,12 +48,6 @@ from edgeconv.guidelines import (  # noqa: E402
 
 log = logging.getLogger("guidelines")
 STATISTIC_NAMES = {"min": "fastest (min)", "p50": "median (p50)", "mean": "mean"}
-
-
-def _speed(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def markdown(document: dict[str, Any], json_path: Path) -> str:
@@ -106,15 +104,15 @@ def markdown(document: dict[str, Any], json_path: Path) -> str:
             cells = [
                 row["label"],
                 f"{row['column'][platform]}: {row['network'][platform]}",
-                f"{_speed(row['paper'][platform])} ({row['paper_ratio'][platform]:.2f})",
-                f"{_speed(row['paper'][other])} ({row['paper_ratio'][other]:.2f})",
+                f"{format_speed(row['paper'][platform])} ({row['paper_ratio'][platform]:.2f})",
+                f"{format_speed(row['paper'][other])} ({row['paper_ratio'][other]:.2f})",
             ]
             for cell in row["measured"]:
                 if cell is None or cell["ratio"] is None:
                     cells.append("-")
                 else:
                     flag = " (output differs)" if cell.get("passed") is False else ""
-                    cells.append(f"{_speed(cell['speed'])} (**{cell['ratio']:.2f}**){flag}")
+                    cells.append(f"{format_speed(cell['speed'])} (**{cell['ratio']:.2f}**){flag}")
             lines.append("| " + " | ".join(cells) + " |")
         sizes = report["columns"][platform]
         lines += ["", "| verdict | " + " | ".join(sizes) + " | overall |", "|---|" + "---|" * (len(sizes) + 1)]
@@ -152,6 +150,13 @@ def markdown(document: dict[str, Any], json_path: Path) -> str:
     return "\n".join(lines)
 
 
+def parse_threads(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--threads {text!r} is not valid; use counts such as 1 or 1,2 (0: the default)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke check: x1 only, 3 iterations, 1 repeat")
@@ -175,24 +180,35 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     backends = tuple(args.backends.split(",")) if args.backends else DEVICE_BACKENDS.get(args.device, ("torch",))
-    scales = tuple(int(s) for s in args.scales.split(",")) if args.scales else ((1,) if quick else (1, 2, 4))
-    runs: list[dict[str, Any]] = []
-    start = time.time()
-    with tempfile.TemporaryDirectory(prefix="edgeconv-guidelines-") as workdir:  # exports shared by every run
-        for threads in (int(t) for t in args.threads.split(",")):
-            options = GuidelineOptions(
+    # Every option is checked before the first run: a typo must not cost a run of minutes.
+    try:
+        scales = tuple(int(s) for s in args.scales.split(",")) if args.scales else ((1,) if quick else (1, 2, 4))
+        keys = [get_guideline(key).key for key in args.guidelines.split(",")]
+        all_options = [
+            GuidelineOptions(
                 device=args.device,
                 backends=backends,
                 threads=threads or None,
-                iterations=args.iters or (3 if quick else 20),
+                iterations=args.iters if args.iters is not None else (3 if quick else 20),
                 warmup=1 if quick else args.warmup,
-                repeats=args.repeats or (1 if quick else 3),
+                repeats=args.repeats if args.repeats is not None else (1 if quick else 3),
                 scales=scales,
                 margin=args.margin,
                 statistic=args.statistic,
             )
+            for threads in parse_threads(args.threads)
+        ]
+        for options in all_options:
+            options.validate()
+        check_writable(Path(args.out), what="--out")
+    except (ValueError, EdgeconvError) as exc:
+        parser.error(str(exc))
+    runs: list[dict[str, Any]] = []
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="edgeconv-guidelines-") as workdir:  # exports shared by every run
+        for options in all_options:
             log.info("run: %s", measured_with(options.to_dict(), "+".join(backends)))
-            run = run_guidelines(args.guidelines.split(","), options, workdir=workdir, progress=log.info)
+            run = run_guidelines(keys, options, workdir=workdir, progress=log.info)
             machine = args.machine or machine_name(run["env"])
             stem = Path(args.out) / f"guidelines-{machine}{'-quick' if quick else ''}"
             if args.append and not runs and stem.with_suffix(".json").is_file():
@@ -201,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
             document = results_document(runs, machine=machine)
             json_path = write_results(stem.with_suffix(".json"), document)
             md_path = stem.with_suffix(".md")
-            from edgeconv.files import write_atomic
-
             write_atomic(md_path, markdown(document, json_path).encode("utf-8"))
     log.info("wrote %s and %s in %.0f s", json_path, md_path, time.time() - start)
     return 0

@@ -44,9 +44,9 @@ from edgeconv.bench import (  # noqa: E402
     BenchCase,
     CaseOptions,
     Gate,
+    engine_label,
     environment,
     fidelity_check,
-    fidelity_images,
     gpu_state,
     isa_label,
     make_cases,
@@ -77,13 +77,13 @@ def parse_variant(name: str) -> dict[str, Any]:
     if base not in ("eager", "compile"):
         base, flags = "eager", [base, *flags]
     unknown = [f for f in flags if f not in ("cuda-graph", "channels-last", "tf32")]
-    if base not in ("eager", "compile") or unknown or len(set(flags)) != len(flags):
+    if unknown or len(set(flags)) != len(flags):
         raise InvalidArgumentError(
             f"torch variant {name!r} is not valid; use eager or compile, optionally +cuda-graph, +channels-last, "
             f"+tf32 (e.g. {', '.join(TORCH_VARIANTS)})"
         )
     return {
-        "torch_compile": False if base == "eager" else True,
+        "torch_compile": base == "compile",
         "cuda_graph": "cuda-graph" in flags,
         "channels_last": "channels-last" in flags,
         "tf32": "tf32" in flags,
@@ -141,24 +141,23 @@ def model_figures(name: str) -> dict[str, Any]:
         return {"macs": None, "params": None}
 
 
-def build_module_weights(name: str, weights: str) -> tuple[str, str | None]:
-    """``--weights`` for one model -> (name, catalog name or path, or None for random)."""
+def chosen_weights(name: str, weights: str) -> str | None:
+    """``--weights`` for one model: a catalog name or path, or None for random (``auto``: the catalog's ImageNet
+    checkpoint where its package is installed)."""
+    if weights != "auto":
+        return None if weights == "random" else weights
     from edgeconv.zoo import get_spec
+    from edgeconv.zoo.weights import find_catalog_file
 
-    chosen: str | None = None
-    if weights == "auto":
-        names = [entry.name for entry in get_spec(name).weights]
-        if "imagenet" in names:
-            from edgeconv.zoo.weights import find_catalog_file
-
-            try:
-                find_catalog_file(next(e for e in get_spec(name).weights if e.name == "imagenet"))
-                chosen = "imagenet"
-            except EdgeconvError as exc:
-                log.warning("%s: random weights (%s)", name, exc)
-    elif weights != "random":
-        chosen = weights
-    return name, chosen
+    entry = next((e for e in get_spec(name).weights if e.name == "imagenet"), None)
+    if entry is None:
+        return None
+    try:
+        find_catalog_file(entry)
+    except EdgeconvError as exc:
+        log.warning("%s: random weights (%s)", name, exc)
+        return None
+    return entry.name
 
 
 def build_module(name: str, weights: str) -> tuple[Any, str | None]:
@@ -168,7 +167,7 @@ def build_module(name: str, weights: str) -> tuple[Any, str | None]:
 
     from edgeconv.zoo import create_model
 
-    _, chosen = build_module_weights(name, weights)
+    chosen = chosen_weights(name, weights)
     torch.manual_seed(0)
     module = create_model(name, weights=chosen)
     if name in REPARAMETERIZE:
@@ -183,8 +182,7 @@ def artifact_target(name: str, args: argparse.Namespace) -> Target:
     if not any(folder.glob("*.onnx")):
         from edgeconv.artifact import export_artifact
 
-        _, weights = build_module_weights(name, args.weights)
-        export_artifact(name, folder, weights=weights, dynamic_batch=True)
+        export_artifact(name, folder, weights=chosen_weights(name, args.weights), dynamic_batch=True)
     return resolve_target(str(folder), models_dir=Path(args.models_dir))
 
 
@@ -194,16 +192,6 @@ def torch_target(name: str, module: Any) -> Target:
 
     return Target(name=name, onnx={}, input_name="input", input_shape=(-1, *get_spec(name).input_size),
                   zoo_name=name, module_factory=lambda: module)  # fmt: skip
-
-
-def reference_logits(module: Any, images: Any) -> Any:
-    """PyTorch FP32 on the CPU: what every row's outputs are compared with."""
-    import numpy as np
-    import torch
-
-    with torch.inference_mode():
-        return np.concatenate([module(torch.from_numpy(images[i : i + 16])).float().numpy()
-                               for i in range(0, len(images), 16)])  # fmt: skip
 
 
 def run_model(
@@ -225,6 +213,7 @@ def run_model(
         target.module_factory = lambda: module
     cases: list[BenchCase] = []
     skipped: list[str] = []
+    gate = dataclasses.asdict(Gate.of(target.manifest))
     variants = list(args.torch_variants)
     if compile_spent >= args.compile_budget:
         dropped = [v for v in variants if v.startswith("compile")]
@@ -249,17 +238,12 @@ def run_model(
                 )
                 for case in found:
                     case.info["weights"] = weights or "random"
-                    case.info["gate"] = dataclasses.asdict(Gate.of(target.manifest))
+                    case.info["gate"] = gate
                 cases += found
                 skipped += why
     images = reference = None
     if args.fidelity >= 0:
-        if target.onnx:
-            images, reference, described = target_reference(target, args.fidelity)
-        else:
-            images = fidelity_images(name, args.fidelity)
-            reference = reference_logits(module, images)
-            described = "PyTorch FP32 on the CPU"
+        images, reference, described = target_reference(target, args.fidelity)
 
     def check(case: BenchCase) -> dict[str, Any]:
         return {**fidelity_check(case, images, reference), "reference": described}
@@ -361,15 +345,16 @@ def fidelity_cells(check: dict[str, Any] | None) -> str:
     return f"{check['max_rel_error']:.1e} | {ok} | {100 * check['top1_agreement']:.1f}% | {conf}"
 
 
-def paper_section(results: Path) -> list[str]:
-    """The ShuffleNet V2 paper's Table 8 beside these results (``edgeconv tables shufflenet_v2`` as markdown), for
-    a file with GPU rows."""
-    from edgeconv.profile.tables import GPU_SPEED_METRIC, LATENCY_METRIC, compute_table, load_bench
+def paper_section(results: Path, summary: list[dict[str, Any]], env: dict[str, Any]) -> list[str]:
+    """The ShuffleNet V2 paper's Table 8 beside these results (``edgeconv tables shufflenet_v2 --bench`` as
+    Markdown): only its measured rows, so nothing is profiled each time the file is rewritten."""
+    from edgeconv.profile.tables import GPU_SPEED_METRIC, LATENCY_METRIC, BenchResults, compute_table, get_table
 
-    bench = load_bench(results)
-    devices = {r.get("device") for r in bench.summary}
+    devices = {r.get("device") for r in summary}
     wanted = {m for m, device in ((LATENCY_METRIC, "cpu"), (GPU_SPEED_METRIC, "cuda")) if device in devices}
-    rows = [r for r in compute_table("shufflenet_v2", bench=bench).rows if r.metric in wanted]
+    spec = get_table("shufflenet_v2")
+    spec = dataclasses.replace(spec, rows=tuple(r for r in spec.rows if r.metric in wanted))
+    rows = compute_table(spec, bench=BenchResults(path=results, summary=summary, env=env)).rows if wanted else []
     if not rows:
         return []
     lines = [
@@ -422,7 +407,6 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         "repeat's; spread = (max - min) / min of p50 over repeats; threads "
         + (str(args.threads) if args.threads else "library default"),
         "",
-        "",
         "Fidelity: each configuration's outputs against "
         + (f"{reference_of(summary)}, on {summary[0]['check']['samples']} images (the export check's 4 photos + "
            "held-out crops of calibration/eval)" if summary and summary[0].get("check") else "nothing (--fidelity -1)")
@@ -435,8 +419,7 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         "|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]  # fmt: skip
     for r in summary:
-        label = r.get("provider") or r.get("variant")
-        backend = r["backend"] + (f" ({label})" if label else "") + (" **rec**" if r.get("recommended") else "")
+        backend = engine_label(r) + (" **rec**" if r.get("recommended") else "")
         macs = f"{r['macs'] / 1e6:.0f}" if r.get("macs") else "?"
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "?"
         vs = f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else ""
@@ -453,12 +436,11 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         gate = Gate(**recommended[0]["gate"])
         lines += ["", f"## Recommendation: the fastest row that passes the gate ({gate.describe()})", ""]
         for r in recommended:
-            label = r.get("provider") or r.get("variant")
             lines.append(
-                f"- {r['model']}, batch {r['batch']}: {r['backend']}{f' ({label})' if label else ''} {r['precision']} "
-                f"on {r['device']}, p50 {r['p50_ms']:.3f} ms, top-1 agreement {100 * r['check']['top1_agreement']:.1f}%"
+                f"- {r['model']}, batch {r['batch']}: {engine_label(r)} {r['precision']} on {r['device']}, "
+                f"p50 {r['p50_ms']:.3f} ms, top-1 agreement {100 * r['check']['top1_agreement']:.1f}%"
             )
-    lines += paper_section(path)
+    lines += paper_section(path, summary, env)
     if parts:
         lines += [
             "",
@@ -509,7 +491,7 @@ def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path
     series: dict[str, list[dict[str, Any]]] = {}
     for r in summary:
         if r["batch"] == min(x["batch"] for x in summary) and r.get("macs"):
-            label = f"{r['backend']}{'/' + r['provider'] if r.get('provider') else ''} {r['precision']} {r['device']}"
+            label = f"{engine_label(r)} {r['precision']} {r['device']}"  # OpenVINO f32 and bf16 are two series
             series.setdefault(label, []).append(r)
     for label, rows in series.items():
         rows = sorted(rows, key=lambda r: r["macs"])

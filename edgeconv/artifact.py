@@ -250,33 +250,32 @@ def check_destination(folder: Path, planned: dict[str, Any], *, force: bool = Fa
     check_writable(folder.parent, what="--out", path=folder)
 
 
-def _check_int8(name: str, kwargs: dict[str, Any], options: Any) -> None:
-    """INT8 options that can be refused before the export: the calibration folder holds enough readable photos (read
-    now without notes; the notes on skipped files come once, when calibration reads it for real), and every
-    ``--fallback`` name is a module of the model (checked on the meta device: no weights, no arithmetic)."""
+def _check_int8(name: str, kwargs: dict[str, Any], options: Any) -> Any:
+    """INT8 options that can be refused before the export: every ``--fallback`` name is a module of the model (checked
+    first, on the meta device: no weights, no arithmetic), and the calibration folder holds enough readable photos.
+    Returns that folder's split, which calibration then uses as read (each photo is decoded once)."""
     import torch
 
     from edgeconv.quantize.calibration import split_calibration_folder
     from edgeconv.zoo import create_model
 
     if options is None:
-        return
+        return None
     options.validate()
-    split_calibration_folder(options.calib_dir, seed=options.seed, method=options.calib_method, note_skipped=False)
-    if not isinstance(options.fallback, tuple):
-        return
-    try:
-        with torch.device("meta"):
-            modules = [module for module, _ in create_model(name, **kwargs).named_modules() if module]
-    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:  # a builder that needs real tensors
-        logger.debug("cannot build %s on the meta device (%s); --fallback is checked after the export", name, exc)
-        return
-    for layer in options.fallback:
-        if layer not in modules:
-            raise InvalidArgumentError(
-                f"--fallback layer {layer!r} is not a module of {name}; give PyTorch module names such as: "
-                f"{', '.join(modules[:6])} ..."
-            )
+    if isinstance(options.fallback, tuple):
+        try:
+            with torch.device("meta"):
+                modules = [module for module, _ in create_model(name, **kwargs).named_modules() if module]
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:  # a builder that needs real tensors
+            logger.debug("cannot build %s on the meta device (%s); --fallback is checked after the export", name, exc)
+            modules = None
+        for layer in options.fallback if modules is not None else ():
+            if layer not in modules:
+                raise InvalidArgumentError(
+                    f"--fallback layer {layer!r} is not a module of {name}; give PyTorch module names such as: "
+                    f"{', '.join(modules[:6])} ..."
+                )
+    return split_calibration_folder(options.calib_dir, seed=options.seed, method=options.calib_method)
 
 
 def _check_input_size(name: str, chw: tuple[int, ...], kwargs: dict[str, Any]) -> None:
@@ -360,8 +359,7 @@ def export_artifact(
         "input_shape": ["batch" if dynamic_batch else batch, *chw],
     }
     check_destination(folder, planned, force=force)
-    if int8:
-        _check_int8(name, kwargs, int8_options)
+    calibration_split = _check_int8(name, kwargs, int8_options) if int8 else None
     if input_size is not None:
         _check_input_size(name, chw, kwargs)
 
@@ -422,7 +420,7 @@ def export_artifact(
         if int8:
             step("quantize to INT8 and validate")
             int8_manifest = _quantize(
-                spec, export_model, staging / FILES["fp32"], staging / FILES["int8"], int8_options
+                spec, export_model, staging / FILES["fp32"], staging / FILES["int8"], int8_options, calibration_split
             )
             files["int8"] = {"path": FILES["int8"], "precision": "int8"}
         for file_entry in files.values():
@@ -485,22 +483,15 @@ def export_artifact(
     return Manifest(folder, json.loads((folder / MANIFEST).read_text(encoding="utf-8")), unchanged=True)
 
 
-def _quantize(spec: Any, torch_model: Any, fp32_path: Path, out_path: Path, options: Any) -> dict[str, Any]:
-    """The INT8 hook: ``edgeconv.quantize.quantize_int8(fp32 onnx, out, spec, fused torch model, options)``."""
+def _quantize(
+    spec: Any, torch_model: Any, fp32_path: Path, out_path: Path, options: Any, split: Any = None
+) -> dict[str, Any]:
+    """The INT8 hook: ``edgeconv.quantize.quantize_int8(fp32 onnx, out, spec, fused torch model, options)``, on the
+    calibration folder as :func:`_check_int8` read it (``split``)."""
     try:
         from edgeconv.quantize import int8 as int8_module
     except ImportError as exc:
         raise ArtifactError(f"--int8 needs edgeconv.quantize, which cannot be imported: {exc}") from exc
-    report = int8_module.quantize_int8(fp32_path, out_path, spec, torch_model, options)
+    data = int8_module.prepare_calibration(spec, options, split=split) if split is not None else None
+    report = int8_module.quantize_int8(fp32_path, out_path, spec, torch_model, options, data=data)
     return report.manifest() if hasattr(report, "manifest") else {}
-
-
-def remove_stale_staging(parent: str | os.PathLike) -> list[Path]:
-    """Delete leftover ``.<name>.tmp.*`` folders of exports killed mid-way (a crash cannot run ``finally``)."""
-    removed = []
-    for path in Path(parent).glob(".*.tmp.*"):
-        if path.is_dir():
-            with contextlib.suppress(OSError):
-                shutil.rmtree(path)
-                removed.append(path)
-    return removed

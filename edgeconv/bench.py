@@ -130,11 +130,22 @@ class BenchResult:
         return row
 
 
-def _first_line(exc: BaseException) -> str:
-    from edgeconv.errors import EdgeconvError
+def engine_label(row: dict[str, Any]) -> str:
+    """A result row's engine for tables: ``onnxruntime``, ``onnxruntime (tensorrt)``, ``torch (compile+cuda-graph)``,
+    ``openvino (default=bf16)`` (the device column names cpu/cuda; eager torch is plain ``torch``)."""
+    label = row["backend"]
+    if row.get("provider") not in (None, "cpu", "cuda"):
+        label += f" ({row['provider']})"
+    if row.get("variant") not in (None, "eager"):
+        label += f" ({row['variant']})"
+    return label
 
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return text if isinstance(exc, EdgeconvError) else f"{type(exc).__name__}: {text}"
+
+def _first_line(exc: BaseException) -> str:
+    """An edgeconv error's own line; any other exception (a bug or a library failure) with its type name."""
+    from edgeconv.errors import EdgeconvError, first_line
+
+    return first_line(exc) if isinstance(exc, EdgeconvError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def wait_until_quiet(
@@ -376,6 +387,17 @@ def gpu_info() -> dict[str, Any] | None:
     return None
 
 
+def environment_line(env: dict[str, Any], source: str = "") -> str:
+    """One line naming where figures were measured: CPU (cores, load), GPU and driver, library versions."""
+    cpu, gpu, versions = env.get("cpu") or {}, env.get("gpu"), env.get("versions") or {}
+    isa = f", {' '.join(cpu['isa'])}" if cpu.get("isa") else ""
+    parts = [f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} usable cores{isa}, load {cpu.get('load_avg_1m')})"]
+    if gpu:
+        parts.append(f"GPU {gpu.get('name')} (driver {gpu.get('driver')})")
+    parts.append(", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    return (f"{source}: " if source else "") + "; ".join(parts)
+
+
 def gpu_state(index: int = 0) -> dict[str, Any]:
     """Clocks (MHz), power limit, temperature and utilisation of GPU ``index`` from NVML (``nvidia-ml-py``, a
     library call, not nvidia-smi); empty where NVML is not installed or not answering."""
@@ -538,29 +560,14 @@ def make_cases(
                         runner = torch_runner(module, shape, precision, options)
                         info["variant"] = runner.variant()
                     elif backend == "onnxruntime":
-                        from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
-
-                        provider = options.ort_provider or options.device
-                        if provider == "tensorrt" and precision == "fp16" and "fp16" not in target.onnx:
-                            path = target.onnx_for("fp32")  # the TensorRT EP lowers it itself (trt_fp16_enable)
+                        if ort_lowers_fp16(precision, options) and "fp16" not in target.onnx:
+                            path = target.onnx_for("fp32")
                         else:
                             path = target.onnx_for(precision)
-                        runner = OnnxRuntimeRunner(
-                            path,
-                            device=options.device,
-                            precision=precision,
-                            provider=provider,
-                            threads=options.threads,
-                            graph_optimization=options.graph_optimization,
-                        )
-                        info["provider"] = provider
+                        runner = onnxruntime_runner(path, precision, options)
+                        info["provider"] = runner.provider
                         info["onnx"] = Path(path).name
                     elif backend == "openvino":
-                        if options.device != "cpu":
-                            raise InvalidArgumentError(
-                                "OpenVINO runs on Intel CPUs, GPUs and NPUs (--device cpu with an OpenVINO device "
-                                f"name), not on --device {options.device}"
-                            )
                         for case in _openvino_cases(target, precision, shape, x, info, options):
                             case.runner.label = f"{target.name} b{batch}"
                             cases.append(case)
@@ -598,22 +605,54 @@ def torch_runner(module: Any, shape: tuple[int, ...], precision: str, options: C
     )
 
 
+def ort_lowers_fp16(precision: str, options: CaseOptions) -> bool:
+    """ONNX Runtime's TensorRT execution provider runs an FP32 file at fp16 itself (``trt_fp16_enable``)."""
+    return (options.ort_provider or options.device) == "tensorrt" and precision == "fp16"
+
+
+def onnxruntime_runner(path: str | Path, precision: str, options: CaseOptions) -> Any:
+    """The onnxruntime backend's runner for ``options`` (its constructor checks the combination)."""
+    from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(
+        path,
+        device=options.device,
+        precision=precision,
+        provider=options.ort_provider or options.device,
+        threads=options.threads,
+        graph_optimization=options.graph_optimization,
+    )
+
+
+def openvino_runner(
+    path: str | Path,
+    precision: str,
+    options: CaseOptions,
+    hint: str | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> Any:
+    """The openvino backend's runner for ``options`` (its constructor checks the combination)."""
+    from edgeconv.backends.openvino import OpenVINORunner
+
+    return OpenVINORunner(
+        path, precision=precision, device=options.device, ov_device=options.openvino_device,
+        inference_precision=hint, input_shape=shape, threads=options.threads,
+    )  # fmt: skip
+
+
 def _openvino_cases(
     target: Any, precision: str, shape: tuple[int, ...], x: np.ndarray, info: dict[str, Any], options: CaseOptions
 ) -> list[BenchCase]:
     """One OpenVINO case per inference precision hint; OpenVINO's default is named by what it is on this device, and
     a hint equal to the default is measured once."""
-    from edgeconv.backends.openvino import OpenVINORunner, default_inference_precision
+    from edgeconv.backends.openvino import default_inference_precision
 
     path = target.onnx_for(precision)
     default = default_inference_precision(options.openvino_device)
     hints = dict.fromkeys(h if h != default else None for h in options.openvino_precisions)
     cases = []
     for hint in hints:
-        runner = OpenVINORunner(
-            path, precision=precision, ov_device=options.openvino_device, inference_precision=hint,
-            input_shape=shape, threads=options.threads,
-        )  # fmt: skip
+        runner = openvino_runner(path, precision, options, hint, shape)
         variant = hint or f"default={default}"
         cases.append(BenchCase(runner, x, {**info, "variant": variant, "onnx": Path(path).name,
                                            "ov_device": options.openvino_device}))  # fmt: skip
@@ -677,8 +716,11 @@ def target_reference(target: Any, crops: int) -> tuple[np.ndarray, np.ndarray, s
     if target.module_factory is not None:
         import torch
 
-        with torch.inference_mode():
-            logits = target.module_factory().eval()(torch.from_numpy(images)).float().numpy()
+        module = target.module_factory().eval()
+        with torch.inference_mode():  # in chunks: a few hundred 224x224 images at once take gigabytes
+            logits = np.concatenate(
+                [module(torch.from_numpy(images[i : i + 16])).float().numpy() for i in range(0, len(images), 16)]
+            )
         return images, logits, "PyTorch FP32 on the CPU"
     raise ArtifactError(f"{target.name}: no FP32 model to compare with; bench with --no-fidelity")
 
@@ -702,11 +744,16 @@ class Gate:
         return cls(DEFAULT_MIN_AGREEMENT, 0.0, "edgeconv's default INT8 gate")
 
     def passes(self, check: dict[str, Any] | None) -> bool | None:
-        """None without a fidelity check; confident agreement counts only where there were confident samples."""
+        """The INT8 gate's own rule (:func:`edgeconv.quantize.fidelity.meets_gate`) on a row's fidelity check; None
+        without one."""
+        from dataclasses import fields
+
+        from edgeconv.quantize.fidelity import FidelityReport, meets_gate
+
         if not check:
             return None
-        confident = check.get("confident_agreement")
-        return check["top1_agreement"] >= self.min_agreement and (confident is None or confident >= self.min_confident)
+        report = FidelityReport(**{f.name: check[f.name] for f in fields(FidelityReport)})
+        return meets_gate(report, self.min_agreement, self.min_confident)
 
     def describe(self) -> str:
         confident = f", >= {self.min_confident:.1%} where FP32 is confident" if self.min_confident else ""

@@ -6,6 +6,13 @@ The CLI turns an ``EdgeconvError`` into one line on stderr and a non-zero exit; 
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (libraries raise pages: protobuf, torch, OpenVINO), or its type name
+    when it has none; for one-line errors that quote a cause."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class EdgeconvError(Exception):
     """Base class of every error a user can cause or fix."""
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError
+from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError, first_line
 from edgeconv.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -276,11 +276,6 @@ def _torch_export(
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 def _record_module_inputs(model: nn.Module, example: tuple[torch.Tensor, ...]) -> dict[str, tuple[Any, ...]]:
     """Positional inputs of every module call in one forward pass (first call only)."""
     recorded: dict[str, tuple[Any, ...]] = {}
@@ -405,14 +400,14 @@ def export_onnx(
             if culprit
             else "the model's own forward"
         )
-        raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {_first_line(exc)}") from exc
+        raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {first_line(exc)}") from exc
 
     proto = onnx.load_from_string(buffer.getvalue())
     try:
         onnx.checker.check_model(proto, full_check=True)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     except Exception as exc:
-        raise ExportError(f"exported graph fails onnx.checker / shape inference: {_first_line(exc)}") from exc
+        raise ExportError(f"exported graph fails onnx.checker / shape inference: {first_line(exc)}") from exc
     if simplify:
         import onnxslim
 
@@ -421,7 +416,7 @@ def export_onnx(
             onnx.checker.check_model(slim, full_check=True)
             proto = slim
         except Exception as exc:  # a simplifier bug must not cost the user the export: keep the checked graph
-            logger.warning("onnxslim failed (%s); keeping the unsimplified graph", _first_line(exc))
+            logger.warning("onnxslim failed (%s); keeping the unsimplified graph", first_line(exc))
             simplify = False
     data = proto.SerializeToString()
 
@@ -578,7 +573,7 @@ def convert_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> P
         sort_topologically(fp16.graph)
         onnx.checker.check_model(fp16, full_check=True)
     except Exception as exc:
-        raise ExportError(f"FP16 conversion of {onnx_path} failed: {_first_line(exc)}") from exc
+        raise ExportError(f"FP16 conversion of {onnx_path} failed: {first_line(exc)}") from exc
     out = Path(out_path)
     write_atomic(out, fp16.SerializeToString())
     return out

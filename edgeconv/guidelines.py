@@ -41,10 +41,11 @@ What the paper leaves open, and how it is read here (:data:`READINGS`, also writ
   input size). Three convs of c channels each at 56x56 would need 20-28 G mult-adds/s from one Snapdragon 810
   thread, above a Cortex-A57 core's fp32 peak; the bottleneck needs 1.9-2.7 G/s.
 
-A speed is ``1000 x batch / ms per batch`` (images/s on a CPU; batches/s on CUDA, as the paper reports its GPU), the
-ms per batch being the fastest of the timed iterations by default (``statistic="min"``, timeit's reasoning: slower
-runs are other processes' doing). The paper, on dedicated devices, averaged 100 runs (``statistic="mean"``); on a
-shared machine another process can halve the median of a whole repeat while the minimum stays within a few percent.
+A speed is ``1000 x batch / ms per batch`` images/s on a CPU, ``1000 / ms per batch`` batches/s on CUDA (the
+paper's units for its ARM core and its GPU), the ms per batch being the fastest of the timed iterations by default
+(``statistic="min"``, timeit's reasoning: slower runs are other processes' doing). The paper, on dedicated devices,
+averaged 100 runs (``statistic="mean"``); on a shared machine another process can halve the median of a whole repeat
+while the minimum stays within a few percent.
 Each figure is the median over ``repeats`` measurements, with their spread (:func:`repeat_spread`). What is timed is the
 harness's ``runner.run``: numpy in, numpy out, so on CUDA the host<->device copies are included (the paper's are
 not). All rows and sizes of one table are measured interleaved in one :func:`edgeconv.bench.measure` call, on every
@@ -106,10 +107,11 @@ READINGS = (
     "(2446/1274/434; 40.2/10.1/2.3).",
     "Layers: Tables 1-3 are bare 1x1 convolutions (no bias, BatchNorm or activation); weights N(0, 1/fan-in), "
     "fixed seed; input 56x56, standard normal.",
-    "Speed: 1000 x batch / ms per batch, by default the fastest timed run (statistic 'min': slower runs are other "
-    "processes' doing, and on a shared machine they can halve a whole repeat's median); the paper averaged 100 runs "
-    "on dedicated devices (statistic 'mean'). The harness times numpy in -> numpy out, so on CUDA host<->device "
-    "copies are included.",
+    "Speed: images/s (1000 x batch / ms per batch) on a CPU, batches/s (1000 / ms per batch) on CUDA, as the paper "
+    "reports its ARM and GPU figures; the ms per batch by default from the fastest timed run (statistic 'min': "
+    "slower runs are other processes' doing, and on a shared machine they can halve a whole repeat's median); the "
+    "paper averaged 100 runs on dedicated devices (statistic 'mean'). The harness times numpy in -> numpy out, so on "
+    "CUDA host<->device copies are included.",
 )
 
 
@@ -618,7 +620,7 @@ class GuidelineOptions:
         return self.columns or DEVICE_PLATFORM[self.device]
 
     def validate(self) -> None:
-        from edgeconv.backends.base import BACKENDS, DEVICES, check_choice
+        from edgeconv.backends.base import BACKENDS, DEVICES, check_choice, check_threads
 
         check_choice("device", self.device, DEVICES)
         for backend in self.backends:
@@ -629,6 +631,7 @@ class GuidelineOptions:
             check_choice("columns", self.columns, PLATFORMS)
         if self.threads is not None and self.threads < 1:
             raise InvalidArgumentError(f"--threads {self.threads} must be >= 1")
+        check_threads(self.threads, allow_zero=False)  # the upper bound: 100000 threads looked like a hang
         if self.batch < 1:
             raise InvalidArgumentError(f"--batch {self.batch} must be >= 1")
         if self.iterations < 1 or self.warmup < 0 or self.repeats < 1:
@@ -706,6 +709,13 @@ def _target(name: str, config: NetworkConfig, path: Path, batch: int, seed: int)
     )
 
 
+def format_speed(value: float | None) -> str:
+    """A speed with the paper's precision: 2451, 40.0, 2.30 (``-`` when not measured)."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def repeat_spread(values: Sequence[float]) -> float | None:
     """How far repeats of one figure disagree: the range of the closest majority of them (for 3 repeats, the two
     closest), relative to their median; None for fewer than 2. On a shared machine another process can slow a whole
@@ -746,7 +756,8 @@ def _run_table(
         for scale in options.scales:
             config = row.network(platform).scaled(scale)
             name = f"{guideline.key}-{_slug(row.label)}-x{scale}"
-            path = _export(config, workdir / f"{name}-{platform}-b{options.batch}.onnx", options.batch, options.seed)
+            onnx_name = f"{name}-{platform}-b{options.batch}-s{options.seed}.onnx"  # reused only with the same weights
+            path = _export(config, workdir / onnx_name, options.batch, options.seed)
             target = _target(name, config, path, options.batch, options.seed)
             for backend in options.backends:  # one by one: a backend not installed here is left out, not fatal
                 try:
@@ -773,24 +784,32 @@ def _run_table(
     failures: list[str] = []
     speeds: dict[tuple[str, str], list[dict[str, float]]] = {}  # (target, backend) -> speeds per repeat
     last: dict[tuple[str, str], Any] = {}
-    for repeat in range(options.repeats):
-        if progress:
-            progress(f"{guideline.key}: {len(cases)} configurations, repeat {repeat + 1}/{options.repeats}")
+    # The paper's units: batches/s on a GPU, images/s on its ARM core.
+    per_second = 1 if options.device == "cuda" else options.batch
+    for repeat in range(options.repeats if cases else 0):  # no case at all: the skip reasons say why
+        prefix = f"{guideline.key}, repeat {repeat + 1}/{options.repeats}"
+
+        def report(text: str, prefix: str = prefix) -> None:
+            log.info("%s: %s", prefix, text)
+            if progress:
+                progress(f"{prefix}: {text}")
+
+        report(f"{len(cases)} configurations")
         results = measure(
             cases,
             warmup=options.warmup,
             iterations=options.iterations,
             block=5,
-            progress=lambda text: log.info("%s: %s", guideline.key, text),
+            progress=report,
             check=check,
             failures=failures,
         )
         for result in results:
             key = (result.case.info["model"], result.case.info["backend"])
-            stats, batch = result.stats, result.case.batch
+            stats = result.stats
             speeds.setdefault(key, []).append(
                 {
-                    name: 1000.0 * batch / ms
+                    name: 1000.0 * per_second / ms
                     for name, ms in (("p50", stats.p50_ms), ("mean", stats.mean_ms), ("min", stats.min_ms))
                 }
             )

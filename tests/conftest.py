@@ -1,4 +1,7 @@
+import importlib.util
 import os
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -12,3 +15,13 @@ torch.set_num_threads(max(1, 2 // _WORKERS))
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def load_script(name: str) -> ModuleType:
+    """A driver in bench/ (``run_bench``, ``guidelines``) as a module: they are scripts, not part of the package."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

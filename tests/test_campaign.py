@@ -482,6 +482,8 @@ FIXED: list[Case] = [
     C("bench", ["bench", "lenet5", "-p", "fp16", *B], ["fp16"], "--fp16", id="bench fp16 of a zoo name"),
     C("bench", ["bench", "lenet5", "-p", "int8", *B], ["int8"], "--int8", id="bench int8 of a zoo name"),
     C("bench", ["bench", "lenet5", "-b", "torch", "-p", "int8", *B], ["int8"], "onnxruntime or tensorrt"),
+    C("bench", ["bench", "lenet5", "-b", "openvino", "--device", "cuda", *B], ["--device cuda"], "--device cpu"),
+    C("bench", ["bench", "lenet5", "-b", "all", "-p", "int8", *B], ["int8"], "--int8", id="bench all int8 of a zoo"),
     C("bench", ["bench", "lenet5", "-b", "torch", "--cuda-graph", *B], ["CUDA graphs"], "--device cuda"),
     C("bench", ["bench", "lenet5", "-b", "tflite", *B], ["'tflite'"], "choose one of"),
     C("bench", ["bench", "lenet5", "-p", "fp64", *B], ["'fp64'"], "choose one of"),

@@ -3,7 +3,6 @@ the networks, the verdict rules, the readings' figures against the code's own co
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import load_script
 from typer.testing import CliRunner
 
 from edgeconv.cli import app
@@ -24,6 +24,7 @@ from edgeconv.guidelines import (
     INPUT_SIZE,
     NOISE,
     PLATFORMS,
+    READINGS,
     SCALES,
     STACK,
     BottleneckConfig,
@@ -166,6 +167,11 @@ def test_readings_quote_the_codes_counts() -> None:
     assert round(min(wide)) == 20 and round(max(wide)) == 28
     ours = [g4.rows[0].arm_network.scaled(s).macs() * g4.rows[0].arm[i] / 1e9 for i, s in enumerate(SCALES)]
     assert round(min(ours), 1) == 1.9 and round(max(ours), 1) == 2.7
+    # ... and the readings printed with every result say exactly these figures
+    assert f"{macs / 1e9:.1f} G mult-adds per image" in READINGS[0]
+    assert f"= {2 * macs * 434 * 8 / 1e12:.0f} TFLOPS at batch 8, {2 * macs * 434 / 1e12:.1f} at batch 1" in READINGS[0]
+    assert f"{round(min(wide))}-{round(max(wide))} G mult-adds/s" in g4.readings[0]
+    assert f"{min(ours):.1f}-{max(ours):.1f} G/s" in g4.readings[0]
 
 
 # --- verdicts -----------------------------------------------------------------------------------------------------
@@ -389,11 +395,7 @@ def test_tables_missing_guidelines_file(tmp_path: Path) -> None:
 # --- the driver ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_guidelines", ROOT / "bench" / "guidelines.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("guidelines")
 
 
 def test_driver_markdown(driver: ModuleType, tmp_path: Path) -> None:

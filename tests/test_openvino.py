@@ -80,7 +80,15 @@ def test_gate_and_recommendation() -> None:
     assert gate.source == "the artifact's INT8 gate" and Gate.of({}).min_agreement == 0.65
 
     def row(backend: str, p50: float, agreement: float, confident: float | None, batch: int = 1) -> dict:
-        check = {"top1_agreement": agreement, "confident_agreement": confident}
+        check = {
+            "samples": 200,
+            "top1_agreement": agreement,
+            "confident_samples": 0 if confident is None else 70,
+            "confident_agreement": confident,
+            "top5_overlap": 1.0,
+            "mean_kl": 0.0,
+            "output_sqnr_db": 30.0,
+        }
         return {"backend": backend, "p50_ms": p50, "batch": batch, "check": check}
 
     rows = [row("fast-but-wrong", 1.0, 0.70, 1.0), row("fast-unsure", 1.5, 0.9, 0.98), row("ok", 2.0, 0.85, 0.995),

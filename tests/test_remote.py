@@ -186,6 +186,7 @@ def test_jetson_board_with_edgeconv_records_power_and_restores_clocks(
     assert run["temperatures_c"]["after"]["tj-thermal"] == 48.1
     power = run["power"]
     assert power["total_rail"] == "VDD_IN" and power["samples"] >= 3 and 4.5 <= power["mean_w"] <= 10.3
+    assert power["window"] == "from the model load to the last timed round"  # found in edgeconv's own log lines
     # the record rounds both figures (3 decimals), so compare at that resolution
     assert run["energy_mj_per_inference"] == pytest.approx(power["mean_w"] * row["mean_ms"] / row["batch"], abs=2e-3)
     assert not any("jetson_clocks off" in w for w in run.get("warnings", []))

@@ -296,6 +296,9 @@ def test_run_record_energy_and_warnings() -> None:
     record = with_energy(board.record, run, row)
     assert record["run"]["energy_mj_per_inference"] == pytest.approx(run["power"]["mean_w"] * 2.0 / 4, abs=1e-3)
     assert record["name"] == "orin" and "energy_mj_per_inference" not in run  # the run itself is shared, unchanged
+    # one power window over several interleaved configurations: no row gets energy it did not draw alone
+    shared = with_energy(board.record, run, row, shared_by=3)["run"]
+    assert "energy_mj_per_inference" not in shared and "3 interleaved configurations" in shared["warnings"][0]
 
     throttled = [dict(s) for s in samples] + [dict(samples[-1], gpu_mhz=612), dict(samples[-1], gpu_mhz=612)]
     run = run_record(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_script
 
 from edgeconv.errors import InvalidArgumentError
 
@@ -20,11 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def run_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_bench", ROOT / "bench" / "run_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run_bench")
 
 
 def test_torch_variants_parse(run_bench: ModuleType) -> None:

@@ -23,15 +23,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MODELS_DIR = Path("models")
 
 
-def load_onnx_graph(model_path: str | os.PathLike[str]) -> Any:
-    """The ``onnx.ModelProto`` of a file (external data not loaded), or ``ArtifactError`` naming the file when it is
-    empty, truncated (an interrupted copy) or not ONNX at all: protobuf's own error is a 30-line traceback."""
+def load_onnx_graph(model_path: str | os.PathLike[str], *, external_data: bool = False) -> Any:
+    """The ``onnx.ModelProto`` of a file (its external data only with ``external_data``), or ``ArtifactError`` naming
+    the file when it is missing, empty, truncated (an interrupted copy) or not ONNX at all: protobuf's own error is a
+    30-line traceback."""
     onnx = import_optional("onnx")
     path = Path(model_path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file {str(path)!r} does not exist; export one with `edgeconv export MODEL`")
     fix = "export it again with `edgeconv export MODEL` (or copy it again)"
     try:
         size = path.stat().st_size
-        model = onnx.load(str(path), load_external_data=False) if size else None
+        model = onnx.load(str(path), load_external_data=external_data) if size else None
     except Exception as exc:  # protobuf's DecodeError, OSError, onnx's own checks: all mean "not a readable model"
         why = f"truncated, or not ONNX: {type(exc).__name__}"
         raise ArtifactError(f"{path} is not a readable ONNX model ({why}); {fix}") from None
@@ -132,7 +135,22 @@ def manifest_model_name(manifest: dict[str, Any]) -> str | None:
     return model if isinstance(model, str) else None
 
 
+def _manifest_files(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The precision -> ONNX file map an edgeconv manifest records (``files``), when every file it lists is there;
+    else empty (a folder without a manifest, or one edited since: scan it)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return {}
+    found = {
+        precision: folder / entry["path"]
+        for precision, entry in files.items()
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"].endswith(".onnx")
+    }
+    return found if found and all(path.is_file() for path in found.values()) else {}
+
+
 def _scan_folder(folder: Path) -> dict[str, Path]:
+    """Every .onnx file of a folder by the precision its graph has (each file is loaded: use the manifest first)."""
     found: dict[str, Path] = {}
     for path in sorted(folder.glob("*.onnx")):
         precision = onnx_precision(path)
@@ -195,13 +213,14 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
                     "its .onnx file (a TensorRT engine is found through its artifact folder)"
                 )
             folder = path.parent
+            manifest = read_manifest(folder)
             onnx_files = {onnx_precision(path): path}
         else:
             folder = path
-            onnx_files = _scan_folder(folder)
+            manifest = read_manifest(folder)
+            onnx_files = _manifest_files(folder, manifest) or _scan_folder(folder)
             if not onnx_files:
                 raise ArtifactError(f"{folder} holds no .onnx file; export one with `edgeconv export MODEL`")
-        manifest = read_manifest(folder)
         zoo = manifest_model_name(manifest)
         first = onnx_files.get("fp32") or next(iter(onnx_files.values()))
         input_name, shape = onnx_input_info(first)
@@ -222,7 +241,7 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
     except UnknownModelError as exc:
         raise UnknownModelError(f"{target!r} is neither a file/folder nor a zoo model: {exc}") from None
     folder = models_dir / target
-    if not (folder.is_dir() and _scan_folder(folder)):
+    if not (folder.is_dir() and any(folder.glob("*.onnx"))):  # the same test as will_export
         folder = export_zoo_model(target, folder, dynamic_batch=dynamic_batch)
     resolved = resolve_target(str(folder), models_dir=models_dir)
     resolved.name, resolved.zoo_name = target, target

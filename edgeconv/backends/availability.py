@@ -16,7 +16,6 @@ from typing import Any
 from edgeconv.backends.base import (
     BACKENDS,
     DEVICES,
-    INSTALL_HINTS,
     PRECISIONS,
     check_choice,
     check_threads,
@@ -48,26 +47,34 @@ def check_backend(backend: str, *, device: str = "cpu", provider: str | None = N
 
         require_tensorrt()
     elif backend == "torch":
+        from edgeconv.backends.torch import require_cuda
+
         import_optional("torch")
-        if device == "cuda" and not cuda_available():
-            raise BackendUnavailableError(
-                "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False); use --device cpu, "
-                f"or a machine with an NVIDIA GPU and a CUDA build of torch ({INSTALL_HINTS['torch']})"
-            )
+        if device == "cuda":
+            require_cuda()
     elif backend == "onnxruntime":
-        from edgeconv.backends.onnxruntime import PROVIDERS, available_providers
+        from edgeconv.backends.onnxruntime import PROVIDERS, require_provider
 
         short = check_choice("execution provider", provider or device, tuple(PROVIDERS))
-        if short != "cpu" and short not in available_providers():
-            ort = import_optional("onnxruntime")
-            asked = f"--ort-provider {short}" if provider else f"--device {device}"
-            raise BackendUnavailableError(
-                f"{asked}: onnxruntime {ort.__version__} has no {PROVIDERS[short]} here (it has "
-                f"{', '.join(ort.get_available_providers())}); use --device cpu, or install: "
-                f"{INSTALL_HINTS['onnxruntime-gpu']}"
-            )
+        if short != "cpu":
+            require_provider(short, f"--ort-provider {short}" if provider else f"--device {device}")
     else:
         import_optional(backend)
+
+
+def available_backends(device: str) -> list[str]:
+    """The engines that can run on ``device`` here, for ``--backend all``: installed, with the device they need
+    (OpenVINO's devices are Intel's CPU, GPU and NPU, so it runs on ``cpu``; TensorRT always on ``cuda``)."""
+    found = []
+    for backend in BACKENDS:
+        if (backend == "openvino" and device != "cpu") or (backend == "tensorrt" and device != "cuda"):
+            continue
+        try:
+            check_backend(backend, device=device)
+        except (BackendUnavailableError, InvalidArgumentError):
+            continue
+        found.append(backend)
+    return found
 
 
 def refusal(backend: str, precision: str, options: Any, *, exported: Sequence[str] | None = None) -> str | None:
@@ -76,30 +83,25 @@ def refusal(backend: str, precision: str, options: Any, *, exported: Sequence[st
     ``exported``: the precisions the target's ONNX files will have when that is already known (a zoo model that is
     about to be exported on the fly gets FP32 only); None when the target's files decide later.
     """
+    from edgeconv.bench import onnxruntime_runner, openvino_runner, ort_lowers_fp16, torch_runner
+
     try:
         if backend == "torch":
-            from edgeconv.bench import torch_runner
-
             torch_runner(None, (1, 1, 1, 1), precision, options)  # a static shape: a CUDA graph needs one
             return None
         if backend == "onnxruntime":
-            from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
-
-            provider = options.ort_provider or options.device
-            OnnxRuntimeRunner(
-                PLACEHOLDER_ONNX,
-                device=options.device,
-                precision=precision,
-                provider=provider,
-                threads=options.threads,
-                graph_optimization=options.graph_optimization,
-            )
-            lowered = provider == "tensorrt" and precision == "fp16"  # the TensorRT EP lowers an FP32 file itself
-            if exported is not None and precision not in exported and not lowered:
-                return f"the FP32 export made on the fly has no {precision} ONNX"
-        return None
+            onnxruntime_runner(PLACEHOLDER_ONNX, precision, options)
+            if ort_lowers_fp16(precision, options):
+                return None
+        elif backend == "openvino":
+            openvino_runner(PLACEHOLDER_ONNX, precision, options)
+        else:
+            return None
     except InvalidArgumentError as exc:
         return str(exc)
+    if exported is not None and precision not in exported:  # ONNX engines run the file of their precision
+        return f"the FP32 export made on the fly has no {precision} ONNX"
+    return None
 
 
 def check_plan(
@@ -120,8 +122,8 @@ def check_plan(
         check_backend(backend, device=options.device, provider=provider)
     for precision in precisions:
         check_choice("precision", precision, PRECISIONS)
-    if not named or len(named) != len(backends):
-        return
+    if "all" in backends:
+        named = list(dict.fromkeys([*available_backends(options.device), *named]))
     reasons = []
     for backend in named:
         for precision in precisions or ["fp32"]:

@@ -6,9 +6,10 @@ its release expects fails with a CUDA error (no driver), wrong arguments raise T
 ``tests/test_tensorrt_cuda_bindings.py`` installs each release below from FOLDER into a throwaway folder (offline,
 ``pip install --no-index``) and calls every :class:`edgeconv.backends.tensorrt.CudaRuntime` method against it. The
 README's install command (so CI too) downloads them into ``.cache/cuda-wheels`` (``$EDGECONV_CUDA_WHEELS``
-overrides it); without that folder the test skips and says how to get it. A release without a wheel for this Python
-(the ``cuda.cudart``-only 11.8.3 and 12.6.0 stop at 3.12) is recorded as unavailable, and its test skips with that
-reason. Developer tool: nothing in edgeconv imports it.
+overrides it); without that folder the test skips and says how to get it. A release published for no wheel of this
+Python (the ``cuda.cudart``-only 11.8.3 and 12.6.0 stop at 3.12: ``max_python``) is recorded as unavailable, and its
+test skips with that reason; any other failure to download (no network: pip then also says "No matching
+distribution") stops the download with an error. Developer tool: nothing in edgeconv imports it.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ class CudaRelease:
     requirement: str  # what pip downloads and installs
     module: str  # the runtime module edgeconv's load_cudart() must pick from it
     cuda_major: int  # the CUDA major version it is built for
+    max_python: tuple[int, int] = (99, 0)  # the newest Python it has wheels for
 
 
 RELEASES = (
     CudaRelease("cuda-bindings==11.8.*", "cuda.bindings.runtime", 11),  # CUDA 11 drivers, JetPack 5
     CudaRelease("cuda-bindings==12.*", "cuda.bindings.runtime", 12),  # CUDA 12 drivers, JetPack 6
     CudaRelease("cuda-bindings==13.*", "cuda.bindings.runtime", 13),  # CUDA 13 drivers (580+)
-    CudaRelease("cuda-python==11.8.3", "cuda.cudart", 11),  # before cuda.bindings: the cuda.cudart-only layout
-    CudaRelease("cuda-python==12.6.0", "cuda.cudart", 12),  # the last 12.x of that layout
+    CudaRelease("cuda-python==11.8.3", "cuda.cudart", 11, (3, 12)),  # before cuda.bindings: the cuda.cudart layout
+    CudaRelease("cuda-python==12.6.0", "cuda.cudart", 12, (3, 12)),  # the last 12.x of that layout
 )
 
 
@@ -54,19 +56,23 @@ def read_index(folder: Path) -> dict[str, str]:
 
 def download(folder: Path) -> dict[str, str]:
     """Download every release with its dependencies (cuda-pathfinder) into ``folder``; returns and records the
-    outcome per requirement. A release pip finds no wheel of for this Python and platform is recorded as
-    unavailable; any other pip failure (no network) raises."""
+    outcome per requirement. A release with no wheels for this Python (``max_python``) is recorded as unavailable;
+    any pip failure stops the download (one line naming the release and pip's last line)."""
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(f"cudacheck: {folder} is a file; give a folder for the wheels")
     folder.mkdir(parents=True, exist_ok=True)
     outcome: dict[str, str] = {}
+    python = sys.version_info[:2]
     for release in RELEASES:
+        if python > release.max_python:
+            outcome[release.requirement] = f"no wheel for Python {python[0]}.{python[1]}"
+            continue
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(folder)]
         done = subprocess.run([*command, release.requirement], capture_output=True, text=True, check=False)
-        if done.returncode == 0:
-            outcome[release.requirement] = "ok"
-        elif "No matching distribution found" in done.stderr:
-            outcome[release.requirement] = f"no wheel for Python {sys.version_info.major}.{sys.version_info.minor}"
-        else:
-            raise SystemExit(f"pip download {release.requirement} failed:\n{done.stderr.strip()}")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"cudacheck: pip download {release.requirement} failed ({last}); check the network")
+        outcome[release.requirement] = "ok"
     (folder / INDEX).write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
     return outcome
 

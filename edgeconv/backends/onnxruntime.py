@@ -45,6 +45,19 @@ def available_providers() -> list[str]:
     return [short for short, full in PROVIDERS.items() if full in have]
 
 
+def require_provider(short: str, asked: str = "") -> None:
+    """Raise ``BackendUnavailableError`` when this onnxruntime build lacks execution provider ``short`` (``asked``: the
+    option that asked for it, named in the message)."""
+    ort = import_optional("onnxruntime")
+    full = PROVIDERS[short]
+    if full not in ort.get_available_providers():
+        raise BackendUnavailableError(
+            f"{asked + ': ' if asked else ''}onnxruntime {ort.__version__} has no {full} here (it has "
+            f"{', '.join(ort.get_available_providers())}); use --device cpu, or install: "
+            f"{INSTALL_HINTS['onnxruntime-gpu']}"
+        )
+
+
 def _graph_level(ort: Any, level: str) -> Any:
     check_choice("graph optimization level", level, GRAPH_OPTIMIZATION_LEVELS)
     return {
@@ -102,11 +115,7 @@ class OnnxRuntimeRunner(BackendRunner):
         if not self.model_path.is_file():
             raise ArtifactError(f"ONNX file {self.model_path} does not exist; export one with `edgeconv export MODEL`")
         full = PROVIDERS[self.provider]
-        if full not in ort.get_available_providers():
-            raise BackendUnavailableError(
-                f"onnxruntime {ort.__version__} has no {full} (it has {', '.join(ort.get_available_providers())}); "
-                f"install: {INSTALL_HINTS['onnxruntime-gpu']}"
-            )
+        require_provider(self.provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = _graph_level(ort, self.graph_optimization)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -13,6 +13,7 @@ for one profile): OpenVINO's CPU plugin runs static shapes faster.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeconv.backends.base import BackendRunner, import_optional
-from edgeconv.errors import ArtifactError, BackendUnavailableError, InvalidArgumentError
+from edgeconv.errors import ArtifactError, BackendUnavailableError, InvalidArgumentError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def _precision_name(value: Any) -> str:
     return _TYPE_NAMES.get(name, name)
 
 
+@functools.cache
 def default_inference_precision(ov_device: str = "CPU") -> str:
     """The precision OpenVINO uses on ``ov_device`` when none is asked for (bf16 on CPUs that have it)."""
     ov = import_optional("openvino")
@@ -52,24 +54,30 @@ class OpenVINORunner(BackendRunner):
         model_path: str | os.PathLike[str],
         *,
         precision: str = "fp32",
+        device: str = "cpu",
         ov_device: str = "CPU",
         inference_precision: str | None = None,
         input_shape: tuple[int, ...] | None = None,
         threads: int | None = None,
         label: str = "",
     ) -> None:
-        super().__init__(device="cpu", precision=precision, label=label)
+        super().__init__(device=device, precision=precision, label=label)
+        if device != "cpu":
+            raise InvalidArgumentError(
+                f"OpenVINO runs on Intel CPUs, GPUs and NPUs (--device cpu with --ov-device CPU|GPU|NPU), not on "
+                f"--device {device}"
+            )
         if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
             raise InvalidArgumentError(
                 f"OpenVINO inference precision {inference_precision!r} is not valid; choose one of "
                 f"{', '.join(INFERENCE_PRECISIONS)} (or leave it out for OpenVINO's default)"
             )
-        if threads is not None and threads < 1:
-            raise InvalidArgumentError(f"threads {threads} must be >= 1")
+        if threads is not None and threads < 0:
+            raise InvalidArgumentError(f"threads {threads} must be >= 0 (0: OpenVINO's default)")
         self.model_path = Path(model_path)
         self.ov_device = ov_device.upper()
         self.inference_precision = inference_precision
-        self.threads = threads
+        self.threads = threads or None
         self._declared_shape = input_shape
         self.effective_precision: str | None = None  # read back from the compiled model
         self._request: Any = None
@@ -100,8 +108,7 @@ class OpenVINORunner(BackendRunner):
                 config["INFERENCE_PRECISION_HINT"] = self.inference_precision
             compiled = core.compile_model(model, self.ov_device, config)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError (GeneralFailure) for unreadable or unsupported files
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"OpenVINO could not load {self.model_path}: {first}") from exc
+            raise ArtifactError(f"OpenVINO could not load {self.model_path}: {first_line(exc, 200)}") from exc
         self.effective_precision = _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._request = compiled.create_infer_request()
         shape = model.inputs[0].get_partial_shape()

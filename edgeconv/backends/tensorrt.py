@@ -444,14 +444,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def upsert_engine(manifest: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with ``entry`` (an engine record's JSON) under ``["tensorrt"]["engines"]``, replacing the entry of
+    the same file (in place; returned for chaining)."""
+    section = manifest.setdefault("tensorrt", {})
+    section["engines"] = [e for e in section.get("engines", []) if e.get("file") != entry["file"]] + [entry]
+    return manifest
+
+
 def add_engine_to_manifest(folder: Path, record: EngineRecord) -> Path:
     """Insert/replace ``record`` under ``manifest["tensorrt"]["engines"]`` (atomic rewrite of manifest.json)."""
     path = folder / "manifest.json"
-    manifest = _read_json(path)
-    section = manifest.setdefault("tensorrt", {})
-    engines = [e for e in section.get("engines", []) if e.get("file") != record.file]
-    engines.append(record.to_json())
-    section["engines"] = engines
+    manifest = upsert_engine(_read_json(path), record.to_json())
     write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return path
 
@@ -482,6 +486,14 @@ def find_engine(
         ):
             return record
     return None
+
+
+def engine_onnx(target: Any, precision: str) -> Path:
+    """The ONNX an engine of ``precision`` is built from: the QDQ graph for int8, the FP16 ONNX for fp16 when the
+    target has one (strong typing needs it), else the FP32 ONNX (TensorRT lowers it itself)."""
+    if precision == "fp16" and "fp16" in target.onnx:
+        return Path(target.onnx["fp16"])
+    return Path(target.onnx_for("int8" if precision == "int8" else "fp32"))
 
 
 def engine_batch_range(
@@ -1099,10 +1111,7 @@ def engine_for(
     """
     features = require_tensorrt()
     gpu = cuda_gpu_info(0)
-    if precision == "fp16" and "fp16" in target.onnx:
-        onnx_path = Path(target.onnx["fp16"])
-    else:
-        onnx_path = Path(target.onnx_for("int8" if precision == "int8" else "fp32"))
+    onnx_path = engine_onnx(target, precision)
     low, opt, high = engine_batch_range(target.input_shape[0], batch, max_batch=max_batch, dla=dla_core is not None)
     folder = onnx_path.parent
     found = find_engine(

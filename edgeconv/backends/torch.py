@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeconv.backends.base import BackendRunner, check_threads, import_optional
-from edgeconv.errors import BackendUnavailableError, InvalidArgumentError
+from edgeconv.errors import BackendUnavailableError, InvalidArgumentError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ def variant_name(*, compile: str | None = None, cuda_graph: bool = False, channe
         if flag:
             name += f"+{label}"
     return name
+
+
+def require_cuda() -> None:
+    """Raise ``BackendUnavailableError`` when torch sees no CUDA device."""
+    torch = import_optional("torch")
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"--device cuda: torch {torch.__version__} sees no CUDA device here (torch.version.cuda="
+            f"{torch.version.cuda}); use --device cpu, or a machine with an NVIDIA GPU, its driver and a CUDA build of "
+            "torch (https://pytorch.org/get-started/locally/)"
+        )
 
 
 class TorchRunner(BackendRunner):
@@ -116,11 +127,8 @@ class TorchRunner(BackendRunner):
     def _activate(self) -> None:
         torch = import_optional("torch")
         self._torch = torch
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"torch {torch.__version__} sees no CUDA device (torch.version.cuda={torch.version.cuda}); "
-                "install a CUDA build of torch on a machine with an NVIDIA GPU and driver"
-            )
+        if self.device == "cuda":
+            require_cuda()
         if self.threads is not None:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(self.threads)
@@ -169,8 +177,7 @@ class TorchRunner(BackendRunner):
                 static_out = self._forward(static_in)
         except RuntimeError as exc:
             raise BackendUnavailableError(
-                f"{self.describe()}: CUDA graph capture failed ({str(exc).splitlines()[0][:200]}); "
-                "run without --cuda-graph"
+                f"{self.describe()}: CUDA graph capture failed ({first_line(exc, 200)}); run without --cuda-graph"
             ) from exc
         self._graph, self._static_in, self._static_out = graph, static_in, static_out
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from edgeconv.bench import engine_label, environment_line
 from edgeconv.cli import remote as on_board
 from edgeconv.cli.app import app, print_json
 from edgeconv.errors import InvalidArgumentError
@@ -89,25 +90,12 @@ def parse_ov_precisions(text: str | None, everything: bool) -> tuple[str | None,
     return tuple(dict.fromkeys(None if v == "default" else v for v in values))
 
 
-def available_backends(device: str) -> list[str]:
-    """The engines this machine can run on ``device``, for ``--backend all``."""
-    import importlib.util
-
-    from edgeconv.backends.tensorrt import tensorrt_version
-
-    found = [name for name in ("torch", "onnxruntime") if importlib.util.find_spec(name) is not None]
-    if device == "cpu" and importlib.util.find_spec("openvino") is not None:
-        found.append("openvino")
-    if device == "cuda" and tensorrt_version() is not None:
-        found.append("tensorrt")
-    return found
-
-
 def build_cases(
     target: Any, backends: list[str], precisions: list[str], batches: list[int], options: Any
 ) -> tuple[list[Any], list[str]]:
     """Cases for the asked backends; ``all`` expands to every engine here and every precision the artifact has (each
-    engine the ones it runs: PyTorch fp32, and fp16 on CUDA)."""
+    engine the ones its runner accepts: PyTorch fp32, and fp16 on CUDA)."""
+    from edgeconv.backends.availability import available_backends, refusal
     from edgeconv.bench import make_cases
 
     if "all" not in backends:
@@ -117,9 +105,7 @@ def build_cases(
     cases: list[Any] = []
     skipped: list[str] = []
     for name in dict.fromkeys([*available_backends(options.device), *(b for b in backends if b != "all")]):
-        wanted = precisions or list(target.onnx)
-        if name == "torch":
-            wanted = [p for p in wanted if p == "fp32" or (p == "fp16" and options.device == "cuda")]
+        wanted = [p for p in precisions or list(target.onnx) if refusal(name, p, options) is None]
         found, why = make_cases(target, backends=[name], precisions=wanted, batches=batches, options=options)
         cases += found
         skipped += why
@@ -139,14 +125,9 @@ def _print_recommendation(
             continue
         check = row["check"]
         typer.echo(
-            f"Recommended at batch {batch_size}: {_engine(row)} {row['precision']}, p50 {row['p50_ms']:.3f} ms, "
+            f"Recommended at batch {batch_size}: {engine_label(row)} {row['precision']}, p50 {row['p50_ms']:.3f} ms, "
             f"top-1 agreement {100 * check['top1_agreement']:.1f}% (the fastest row that passes {gate.describe()})."
         )
-
-
-def _engine(row: dict[str, Any]) -> str:
-    backend = row["backend"] + (f" ({row['provider']})" if row.get("provider") not in (None, "cpu", "cuda") else "")
-    return backend + (f" ({row['variant']})" if row.get("variant") not in (None, "eager") else "")
 
 
 def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
@@ -162,7 +143,7 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column not in ("backend", "precision", "device") else "left")
     for r in rows:
         cells = [
-            _engine(r) + (" *" if r.get("recommended") else ""), r["precision"], r["device"], str(r["batch"]),
+            engine_label(r) + (" *" if r.get("recommended") else ""), r["precision"], r["device"], str(r["batch"]),
             f"{r['cold_ms']:.2f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
             f"{r['mean_ms']:.3f}", f"{r['std_ms']:.3f}", f"{r['throughput']:.1f}",
         ]  # fmt: skip
@@ -179,12 +160,7 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
         table.add_row(*cells)
     console = Console(width=max(Console().width, 175 if checked else 130))
     console.print(table)
-    cpu, gpu, versions = env.get("cpu", {}), env.get("gpu"), env.get("versions", {})
-    parts = [f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} cores, load {cpu.get('load_avg_1m')})"]
-    if gpu:
-        parts.append(f"GPU {gpu.get('name')} (driver {gpu.get('driver')})")
-    parts.append(", ".join(f"{k} {v}" for k, v in versions.items() if v))
-    console.print("; ".join(parts), style="dim")
+    console.print(environment_line(env), style="dim", highlight=False, markup=False)
 
 
 @app.command("bench")

@@ -38,7 +38,13 @@ def build_command(
     """Build a serialized TensorRT engine from an exported ONNX and record it in the artifact's manifest.json
     (TensorRT version, GPU, compute capability): engines only run on the TensorRT version and GPU that built them."""
     from edgeconv.backends.artifacts import resolve_target
-    from edgeconv.backends.tensorrt import BuildRequest, build_engine, require_tensorrt
+    from edgeconv.backends.tensorrt import (
+        BuildRequest,
+        build_engine,
+        engine_batch_range,
+        engine_onnx,
+        require_tensorrt,
+    )
     from edgeconv.cli.preflight import check_build_options
 
     if backend != "tensorrt":
@@ -65,17 +71,8 @@ def build_command(
     target = resolve_target(artifact, models_dir=models_dir) if Path(artifact).exists() else None
     features = require_tensorrt()
     target = target or resolve_target(artifact, models_dir=models_dir)
-    if precision == "fp16" and "fp16" in target.onnx:
-        onnx_path = target.onnx["fp16"]
-    else:
-        onnx_path = target.onnx_for("int8" if precision == "int8" else "fp32")
-    static = target.input_shape[0]
-    if static > 0:
-        low = high = opt = static
-    else:
-        opt = batch
-        high = max(batch, max_batch or batch)
-        low = batch if dla_core is not None else 1
+    onnx_path = engine_onnx(target, precision)
+    low, opt, high = engine_batch_range(target.input_shape[0], batch, max_batch=max_batch, dla=dla_core is not None)
     request = BuildRequest(
         precision=precision,
         min_batch=low,

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeconv.bench import environment_line
 from edgeconv.cli.app import app, print_json
 from edgeconv.cli.bench import split_list
 from edgeconv.errors import InvalidArgumentError
@@ -37,16 +38,12 @@ def parse_scales(text: str) -> tuple[int, ...]:
     return tuple(sorted(scales))
 
 
-def _speed(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
 def print_guideline_table(report: dict[str, Any], console: Console, platforms: Sequence[str] = ("gpu", "arm")) -> None:
     """One guideline table, grouped by size: per row the paper's network, speed and ratio to the first row for each
     platform in ``platforms``, then each measured run's ratio and speed; then the verdicts, the claim and the
     readings."""
+    from edgeconv.guidelines import format_speed
+
     table = Table(title=f"{report['title']}\n[dim]{report['source']}[/dim]")
     table.add_column("size")
     table.add_column("row", no_wrap=True)
@@ -64,13 +61,13 @@ def print_guideline_table(report: dict[str, Any], console: Console, platforms: S
         cells = [size, row["label"]]
         for platform in platforms:
             cells.append(row["network"][platform])
-            cells.append(f"{_speed(row['paper'][platform])}  {row['paper_ratio'][platform]:.2f}")
+            cells.append(f"{format_speed(row['paper'][platform])}  {row['paper_ratio'][platform]:.2f}")
         for column, cell in zip(report["measured_columns"], row["measured"], strict=True):
             if cell is None:
                 cells.append("-")
                 continue
             ratio = "-" if cell["ratio"] is None else f"[bold]{cell['ratio']:.2f}[/bold]"
-            text = f"{ratio}  {_speed(cell['speed'])}"
+            text = f"{ratio}  {format_speed(cell['speed'])}"
             if cell.get("passed") is False:
                 text += " [red](output differs)[/red]"
             if column["platform"] not in platforms:
@@ -100,15 +97,6 @@ def print_guideline_table(report: dict[str, Any], console: Console, platforms: S
     if report["pending"]:
         console.print(report["pending"], style="dim", highlight=False, markup=False)
     console.print()
-
-
-def environment_line(env: dict[str, Any], source: str = "") -> str:
-    cpu, gpu, versions = env.get("cpu") or {}, env.get("gpu"), env.get("versions") or {}
-    parts = [f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} usable cores, load {cpu.get('load_avg_1m')} at start)"]
-    if gpu:
-        parts.append(f"GPU {gpu.get('name')} (driver {gpu.get('driver')})")
-    parts.append(", ".join(f"{k} {v}" for k, v in versions.items() if v))
-    return (f"{source}: " if source else "") + "; ".join(parts)
 
 
 def print_readings(console: Console, readings: Sequence[str]) -> None:
@@ -175,7 +163,6 @@ def guidelines_command(
     Recorded results: [bold]python bench/guidelines.py[/bold]; shown by
     [bold]edgeconv tables shufflenet_v2_g1[/bold] (g2, g3, g4).
     """
-    from edgeconv.backends.base import check_threads
     from edgeconv.files import check_output_file
     from edgeconv.guidelines import (
         DEVICE_BACKENDS,
@@ -206,17 +193,12 @@ def guidelines_command(
         cuda_graph=cuda_graph,
     )
     options.validate()
-    check_threads(threads, allow_zero=True)
     if out is not None:
         check_output_file(out, option="--out")  # before minutes of measuring, not after
     console = Console(width=max(Console().width, 150), stderr=json_output)
 
-    def progress(message: str) -> None:
-        log.info(message)
-        if not json_output:
-            console.print(message, style="dim", highlight=False)
-
-    run = run_guidelines(keys, options, progress=progress)
+    with console.status("exporting the guideline networks") as status:  # one updating line, on stderr with --json
+        run = run_guidelines(keys, options, progress=status.update)
     document = results_document([run])
     if out is not None:
         write_results(out, document)

@@ -76,10 +76,17 @@ def remote_options(
     )
 
 
+def _working(what: str) -> Any:
+    """A spinner on stderr while boards work (a copy, an engine build or a benchmark there takes minutes)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(f"{what} ...")
+
+
 def _configuration(row: dict[str, Any]) -> tuple[str, str, str, int]:
-    backend = row["backend"] + (f" ({row['provider']})" if row.get("provider") not in (None, "cpu", "cuda") else "")
-    backend += f" ({row['variant']})" if row.get("variant") not in (None, "eager") else ""
-    backend += " (trtexec)" if row.get("runner") == "trtexec" else ""
+    from edgeconv.bench import engine_label
+
+    backend = engine_label(row) + (" (trtexec)" if row.get("runner") == "trtexec" else "")
     return backend, row["precision"], row["device"], int(row["batch"])
 
 
@@ -199,7 +206,8 @@ def bench_on(
         parse_board(board)  # a bad address fails before anything is exported
     check_outputs(target, models_dir, {"--csv": csv_file, "--plot": plot_file})
     source = local_source(target, models_dir)
-    outcomes = bench_on_boards(on, source, BenchRequest(**request), options)
+    with _working(f"copying, building and benchmarking on {', '.join(on)}"):
+        outcomes = bench_on_boards(on, source, BenchRequest(**request), options)
     rows = [row for outcome in outcomes for row in outcome.rows]
     for outcome in outcomes:
         for reason in outcome.skipped:
@@ -246,7 +254,8 @@ def build_on(
     failed: list[str] = []
     for board in on:
         try:
-            outcome = build_on_board(board, source, BuildRequest(**request), options)
+            with _working(f"copying and building on {board}"):
+                outcome = build_on_board(board, source, BuildRequest(**request), options)
         except RemoteError as exc:
             failed.append(str(exc))
             continue

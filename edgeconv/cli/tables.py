@@ -104,7 +104,8 @@ def _table_name(name: str) -> str:
 def print_guideline_tables(names: list[str], path: Path | None, console: Console | None, json_rows: list) -> None:
     """ShuffleNet V2's guideline tables (edgeconv.guidelines): the paper's figures, and the measured ratios from a
     guideline results file when there is one. With ``console`` None the reports are appended to ``json_rows``."""
-    from edgeconv.cli.guidelines import environment_line, print_guideline_table, print_readings
+    from edgeconv.bench import environment_line
+    from edgeconv.cli.guidelines import print_guideline_table, print_readings
     from edgeconv.guidelines import PAPER, READINGS, find_results, guideline_report, load_results
 
     path = path if path is not None else find_results()

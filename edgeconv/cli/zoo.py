@@ -29,10 +29,9 @@ def list_command(
     """
     specs = list_specs(pattern)
     if pattern and not specs:
-        try:
-            get_spec(pattern)
-        except UnknownModelError as exc:
-            raise UnknownModelError(f"no zoo model matches {pattern!r}: {exc}") from None
+        from edgeconv.zoo.registry import _suggest
+
+        raise UnknownModelError(f"no zoo model matches {pattern!r}; {_suggest(pattern)}")
     rows = [
         {
             "name": s.name,

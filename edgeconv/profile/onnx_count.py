@@ -67,21 +67,9 @@ def module_name(node_name: str) -> str:
 
 
 def _load(path: str | os.PathLike[str]) -> Any:
-    import onnx
+    from edgeconv.backends.artifacts import load_onnx_graph
 
-    file = Path(path)
-    if not file.is_file():
-        raise ArtifactError(f"ONNX file {str(file)!r} does not exist; export one with `edgeconv export MODEL`")
-    fix = "export it again with `edgeconv export MODEL` (or copy it again)"
-    try:
-        model = onnx.load(str(file))
-    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model
-        raise ArtifactError(
-            f"{str(file)!r} is not a readable ONNX model (truncated, or not ONNX: {type(exc).__name__}); {fix}"
-        ) from None
-    if not model.graph.node:  # an empty file parses as an empty model
-        raise ArtifactError(f"{str(file)!r} is not an ONNX model (no graph); {fix}")
-    return model
+    return load_onnx_graph(path, external_data=True)
 
 
 def _pin_batch(model: Any, batch: int) -> list[str]:

@@ -103,10 +103,10 @@ def _how_to_make() -> str:
     return "put JPEG/PNG photos in it (see calibration/README.md), or pass --calib DIR"
 
 
-def read_image_folder(folder: str | Path, *, note_skipped: bool = True) -> ImageSet:
+def read_image_folder(folder: str | Path) -> ImageSet:
     """Every readable image directly in ``folder`` (sorted by name). Unreadable and non-image files are skipped and
-    counted, each with a warning naming it (``note_skipped=False``: counted only, for a check before the real read);
-    a missing folder or one with no usable image raises ``CalibrationError``."""
+    counted, each with a warning naming it; a missing folder or one with no usable image raises ``CalibrationError``
+    (one line, no warnings before it)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(folder).expanduser()
@@ -126,11 +126,11 @@ def read_image_folder(folder: str | Path, *, note_skipped: bool = True) -> Image
                 result.images.append((file, im.convert("RGB")))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             result.skipped.append((file, f"unreadable ({type(exc).__name__})"))
-    for file, why in result.skipped if note_skipped else ():
-        logger.warning("skipped %s: %s", file, why)
-    if not result.images:
+    if not result.images:  # one line says it all: no warning per file before it
         extra = f" ({len(result.skipped)} file(s) skipped as unreadable or not images)" if result.skipped else ""
         raise CalibrationError(f"calibration folder {path} holds no readable image{extra}; {_how_to_make()}")
+    for file, why in result.skipped:
+        logger.warning("skipped %s: %s", file, why)
     return result
 
 
@@ -152,7 +152,6 @@ def split_calibration_folder(
     seed: int = 0,
     eval_fraction: float = 0.5,
     method: str = "minmax",
-    note_skipped: bool = True,
 ) -> CalibrationSplit:
     """Calibration vs held-out evaluation images, disjoint by image.
 
@@ -171,12 +170,9 @@ def split_calibration_folder(
             )
     root = Path(folder).expanduser()
     if (root / "calib").is_dir() and (root / "eval").is_dir():
-        split = CalibrationSplit(
-            read_image_folder(root / "calib", note_skipped=note_skipped),
-            read_image_folder(root / "eval", note_skipped=note_skipped),
-        )
+        split = CalibrationSplit(read_image_folder(root / "calib"), read_image_folder(root / "eval"))
     else:
-        everything = read_image_folder(root, note_skipped=note_skipped)
+        everything = read_image_folder(root)
         need = MIN_IMAGES[method] + MIN_EVAL_IMAGES
         if len(everything.images) < need:
             raise CalibrationError(
@@ -311,9 +307,12 @@ def load_calibration_data(
     seed: int = 0,
     method: str = "minmax",
     progress: ProgressCallback | None = None,
+    split: CalibrationSplit | None = None,
 ) -> CalibrationData:
-    """Read ``folder``, split it by image, and draw ``samples`` calibration and ``eval_samples`` evaluation crops."""
-    split = split_calibration_folder(folder, seed=seed, method=method)
+    """Read ``folder``, split it by image, and draw ``samples`` calibration and ``eval_samples`` evaluation crops.
+    ``split``: the folder already read (an export checks it before its FP32 work; photos are decoded once)."""
+    if split is None:
+        split = split_calibration_folder(folder, seed=seed, method=method)
     total = samples + eval_samples
 
     def cal_progress(done: int, _: int) -> None:

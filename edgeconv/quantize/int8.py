@@ -56,6 +56,7 @@ from edgeconv.quantize.calibration import (
     MIN_IMAGES,
     CalibrationData,
     CalibrationReader,
+    CalibrationSplit,
     Preprocessing,
     ProgressCallback,
     load_calibration_data,
@@ -944,9 +945,14 @@ def _output_name(path: Path) -> str:
 
 
 def prepare_calibration(
-    spec: ModelSpec | Preprocessing, options: Int8Options, progress: ProgressCallback | None = None
+    spec: ModelSpec | Preprocessing,
+    options: Int8Options,
+    progress: ProgressCallback | None = None,
+    *,
+    split: CalibrationSplit | None = None,
 ) -> CalibrationData:
-    """Calibration + held-out crops for ``spec``'s preprocessing, per ``options``."""
+    """Calibration + held-out crops for ``spec``'s preprocessing, per ``options`` (``split``: the folder as read
+    already)."""
     prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
     return load_calibration_data(
         options.calib_dir,
@@ -956,6 +962,7 @@ def prepare_calibration(
         seed=options.seed,
         method=options.calib_method,
         progress=progress,
+        split=split,
     )
 
 

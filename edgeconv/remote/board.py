@@ -621,11 +621,17 @@ def run_record(
     return run
 
 
-def with_energy(board_record: dict[str, Any], run: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+def with_energy(
+    board_record: dict[str, Any], run: dict[str, Any], row: dict[str, Any], *, shared_by: int = 1
+) -> dict[str, Any]:
     """The board record of one row: the board, its run, and the row's energy per inference (mean W x mean ms per
-    image = mJ) when the run's power was sampled."""
+    image = mJ) when the run's power was sampled for this row alone. A power window ``shared_by`` several
+    configurations (interleaved in one remote command) gives no row its own watts: no energy then, and a warning."""
     run = dict(run)
     mean_w = run.get("power", {}).get("mean_w")
-    if mean_w is not None and row.get("mean_ms") and row.get("batch"):
+    if mean_w is not None and shared_by > 1:
+        warning = f"power sampled over {shared_by} interleaved configurations: no per-row energy (name one --backend)"
+        run["warnings"] = [*run.get("warnings", []), warning]
+    elif mean_w is not None and row.get("mean_ms") and row.get("batch"):
         run["energy_mj_per_inference"] = round(mean_w * float(row["mean_ms"]) / int(row["batch"]), 3)
     return {**board_record, "run": run}

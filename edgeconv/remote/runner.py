@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, EdgeconvError, InvalidArgumentError, QuantizationError, RemoteError
-from edgeconv.remote.board import Board, PowerSampler, collect_board, read_temperatures, run_record, with_energy
+from edgeconv.remote.board import (
+    Board,
+    PowerSampler,
+    collect_board,
+    parse_jetson_clocks,
+    read_temperatures,
+    run_record,
+    with_energy,
+)
 from edgeconv.remote.commands import Program, remote_command, wrapped
 from edgeconv.remote.ssh import (
     DEFAULT_REMOTE_DIR,
@@ -34,10 +42,20 @@ from edgeconv.remote.ssh import (
     CommandResult,
     SshOptions,
     best_effort,
+    one_line,
     open_board,
     parse_board,
 )
-from edgeconv.remote.sync import MANIFEST, LocalArtifact, SyncResult, local_artifact, sync_artifact
+from edgeconv.remote.sync import (
+    MANIFEST,
+    LocalArtifact,
+    SyncResult,
+    local_artifact,
+    read_remote_json,
+    remote_sha256,
+    replace_remote,
+    sync_artifact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +114,9 @@ class BenchRequest:
         return [(b, p, n) for b in self.backends for p in precisions for n in self.batches]
 
     def splittable(self) -> bool:
-        """Whether each configuration can run alone (``--backend all`` and a default precision list are expanded
-        by the board's edgeconv, so they run as one command)."""
-        return "all" not in self.backends and bool(self.precisions)
+        """Whether each configuration can run alone (``--backend all`` is expanded by the board's edgeconv, so it runs
+        as one command; no --precision is fp32, as locally)."""
+        return "all" not in self.backends
 
     def edgeconv_args(self, backends: Sequence[str], precisions: Sequence[str], batches: Sequence[int]) -> list[str]:
         """The remote ``edgeconv bench`` options for one group of configurations (the target comes first)."""
@@ -198,6 +216,9 @@ async def _guarded(label: str, work: Any) -> BoardOutcome:
         if not message.startswith(f"board {label}:"):
             message = f"board {label}: {message}"
         return BoardOutcome(label=label, error=" ".join(message.split()))
+    except Exception as exc:  # a library's error (asyncssh's config parser, say): one line, the other boards go on
+        log.debug("board %s", label, exc_info=True)
+        return BoardOutcome(label=label, error=f"board {label}: {type(exc).__name__}: {one_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,7 +327,8 @@ async def _bench_with_edgeconv(
             session, board, options, command, on_line, marks, stage="running edgeconv bench on the board"
         )
         group_rows = _edgeconv_rows(session, result, options.timeout, "edgeconv bench")
-        rows += [{**row, "board": with_energy(board.record, run, row)} for row in group_rows]
+        shared = len(group_rows)
+        rows += [{**row, "board": with_energy(board.record, run, row, shared_by=shared)} for row in group_rows]
     return rows
 
 
@@ -330,7 +352,6 @@ async def _sampled(
     if board.tegrastats is not None:
         sampler = PowerSampler(session, board.tegrastats, options.tegrastats_interval_ms, options.timeout + 120)
         if not await sampler.start():
-            session.notes.append("tegrastats did not start: no power, clocks or temperatures during the run")
             sampler = None
     started = time.monotonic()
     try:
@@ -357,6 +378,8 @@ async def _sampled(
         locked_by_edgeconv=options.lock_clocks,
         clocks_state=clocks_state,
     )
+    if board.tegrastats is not None and sampler is None:  # the board record is already written: the run says it
+        run.setdefault("notes", []).append("tegrastats did not start: no power, clocks or temperatures during the run")
     if sampler is not None and not sampler.as_root:
         run.setdefault("notes", []).append("tegrastats ran without root: GPU and EMC clocks are not in its output")
     return result, run
@@ -395,8 +418,6 @@ async def _privileged(session: BoardSession, program: Program, *args: str, stage
 async def _lock_clocks(session: BoardSession, board: Board, options: RemoteOptions) -> Callable[[], Any]:
     """``jetson_clocks --store``, then ``jetson_clocks``; returns the coroutine function that restores the stored
     state (and reports whether it did)."""
-    from edgeconv.remote.board import parse_jetson_clocks
-
     program = board.jetson_clocks
     if program is None:
         raise session.error("--lock-clocks needs jetson_clocks, which this board does not have (it is not a Jetson)")
@@ -489,14 +510,11 @@ async def _trt_version(session: BoardSession, board: Board, trtexec: Program) ->
     return trt_features(parse_trt_version(board.record["tensorrt"]))
 
 
-async def _read_remote_json(session: BoardSession, path: str) -> dict[str, Any]:
-    sftp = await session.sftp()
-    try:
-        async with sftp.open(path, "rb") as handle:
-            data = json.loads((await handle.read()).decode("utf-8"))
-    except Exception:  # noqa: BLE001  missing or unreadable: an empty manifest
-        return {}
-    return data if isinstance(data, dict) else {}
+def _trtexec_failure(result: CommandResult, info: dict[str, Any]) -> str:
+    """Why a trtexec run failed: the timeout, else the last error its log names, else its last error line."""
+    if result.exit_status == 124:
+        return "timed out (--timeout)"
+    return (info.get("errors") or [result.last_error_line()])[-1]
 
 
 async def _write_remote(session: BoardSession, path: str, data: bytes) -> None:
@@ -505,11 +523,7 @@ async def _write_remote(session: BoardSession, path: str, data: bytes) -> None:
     temp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{secrets.token_hex(4)}.tmp")
     async with sftp.open(temp, "wb") as handle:
         await handle.write(data)
-    try:
-        await sftp.posix_rename(temp, path)
-    except Exception:  # noqa: BLE001  a server without posix-rename: remove, then rename
-        await best_effort(sftp.remove(path))
-        await sftp.rename(temp, path)
+    await replace_remote(sftp, temp, path)
 
 
 @dataclass
@@ -534,12 +548,9 @@ def _choose(
 ) -> _EngineChoice:
     """Which ONNX, batch profile and builder plan a (precision, batch) needs: the rules of ``engine_for``."""
     from edgeconv.backends.tensorrt import BuildRequest as TrtBuildRequest
-    from edgeconv.backends.tensorrt import engine_batch_range, plan_build, summarize_onnx
+    from edgeconv.backends.tensorrt import engine_batch_range, engine_onnx, plan_build, summarize_onnx
 
-    if precision == "fp16" and "fp16" in target.onnx:
-        onnx_path = Path(target.onnx["fp16"])
-    else:
-        onnx_path = Path(target.onnx_for("int8" if precision == "int8" else "fp32"))
+    onnx_path = engine_onnx(target, precision)
     if onnx_path.name not in artifact.files:
         raise ArtifactError(f"{onnx_path.name} was not copied to the board (it is not in {artifact.name})")
     low, opt, high = engine_batch_range(target.input_shape[0], batch, max_batch=max_batch, dla=dla_core is not None)
@@ -572,13 +583,13 @@ async def _ensure_engine(
 ) -> tuple[dict[str, Any], str]:
     """The engine record (manifest entry) for ``choice`` in the board's folder, building it with trtexec when the
     manifest has none that fits; returns (record, build log path or "")."""
-    from edgeconv.backends.tensorrt import EngineRecord, engine_file_name, find_engine
+    from edgeconv.backends.tensorrt import EngineRecord, engine_file_name, find_engine, upsert_engine
     from edgeconv.remote.trtexec import SOC_COMPUTE_CAPABILITY, build_flags, parse_log
 
     plan, version = choice.plan, features.version
     capability = SOC_COMPUTE_CAPABILITY.get(str(board.record.get("soc")))
     manifest_path = posixpath.join(folder, MANIFEST)
-    manifest = await _read_remote_json(session, manifest_path)
+    manifest = await read_remote_json(session, manifest_path)
     if capability and not force:
         found = find_engine(
             manifest,
@@ -608,20 +619,13 @@ async def _ensure_engine(
     await _write_remote(session, log_path, text.encode("utf-8"))
     if result.exit_status != 0 or info.get("status") == "FAILED":
         await best_effort((await session.sftp()).remove(building))
-        why = (
-            "timed out (--timeout)"
-            if result.exit_status == 124
-            else (info.get("errors") or [result.last_error_line()])[-1]
-        )
+        why = _trtexec_failure(result, info)
         raise session.error(f"trtexec could not build {choice.onnx_name} ({plan.precision}): {why}; log: {log_path}")
-    sftp = await session.sftp()
     final = posixpath.join(folder, name)
-    try:
-        await sftp.posix_rename(building, final)
-    except Exception:  # noqa: BLE001  a server without posix-rename
-        await best_effort(sftp.remove(final))
-        await sftp.rename(building, final)
-    digest = await _sha256(session, final)
+    await replace_remote(await session.sftp(), building, final)
+    digest = await remote_sha256(session, final)
+    if digest is None:
+        raise session.error(f"sha256sum of the engine {final} failed")
     record = EngineRecord(
         file=name,
         precision=plan.precision,
@@ -646,18 +650,9 @@ async def _ensure_engine(
         "build_log": posixpath.basename(log_path),
         "trtexec_flags": flags,
     }
-    manifest = await _read_remote_json(session, manifest_path)
-    section = manifest.setdefault("tensorrt", {})
-    section["engines"] = [e for e in section.get("engines", []) if e.get("file") != name] + [entry]
+    manifest = upsert_engine(await read_remote_json(session, manifest_path), entry)
     await _write_remote(session, manifest_path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return entry, log_path
-
-
-async def _sha256(session: BoardSession, path: str) -> str:
-    result = await session.run(
-        remote_command(Program("sha256sum", "sha256sum"), "--", path), timeout=300, stage="hashing the engine"
-    )
-    return result.stdout.strip().lstrip("\\")[:64]
 
 
 async def _bench_with_trtexec(
@@ -721,12 +716,7 @@ async def _bench_with_trtexec(
         )
         info = parse_log(result.stdout + result.stderr)
         if result.exit_status != 0 or info.get("status") == "FAILED":
-            why = (
-                "timed out (--timeout)"
-                if result.exit_status == 124
-                else (info.get("errors") or [result.last_error_line()])[-1]
-            )
-            raise session.error(f"trtexec failed to time {engine['file']}: {why}")
+            raise session.error(f"trtexec failed to time {engine['file']}: {_trtexec_failure(result, info)}")
         sftp = await session.sftp()
         try:
             async with sftp.open(times, "rb") as handle:

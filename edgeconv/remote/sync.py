@@ -42,10 +42,6 @@ class LocalArtifact:
     manifest: dict[str, Any] | None
     target_file: str | None = None  # a single .onnx target: the remote target is that file in the folder
 
-    @property
-    def size(self) -> int:
-        return sum(size for _path, _sha, size in self.files.values())
-
 
 def local_artifact(target: str | Path) -> LocalArtifact:
     """Read (only read) the artifact folder or .onnx file ``target``; each file's sha256 must match the manifest's."""
@@ -110,7 +106,27 @@ class SyncResult:
         }
 
 
-async def _remote_sha256(session: BoardSession, path: str) -> str | None:
+async def read_remote_json(session: BoardSession, path: str) -> dict[str, Any]:
+    """A JSON object file on the board; missing, unreadable or not an object: ``{}``."""
+    sftp = await session.sftp()
+    try:
+        async with sftp.open(path, "rb") as handle:
+            data = json.loads((await handle.read()).decode("utf-8"))
+    except Exception:  # noqa: BLE001  missing or unreadable: an empty manifest
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def replace_remote(sftp: Any, source: str, destination: str) -> None:
+    """Rename ``source`` over ``destination`` on the board (a server without posix-rename: remove, then rename)."""
+    try:
+        await sftp.posix_rename(source, destination)
+    except Exception:  # noqa: BLE001
+        await best_effort(sftp.remove(destination))
+        await sftp.rename(source, destination)
+
+
+async def remote_sha256(session: BoardSession, path: str) -> str | None:
     result = await session.run(
         remote_command(Program("sha256sum", "sha256sum"), "--", path), timeout=300, stage="checking sha256 on it"
     )
@@ -165,18 +181,12 @@ async def sync_artifact(session: BoardSession, artifact: LocalArtifact, remote_d
     result = SyncResult(folder=live)
     sendable = {name: entry for name, entry in artifact.files.items() if name != MANIFEST}
     for name, (_path, digest, _size) in sendable.items():
-        if name in existing and await _remote_sha256(session, posixpath.join(live, name)) == digest:
+        if name in existing and await remote_sha256(session, posixpath.join(live, name)) == digest:
             result.unchanged.append(name)
         else:
             result.sent.append(name)
     result.kept = sorted(name for name in existing if name.endswith(BOARD_MADE) and name not in sendable)
-    remote_manifest = None
-    if MANIFEST in existing:
-        try:
-            async with sftp.open(posixpath.join(live, MANIFEST), "rb") as handle:
-                remote_manifest = json.loads((await handle.read()).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            remote_manifest = None
+    remote_manifest = await read_remote_json(session, posixpath.join(live, MANIFEST)) if MANIFEST in existing else None
     manifest = merged_manifest(artifact.manifest, remote_manifest, set(result.kept))
     stale = existing - set(sendable) - set(result.kept) - {MANIFEST}
     if existing and not result.sent and not stale and manifest == remote_manifest:
@@ -213,7 +223,7 @@ async def sync_artifact(session: BoardSession, artifact: LocalArtifact, remote_d
                 await _explain_failed_write(session, exc, name, root, size)
                 raise
             result.bytes_sent += size
-            if await _remote_sha256(session, posixpath.join(staging, name)) != digest:
+            if await remote_sha256(session, posixpath.join(staging, name)) != digest:
                 raise session.error(f"the copy of {name} on the board does not match its sha256; copy again")
         if manifest is not None:
             session.stage = f"writing {MANIFEST} to {staging}"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgeconv.backends.tensorrt import BuilderPlan, TrtVersion, parse_trt_version
+from edgeconv.backends.tensorrt import BuilderPlan, TrtVersion
 from edgeconv.errors import InvalidArgumentError
 
 WARMUP_MS = 500
@@ -173,8 +173,3 @@ def parse_log(text: str) -> dict[str, Any]:
     if errors:
         info["errors"] = errors[-3:]
     return info
-
-
-def trt_version_of(record: dict[str, Any]) -> TrtVersion | None:
-    text = record.get("tensorrt")
-    return parse_trt_version(text) if text else None

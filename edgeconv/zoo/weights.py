@@ -67,7 +67,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         why = (
             "it holds code or objects other than tensors, and is never run"
             if "Weights only" in str(exc)
-            else ("empty, truncated or not a torch file")
+            else "empty, truncated or not a torch file"
         )
         raise WeightsError(
             f"cannot read weights {path}: not a torch state_dict file ({type(exc).__name__}: {why}); give a file "

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeconv.onnxgraph import run_onnx
 from edgeconv.quantize.calibration import CalibrationData, Preprocessing
-from edgeconv.quantize.int8 import Int8Options, quantize_int8, run_onnx
+from edgeconv.quantize.int8 import quantize_int8
+from edgeconv.quantize.options import Int8Options
 from edgeconv.zoo import create_model
 from edgeconv.zoo.layers import ConvBNAct
 

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from edgeconv.quantize.calibration import Preprocessing, load_calibration_data, random_crops
-from edgeconv.quantize.int8 import Int8Options, measure_latency_ratio, quantize_int8
+from edgeconv.quantize.int8 import quantize_int8
+from edgeconv.quantize.options import Int8Options
+from edgeconv.quantize.qdq.fallback import measure_latency_ratio
 from edgeconv.zoo import create_model, get_spec
 
 logger = logging.getLogger("int8_table")

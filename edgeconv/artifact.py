@@ -11,70 +11,29 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import json
 import logging
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, InvalidArgumentError
-from edgeconv.files import check_writable, is_write_failure, sha256_file, shareable, write_error
+from edgeconv.files import check_writable, is_write_failure, sha256_file, shareable, signals_held, write_error
+from edgeconv.manifest import FORMAT, LABELS, MANIFEST, Manifest
+from edgeconv.preprocess import manifest_preprocessing
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "edgeconv-artifact/1"
-MANIFEST = "manifest.json"
-LABELS = "labels.txt"
 FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 # Fields that identify an artifact's content; an existing artifact equal in these is "the same" (no --force needed).
 _IDENTITY = ("model", "model_kwargs", "input", "output", "preprocessing", "opset", "files", "weights", "fused")
 
 StepCallback = Callable[[str], None]
-
-
-@dataclass
-class Manifest:
-    """The parsed ``manifest.json`` of an artifact folder (``data`` is the JSON document itself)."""
-
-    folder: Path
-    data: dict[str, Any] = field(default_factory=dict)
-    unchanged: bool = False  # export found an identical artifact already in place
-
-    @property
-    def model(self) -> str:
-        return str(self.data.get("model", ""))
-
-    def file(self, precision: str = "fp32") -> Path:
-        entry = self.data.get("files", {}).get(precision)
-        if not entry:
-            raise ArtifactError(
-                f"{self.folder} has no {precision} model; it holds: {', '.join(self.data.get('files', {}))}"
-            )
-        return self.folder / entry["path"]
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> Manifest:
-        path = Path(folder) / MANIFEST
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArtifactError(
-                f"{path} not found: {folder} is not an edgeconv artifact (export one with `edgeconv export MODEL`)"
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"cannot read {path}: {exc}") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ArtifactError(f"{path} is not an {FORMAT} manifest")
-        return cls(Path(folder), data)
 
 
 def _version(package: str) -> str | None:
@@ -115,26 +74,6 @@ def _same_artifact(existing: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(existing.get(key) == new.get(key) for key in _IDENTITY)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM for the few renames that install an artifact, then deliver them: an interrupt lands
-    before or after the install, never between the renames of a swap. Only the main thread can set handlers; other
-    threads get the renames alone (atomic on their own where ``_exchange`` works)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    saved = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum)) for signum in held}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(pending):
-            signal.raise_signal(signum)  # handled as if it had arrived now
-
-
 def _exchange(first: Path, second: Path) -> bool:
     """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``, 3.15+): at every instant each
     name holds a complete folder, even if the process is killed. False where the system or file system has no such
@@ -160,7 +99,7 @@ def _install(staging: Path, folder: Path, manifest: dict[str, Any], force: bool)
 
     Another export may install into ``folder`` between a look and a rename (two exports at once): the rename then
     fails and the folder is looked at again. A replaced artifact ends up in ``staging``, removed by the caller."""
-    with _signals_held():
+    with signals_held():
         for _ in range(5):
             if not folder.exists():
                 try:
@@ -177,10 +116,8 @@ def _install(staging: Path, folder: Path, manifest: dict[str, Any], force: bool)
                     continue
                 raise ArtifactError(f"{folder} exists and is not an edgeconv artifact; choose another --out")
             try:
-                existing = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                existing = {}
-            if not isinstance(existing, dict):
+                existing = Manifest.read(folder, required=False).data
+            except ArtifactError:  # unreadable: a different artifact, replaced only with --force
                 existing = {}
             if _same_artifact(existing, manifest):
                 logger.info("%s already holds this artifact; left unchanged", folder)
@@ -208,12 +145,13 @@ def _install(staging: Path, folder: Path, manifest: dict[str, Any], force: bool)
 
 
 def _artifact_manifest(folder: Path) -> dict[str, Any] | None:
-    """``folder``'s manifest when ``folder`` is an edgeconv artifact, else None."""
+    """``folder``'s manifest when ``folder`` is an edgeconv artifact, else None (no manifest, an unreadable one, or
+    one ``edgeconv export`` did not write)."""
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = Manifest.read(folder, required=False)
+    except ArtifactError:
         return None
-    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+    return manifest.data if manifest.is_artifact else None
 
 
 def check_destination(folder: Path, planned: dict[str, Any], *, force: bool = False) -> None:
@@ -440,15 +378,7 @@ def export_artifact(
                 "dtype": "float32",
                 "kind": "logits",
             },
-            "preprocessing": {
-                "color": "L" if chw[0] == 1 else "RGB",
-                "scale": 1 / 255,
-                "mean": list(spec.mean),
-                "std": list(spec.std),
-                "resize_ratio": 0.875,
-                "resize": "bilinear",
-                "crop": "center",
-            },
+            "preprocessing": manifest_preprocessing(spec, chw),
             "labels": {"set": label_set, "file": LABELS, "count": len(labels), "sha256": sha256_file(staging / LABELS)},
             "precisions": list(files),
             "files": files,
@@ -468,7 +398,7 @@ def export_artifact(
             "int8": int8_manifest,
             "export_warnings": fp32.warnings,
         }
-        _write_text(staging / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+        Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line, and the staging folder goes
         if not is_write_failure(exc, staging):
@@ -480,7 +410,9 @@ def export_artifact(
     if installed:
         logger.info("wrote %s", folder)
         return Manifest(folder, manifest)
-    return Manifest(folder, json.loads((folder / MANIFEST).read_text(encoding="utf-8")), unchanged=True)
+    kept = Manifest.read(folder, required=True)
+    kept.unchanged = True
+    return kept
 
 
 def _quantize(

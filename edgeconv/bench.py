@@ -670,11 +670,14 @@ def fidelity_images(
     input_size: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    resize_ratio: float | None = None,
+    interpolation: str | None = None,
 ) -> np.ndarray:
     """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
-    used to calibrate), preprocessed for zoo model ``name`` (or, without one, for ``input_size`` (C, H, W) with
-    ``mean``/``std``, ImageNet's by default): ``(N, C, H, W)`` float32."""
-    from edgeconv.export import validation_batch
+    used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it (or, without
+    one, for ``input_size`` (C, H, W) with ``mean``/``std``, ImageNet's by default, and ``resize_ratio`` /
+    ``interpolation``, an artifact manifest's): ``(N, C, H, W)`` float32."""
+    from edgeconv.export import validation_images
     from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
 
@@ -683,16 +686,19 @@ def fidelity_images(
 
         spec = get_spec(name)
         input_size, mean, std = spec.input_size, spec.mean, spec.std
+        resize_ratio, interpolation = spec.crop_pct, spec.interpolation
     if input_size is None:
         raise InvalidArgumentError("fidelity images need a zoo model name or an input size (C, H, W)")
     chw = (int(input_size[0]), int(input_size[1]), int(input_size[2]))
     mean = tuple(mean or IMAGENET_MEAN)
     std = tuple(std or IMAGENET_STD)
-    photos = validation_batch(chw, mean, std)
+    if resize_ratio is None:  # no spec, no manifest: whole images for small inputs (CIFAR-like), else ImageNet's crop
+        resize_ratio = 0.875 if chw[1] >= 96 else 1.0
+    preprocessing = Preprocessing(chw, mean, std, float(resize_ratio), interpolation or "bilinear")
+    photos = np.stack([preprocessing(image) for image in validation_images()])
     if crops <= 0:
         return photos
     held_out = [image for _, image in split_calibration_folder().evaluation.images]
-    preprocessing = Preprocessing(chw, mean, std, 0.875 if chw[1] >= 96 else 1.0)
     extra = random_crops(held_out, crops, preprocessing, seed=seed + 1_000_003)
     return np.concatenate([photos, extra]).astype(np.float32)
 
@@ -706,7 +712,8 @@ def target_reference(target: Any, crops: int) -> tuple[np.ndarray, np.ndarray, s
     preprocessing = (target.manifest or {}).get("preprocessing") or {}
     images = fidelity_images(
         target.zoo_name, crops, input_size=target.input_shape[1:], mean=preprocessing.get("mean"),
-        std=preprocessing.get("std"),
+        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio"),
+        interpolation=preprocessing.get("resize"),
     )  # fmt: skip
     if "fp32" in target.onnx:
         with OnnxRuntimeRunner(target.onnx["fp32"]) as runner:
@@ -748,12 +755,12 @@ class Gate:
         without one."""
         from dataclasses import fields
 
-        from edgeconv.quantize.fidelity import FidelityReport, meets_gate
+        from edgeconv.quantize.fidelity import FidelityReport
 
         if not check:
             return None
-        report = FidelityReport(**{f.name: check[f.name] for f in fields(FidelityReport)})
-        return meets_gate(report, self.min_agreement, self.min_confident)
+        measured = {f.name: check[f.name] for f in fields(FidelityReport) if f.name in check}  # figures, no gate
+        return bool(FidelityReport(**measured).judged(self.min_agreement, self.min_confident))  # truthy: passed
 
     def describe(self) -> str:
         confident = f", >= {self.min_confident:.1%} where FP32 is confident" if self.min_confident else ""

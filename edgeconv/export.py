@@ -41,8 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeconv import onnxgraph
 from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError, first_line
-from edgeconv.files import write_atomic
+from edgeconv.files import signals_held, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -157,16 +158,6 @@ def _batches(images: np.ndarray, batch: int | None) -> Iterator[np.ndarray]:
         yield images[order[start : start + batch]]
 
 
-def ort_session(model: str | os.PathLike | bytes, threads: int = 0) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    source = str(model) if isinstance(model, (str, os.PathLike)) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def run_torch(model: nn.Module, batch: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return model(torch.from_numpy(batch)).float().numpy()
@@ -181,7 +172,7 @@ def validate_onnx(
     batch: int | None = 1,
 ) -> Comparison:
     """Run ``images`` through ONNX Runtime CPU and ``reference`` (PyTorch, eval) and compare the outputs."""
-    session = ort_session(onnx_model)
+    session = onnxgraph.session(onnx_model)
     input_name = session.get_inputs()[0].name
     ref_out, ort_out = [], []
     for chunk in _batches(images, batch):
@@ -210,23 +201,26 @@ def _collect_warnings(sink: list[str]) -> Iterator[None]:
 @contextlib.contextmanager
 def _silence_native_stderr() -> Iterator[None]:
     """The TorchScript exporter dumps its whole IR graph to file descriptor 2 from C++ when an operator fails
-    (``_jit_onnx_log("Torch IR graph at exception")``); the user gets our one-line error instead."""
+    (``_jit_onnx_log("Torch IR graph at exception")``); the user gets our one-line error instead. SIGINT and SIGTERM
+    wait until the exporter returns and stderr is back (``signals_held``): an interrupt inside it was either
+    swallowed (raised in a ``__del__``, printed to the silenced stream) or left stderr pointing at /dev/null."""
     if hasattr(torch._C, "_jit_set_onnx_log_output_stream"):  # its default stream is stdout, which carries --json
         torch._C._jit_set_onnx_log_output_stream("stderr")
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no real stderr (embedded interpreter): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            with contextlib.redirect_stderr(io.StringIO()):
-                yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with signals_held():
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no real stderr (embedded interpreter): nothing to silence
+            yield
+            return
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                with contextlib.redirect_stderr(io.StringIO()):
+                    yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _torch_export(
@@ -453,21 +447,6 @@ def export_onnx(
 # --- locating a divergence ----------------------------------------------------------------------------------------
 
 
-def _module_of_node(node_name: str, modules: dict[str, nn.Module]) -> str | None:
-    """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``. TorchScript scope segments are either a child's attribute
-    name or a qualified name (children of containers), so each segment is resolved against both."""
-    parts = node_name.strip("/").split("/")[:-1]
-    current = ""
-    for seg in parts:
-        for candidate in (f"{current}.{seg}" if current else seg, seg):
-            if candidate in modules:
-                current = candidate
-                break
-        else:
-            return current or None
-    return current or None
-
-
 def layer_outputs_onnx(proto: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
     """Every float intermediate tensor of the graph, by name, for one batch (extra graph outputs, ORT CPU)."""
     import onnx
@@ -480,7 +459,7 @@ def layer_outputs_onnx(proto: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
             if name and name not in existing:
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
                 existing.add(name)
-    session = ort_session(model.SerializeToString())
+    session = onnxgraph.session(model)
     names = [o.name for o in session.get_outputs()]
     values = session.run(names, {session.get_inputs()[0].name: batch})
     return {n: v for n, v in zip(names, values, strict=True) if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
@@ -491,17 +470,16 @@ def locate_divergence(model: nn.Module, proto: Any, batch: np.ndarray, tolerance
     tensor by more than ``tolerance`` (relative), with that error; None when every matched layer agrees."""
     modules = dict(model.named_modules())
     last_tensor: dict[str, str] = {}
-    owned: set[str] = set()
     for node in proto.graph.node:
-        owner = _module_of_node(node.name, modules)
-        if owner is None or not node.output:
+        owner = onnxgraph.module_name(node.name)  # the node-name -> module mapping every stage uses
+        if not owner or not node.output:
             continue
-        owned.add(owner)
         parts = owner.split(".")
         for depth in range(1, len(parts) + 1):  # a node is also the latest output of every enclosing module
             last_tensor[".".join(parts[:depth])] = node.output[0]
     produced_by: dict[int, str] = {}
-    order: list[tuple[str, torch.Tensor, int | None]] = []
+    order: list[tuple[str, str, torch.Tensor, int | None]] = []
+    calls: dict[str, int] = {}
     keep: list[Any] = []
     handles = []
     for name, module in modules.items():
@@ -512,8 +490,10 @@ def locate_divergence(model: nn.Module, proto: Any, batch: np.ndarray, tolerance
             if isinstance(out, torch.Tensor):
                 keep.append(out)
                 source = id(args[0]) if args and isinstance(args[0], torch.Tensor) else None
-                order.append((name, out.detach().clone(), source))
-                produced_by[id(out)] = name
+                count = calls[name] = calls.get(name, 0) + 1
+                key = name if count == 1 else f"{name}_{count - 1}"  # the exporter's scope of a repeated call: relu_1
+                order.append((name, key, out.detach().clone(), source))
+                produced_by[id(out)] = key
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -522,13 +502,13 @@ def locate_divergence(model: nn.Module, proto: Any, batch: np.ndarray, tolerance
     finally:
         for handle in handles:
             handle.remove()
-    # A module with no ONNX node of its own (BatchNorm folded into the Conv by the exporter) owns its producer's tensor.
-    for name, _, source in order:
-        if name not in owned and source in produced_by and produced_by[source] in last_tensor:
-            last_tensor[name] = last_tensor.pop(produced_by[source])
+    # A module with no ONNX node in it (BatchNorm folded into the Conv by the exporter) owns its producer's tensor.
+    for _, key, _, source in order:
+        if key not in last_tensor and source in produced_by and produced_by[source] in last_tensor:
+            last_tensor[key] = last_tensor.pop(produced_by[source])
     onnx_values = layer_outputs_onnx(proto, batch)
-    for name, value, _ in order:
-        tensor = last_tensor.get(name)
+    for name, key, value, _ in order:
+        tensor = last_tensor.get(key)
         if tensor is None or tensor not in onnx_values:
             continue
         theirs, ours = onnx_values[tensor], value.float().numpy()

@@ -7,11 +7,15 @@ exported model or engine would be unreadable to the service account that runs it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgeconv.errors import OutputError
@@ -22,6 +26,28 @@ def _umask() -> int:
     mask = os.umask(0)  # the only way to read it; set back at once
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for a step that must not be cut in two, then deliver them as if they arrived now: the
+    renames that install an artifact (an interrupt lands before or after the install, never between the renames of a
+    swap), and the ONNX exporter, whose process-wide stderr redirection an interrupt must not leave in place and
+    whose garbage-collected objects would swallow a ``KeyboardInterrupt`` raised in their ``__del__``. Only the main
+    thread can set handlers; other threads run the step alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    saved = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        for arrived in dict.fromkeys(pending):
+            signal.raise_signal(arrived)  # handled as if it had arrived now
 
 
 def shareable(folder: Path) -> None:

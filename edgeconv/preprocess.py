@@ -4,12 +4,18 @@ No torch import on purpose: the torch-free runtime (ONNX Runtime / TensorRT depl
 models exactly as the PyTorch zoo models were fed. The recipe is the standard ImageNet evaluation one (torchvision's
 ``Resize(crop / 0.875)`` + ``CenterCrop(crop)`` + ``Normalize``), which also equals the TF EfficientNet eval crop
 (``crop_padding=32``: 224 / (224 + 32) = 0.875).
+
+The crop ratio and the resize interpolation belong to the model (timm's ``crop_pct`` / ``interpolation``): a zoo
+``ModelSpec`` carries them (``crop_pct``, ``interpolation``; small-input models trained on whole images have
+``crop_pct=1.0``), and the same values reach calibration crops, the held-out crops of the INT8 fidelity gate
+(``edgeconv.quantize.calibration.Preprocessing.from_spec``) and deployment (``manifest_preprocessing`` writes them
+into an artifact's manifest, ``preprocess_from_manifest`` applies them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +25,16 @@ from edgeconv.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875  # ImageNet evaluation: centre crop 224 of the shorter side resized to 256
+DEFAULT_INTERPOLATION = "bilinear"
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
 
 
 def _to_pil(image: Image.Image | np.ndarray, channels: int) -> Image.Image:
@@ -45,17 +61,22 @@ def preprocess_image(
     input_size: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    resize_ratio: float = 0.875,
+    resize_ratio: float | None = None,
+    interpolation: str | None = None,
 ) -> np.ndarray:
-    """Resize the shorter side to ``crop / resize_ratio``, center-crop, scale to [0, 1], normalize.
+    """Resize the shorter side to ``crop / resize_ratio`` with ``interpolation``, center-crop, scale to [0, 1],
+    normalize.
 
-    ``spec``: anything with ``input_size`` (C, H, W), ``mean`` and ``std`` attributes (a zoo ``ModelSpec``); explicit
-    keyword arguments override it; without either, ImageNet's 3x224x224 and mean/std are used.
-    Returns a float32 array of shape (1, C, H, W).
+    ``spec``: anything with ``input_size`` (C, H, W), ``mean``, ``std``, ``crop_pct`` and ``interpolation`` attributes
+    (a zoo ``ModelSpec``); explicit keyword arguments override it; without either, ImageNet's 3x224x224, mean/std,
+    crop ratio 0.875 and bilinear resizing are used. Returns a float32 array of shape (1, C, H, W).
     """
     size = tuple(int(v) for v in (input_size if input_size is not None else getattr(spec, "input_size", (3, 224, 224))))
     mean = tuple(float(v) for v in (mean if mean is not None else getattr(spec, "mean", IMAGENET_MEAN)))
     std = tuple(float(v) for v in (std if std is not None else getattr(spec, "std", IMAGENET_STD)))
+    if resize_ratio is None:
+        resize_ratio = float(getattr(spec, "crop_pct", DEFAULT_CROP_PCT))
+    interpolation = interpolation or getattr(spec, "interpolation", DEFAULT_INTERPOLATION)
     if len(size) != 3:
         raise InputError(f"input_size {size} must be (channels, height, width)")
     channels, height, width = (int(v) for v in size)
@@ -63,6 +84,8 @@ def preprocess_image(
         raise InputError(f"mean {mean} / std {std} need one value per channel ({channels})")
     if not 0.0 < resize_ratio <= 1.0:
         raise InputError(f"resize_ratio {resize_ratio} must be in (0, 1] (0.875 is the ImageNet convention)")
+    if interpolation not in INTERPOLATIONS:
+        raise InputError(f"interpolation {interpolation!r} is not known; use one of {', '.join(INTERPOLATIONS)}")
 
     pil = _to_pil(image, channels)
     # Scale so that the image covers (H, W) / resize_ratio, keeping its aspect; for a square crop this is torchvision's
@@ -73,7 +96,7 @@ def preprocess_image(
     else:
         new_h, new_w = int(target_w * pil.height / pil.width), target_w
     new_h, new_w = max(new_h, height), max(new_w, width)
-    pil = pil.resize((new_w, new_h), Image.Resampling.BILINEAR)  # Pillow antialiases when shrinking, as torchvision
+    pil = pil.resize((new_w, new_h), INTERPOLATIONS[interpolation])  # Pillow antialiases when shrinking, as torchvision
     top, left = int(round((new_h - height) / 2.0)), int(round((new_w - width) / 2.0))
     pil = pil.crop((left, top, left + width, top + height))
 
@@ -82,3 +105,34 @@ def preprocess_image(
         pixels = pixels[:, :, None]
     normalized = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(normalized.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def manifest_preprocessing(spec: Any, input_size: Sequence[int] | None = None) -> dict[str, Any]:
+    """The ``preprocessing`` entry of an artifact's manifest for zoo spec ``spec`` (input ``(C, H, W)``, the spec's
+    unless given): what :func:`preprocess_from_manifest` applies at deployment, equal to the preprocessing that
+    calibrated and evaluated the model (``Preprocessing.from_spec``)."""
+    channels = int((input_size if input_size is not None else getattr(spec, "input_size", (3, 224, 224)))[0])
+    return {
+        "color": "L" if channels == 1 else "RGB",
+        "scale": 1 / 255,
+        "mean": [float(v) for v in getattr(spec, "mean", IMAGENET_MEAN)],
+        "std": [float(v) for v in getattr(spec, "std", IMAGENET_STD)],
+        "resize_ratio": float(getattr(spec, "crop_pct", DEFAULT_CROP_PCT)),
+        "resize": str(getattr(spec, "interpolation", DEFAULT_INTERPOLATION)),
+        "crop": "center",
+    }
+
+
+def preprocess_from_manifest(
+    image: Image.Image | np.ndarray, preprocessing: Mapping[str, Any], input_size: Sequence[int]
+) -> np.ndarray:
+    """``image`` -> ``(1, C, H, W)`` float32 as a manifest's ``preprocessing`` entry says (manifests written before the
+    entry carried ``resize`` were all bilinear; before ``resize_ratio``, 0.875)."""
+    return preprocess_image(
+        image,
+        input_size=input_size,
+        mean=preprocessing["mean"],
+        std=preprocessing["std"],
+        resize_ratio=float(preprocessing.get("resize_ratio", DEFAULT_CROP_PCT)),
+        interpolation=str(preprocessing.get("resize") or DEFAULT_INTERPOLATION),
+    )

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeconv.errors import ArtifactError, BackendUnavailableError, InputError, ValidationError
-
-MANIFEST = "manifest.json"  # same names as edgeconv.artifact, which imports torch lazily but is not needed here
-FORMAT = "edgeconv-artifact/1"
+from edgeconv.manifest import FORMAT, MANIFEST, Manifest  # noqa: F401  FORMAT, MANIFEST: importable from here too
 
 
 def _dims(shape: list[Any]) -> tuple[int | str, ...]:
@@ -56,17 +53,8 @@ class Engine:
         path = Path(path)
         if path.is_dir():
             self.folder = path
-            self.manifest = self._read_manifest(path / MANIFEST, required=True)
-            files = self.manifest.get("files")
-            if not isinstance(files, dict):
-                raise ArtifactError(f"{path / MANIFEST} lists no files; re-export the artifact with `edgeconv export`")
-            entry = files.get(precision)
-            if not entry:
-                held = ", ".join(files) or "none"
-                raise ArtifactError(f"{path} has no {precision} model (it holds: {held}); export it with --{precision}")
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-                raise ArtifactError(f"{path / MANIFEST}: the {precision} entry names no file; re-export the artifact")
-            self.model_path = path / entry["path"]
+            manifest = Manifest.read(path, required=True)
+            self.model_path = manifest.file(precision)
         elif path.is_file():
             if path.suffix != ".onnx":
                 raise ArtifactError(
@@ -75,9 +63,11 @@ class Engine:
                 )
             self.folder = path.parent
             self.model_path = path
-            self.manifest = self._read_manifest(path.parent / MANIFEST, required=False)
+            manifest = Manifest.read(path.parent, required=False)
         else:
             raise ArtifactError(f"{path} does not exist; give an artifact folder (models/<name>) or an .onnx file")
+        self._manifest = manifest  # the parsed manifest.json (empty for an .onnx without one)
+        self.manifest: dict[str, Any] = manifest.data  # its JSON document
         if not self.model_path.is_file():
             raise ArtifactError(f"{self.model_path} listed in the manifest is missing; re-export the artifact")
         options = ort.SessionOptions()
@@ -98,24 +88,6 @@ class Engine:
         self.input_shape: tuple[int | str, ...] = _dims(list(meta.shape))
         self.output_name: str = self.session.get_outputs()[0].name
         self._labels: list[str] | None = None
-
-    @staticmethod
-    def _read_manifest(path: Path, *, required: bool) -> dict[str, Any]:
-        if not path.is_file():
-            if required:
-                raise ArtifactError(
-                    f"{path} not found: not an edgeconv artifact folder (export one with `edgeconv export`)"
-                )
-            return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, and UnicodeDecodeError for binary junk
-            raise ArtifactError(f"cannot read {path}: {exc}; re-export the artifact with `edgeconv export`") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ArtifactError(
-                f"{path} is not an {FORMAT} manifest; re-export the artifact with `edgeconv export`, or give its .onnx"
-            )
-        return data
 
     # --- raw inference ----------------------------------------------------------------------------------------------
 
@@ -152,8 +124,7 @@ class Engine:
     @property
     def labels(self) -> list[str]:
         if self._labels is None:
-            info = self.manifest.get("labels") or {}
-            path = self.folder / info.get("file", "labels.txt")
+            path = self._manifest.labels_file
             if path.is_file():
                 self._labels = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
             else:
@@ -164,9 +135,9 @@ class Engine:
         """An image (path, PIL image or HxW[xC] array) -> the model's input array, per the manifest."""
         from PIL import Image, UnidentifiedImageError
 
-        from edgeconv.preprocess import preprocess_image
+        from edgeconv.preprocess import preprocess_from_manifest
 
-        prep = self.manifest.get("preprocessing")
+        prep = self._manifest.preprocessing
         if not prep:
             raise ArtifactError(
                 f"{self.model_path} has no manifest.json with preprocessing; classify() needs one (use run() with "
@@ -184,13 +155,7 @@ class Engine:
         chw = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
         if len(chw) != 3:
             raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, H, W)")
-        array = preprocess_image(
-            image,
-            input_size=chw,
-            mean=prep["mean"],
-            std=prep["std"],
-            resize_ratio=float(prep.get("resize_ratio", 0.875)),
-        )
+        array = preprocess_from_manifest(image, prep, chw)
         batch = self.input_shape[0]
         if isinstance(batch, int) and batch > 1:  # a static batch-N model: fill the batch, read the first row
             array = np.repeat(array, batch, axis=0)

@@ -17,6 +17,7 @@ from edgeconv.export import (
     compare_outputs,
     convert_fp16,
     export_onnx,
+    locate_divergence,
     validate_fp16,
     validate_onnx,
     validation_batch,
@@ -112,6 +113,25 @@ def test_divergence_fails_loudly_naming_the_first_diverging_layer(tmp_path) -> N
     with pytest.raises(ExportError, match=r"first diverging layer: '2' \(FrozenScale"):
         export_onnx(model, tmp_path / "f.onnx", (1, 1, 32, 32))
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("name", "changed", "named"),
+    [("resnet18", "layer2.0.conv1", "layer2.0.bn1"), ("mobilenet_v2", "features.6.conv.0.0", "features.6.conv.0.1")],
+)
+def test_divergence_locator_names_the_changed_layer(name: str, changed: str, named: str, tmp_path) -> None:
+    """A module called twice (its second call is scoped ``relu_1``) and blocks of nested containers
+    (``/features/features.6/conv/conv.0/conv.0.0/Conv``) are matched to their own tensors: no false alarm on a faithful
+    graph, and a conv changed after the export is found (as the BatchNorm the exporter folded into it)."""
+    model = create_model(name)
+    export_onnx(model, tmp_path / "m.onnx", (1, 3, 64, 64), validate=False)
+    proto = onnx.load(tmp_path / "m.onnx")
+    batch = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
+    assert locate_divergence(model, proto, batch, 1e-4) is None
+    with torch.no_grad():
+        model.get_submodule(changed).weight.mul_(1.5)
+    found = locate_divergence(model, proto, batch, 1e-4)
+    assert found is not None and found[0] == named, found
 
 
 class Histogram(nn.Module):

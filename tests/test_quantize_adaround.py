@@ -1,4 +1,4 @@
-"""Adaptive rounding (edgeconv.quantize.adaround) on both QDQ forms: weights stay on the graph's own 8-bit grid, one
+"""Adaptive rounding (edgeconv.quantize.qdq.adaround) on both QDQ forms: weights stay on the graph's own 8-bit grid, one
 step at most from nearest rounding, within the onnxruntime target's pair-sum limit; the rounding is re-applied to
 re-quantized graphs; and the quantized model's output on held-out real-photo crops gets closer to FP32."""
 
@@ -15,8 +15,12 @@ from onnx import numpy_helper
 from test_quantize_int8 import OPTIONS, PREP, _export, _model
 from torch import nn
 
+from edgeconv.onnxgraph import run_onnx
+from edgeconv.quantize.calibration import prepare_calibration
 from edgeconv.quantize.fidelity import sqnr_db
-from edgeconv.quantize.int8 import Int8Options, _Quantizer, limit_pair_sums, prepare_calibration, run_onnx
+from edgeconv.quantize.options import Int8Options
+from edgeconv.quantize.qdq.ort_static import StaticQuantizer
+from edgeconv.quantize.qdq.weights import limit_pair_sums
 
 
 def _weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,7 +66,9 @@ def test_adaround_keeps_the_grid_and_brings_outputs_closer(target: str, tmp_path
     for adaround in (False, True):
         work = tmp_path / str(adaround)
         work.mkdir()
-        quantizer = _Quantizer(fp32, work, data.calibration, "input", target, replace(options, adaround=adaround), None)
+        quantizer = StaticQuantizer(
+            fp32, work, data.calibration, "input", replace(options, target=target, adaround=adaround), None
+        )
         graphs[adaround] = quantizer(work / "q.onnx")
     rounded = quantizer.rounded
     assert rounded and [r.module for r in rounded] == ["0", "2", "4"]
@@ -92,7 +98,7 @@ def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
     options = Int8Options(**OPTIONS)
     data = prepare_calibration(PREP, options)
-    quantizer = _Quantizer(fp32, tmp_path, data.calibration, "input", "onnxruntime", options, None)
+    quantizer = StaticQuantizer(fp32, tmp_path, data.calibration, "input", replace(options, target="onnxruntime"), None)
     first = _weights(quantizer(tmp_path / "q0.onnx"))
     dw = next(name for name in first if "/dw/" in name)
     again = _weights(quantizer(tmp_path / "q1.onnx", exclude=[dw]))

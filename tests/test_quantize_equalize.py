@@ -249,3 +249,89 @@ def test_identity_split_leaves_ordinary_convs_alone() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)).eval()
     assert split_identity_taps(net) == []
+
+
+# --- shared activations (issue 17) ----------------------------------------------------------------------------------
+
+
+def _fused_resnet(name: str) -> nn.Module:
+    from edgeconv.fuse import fuse_model
+    from edgeconv.zoo import create_model
+
+    torch.manual_seed(0)
+    return fuse_model(create_model(name)).model
+
+
+def test_split_shared_activations_gives_resnets_cle_and_centring() -> None:
+    """ResNet's blocks call one ``self.relu`` 2-3 times: no pair before the split, every conv -> ReLU -> conv after."""
+    from edgeconv.quantize.equalize import split_shared_activations
+
+    x = torch.randn(2, 3, 96, 96)
+    for name, blocks, per_block in (("resnet18", 8, 1), ("resnet50", 16, 2)):
+        model = _fused_resnet(name)
+        keys, reference = list(model.state_dict()), model(x).detach()
+        assert find_equalization_pairs(model) == []
+        added = split_shared_activations(model)
+        # BasicBlock: relu after the add gets a copy; Bottleneck: the 2nd and 3rd call sites do.
+        assert len(added) == blocks * per_block and "layer1.0.relu_1" in added
+        assert list(model.state_dict()) == keys and isinstance(model.layer1[0].relu_1, nn.ReLU)
+        assert torch.equal(model(x), reference)  # the same operations in the same order: bit-exact
+        assert split_shared_activations(model) == []  # idempotent
+        pairs = find_equalization_pairs(model)
+        assert len(pairs) == blocks * per_block and ("layer1.0.conv1", "layer1.0.relu", "layer1.0.conv2") in pairs
+        equalized = copy.deepcopy(model)
+        assert len(equalize_model(equalized).equalized) == blocks * per_block
+        torch.testing.assert_close(equalized(x), reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
+        centred = copy.deepcopy(model)
+        assert len(center_unsigned_activations(centred, [x])) == blocks * per_block
+        torch.testing.assert_close(centred(x), reference, rtol=1e-4, atol=2e-5 * reference.abs().max().item())
+
+
+def test_split_shared_activations_handles_aliases_and_leaves_parametric_ones() -> None:
+    from edgeconv.quantize.equalize import split_shared_activations
+
+    relu = nn.ReLU()
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), relu, nn.Conv2d(4, 4, 1), relu, nn.Conv2d(4, 2, 1)).eval()
+    x = torch.randn(2, 3, 5, 5)
+    reference = net(x)
+    assert split_shared_activations(net) == ["3"]  # one module under two names: the second name gets a copy
+    assert net[1] is not net[3] and torch.equal(net(x), reference)
+    assert len(find_equalization_pairs(net)) == 2
+    block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU())
+    twice = nn.Sequential(nn.Conv2d(3, 4, 1), block, block).eval()  # a shared block, not a shared activation
+    assert split_shared_activations(twice) == [] and twice[1] is twice[2]
+
+    class SharedPReLU(nn.Module):  # a PReLU has a weight: sharing it is part of the model, not an accident
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.act = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1), nn.PReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.b(self.act(self.a(x))))
+
+    shared = SharedPReLU().eval()
+    assert split_shared_activations(shared) == [] and type(shared) is SharedPReLU
+
+
+def test_split_shared_activations_rewrites_only_the_owner_forward() -> None:
+    """The owner keeps its class (a subclass of it), its attributes and later module swaps still take effect."""
+    from edgeconv.quantize.equalize import split_shared_activations
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.act = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU6()
+            self.note = "kept"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.b(self.act(self.a(x))) + x)
+
+    net = nn.Sequential(Block(), Block()).eval()
+    x = torch.randn(2, 4, 6, 6) * 4
+    reference = net(x)
+    assert split_shared_activations(net) == ["0.act_1", "1.act_1"]
+    assert isinstance(net[0], Block) and net[0].note == "kept" and torch.equal(net(x), reference)
+    net[0].act_1 = nn.Identity()  # the rewritten forward reads the attribute at each call, as the original did
+    assert not torch.equal(net(x), reference)
+    clone = copy.deepcopy(net)  # deep copies (fuse_model, the int8 passes) keep the rewritten forward
+    assert torch.equal(clone(x), net(x)) and clone[1].act_1 is not net[1].act_1

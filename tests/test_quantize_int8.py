@@ -17,9 +17,11 @@ from onnx import TensorProto, numpy_helper
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError, QuantizationError
+from edgeconv.onnxgraph import module_name, run_onnx
 from edgeconv.quantize.calibration import Preprocessing
 from edgeconv.quantize.fidelity import FidelityReport, check_gate, compare_logits, sqnr_db
-from edgeconv.quantize.int8 import Int8Options, node_module_name, quantize_int8, run_onnx
+from edgeconv.quantize.int8 import quantize_int8
+from edgeconv.quantize.options import Int8Options
 
 PREP = Preprocessing(input_size=(3, 32, 32))
 
@@ -101,12 +103,12 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
     assert report.fidelity.top1_agreement >= 0.9 and report.fidelity.output_sqnr_db > 20
     # ReLU6 / ReLU outputs between two convs are centred on 0 for the symmetric grid (stem.2 also feeds the add).
     assert set(report.centred_activations) == {"dw.2", "head.1"}
-    clips = {node_module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
+    clips = {module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
     shift = report.centred_activations["head.1"]
     assert float(inits[clips["head.1"].input[1]]) == pytest.approx(-shift)
     _assert_pinned(model, report.centred_activations)
     # The reader's bias follows its quantized weight: W_q (x - c) + b + c sum(W_q) = W_q x + b, with head.2's own bias.
-    reader = next(n for n in convs if node_module_name(n.name) == "head.2")
+    reader = next(n for n in convs if module_name(n.name) == "head.2")
     dq = producer[reader.input[1]]
     q = producer[dq.input[0]]
     w_q = np.clip(np.rint(inits[q.input[0]] / inits[dq.input[1]].reshape(-1, 1, 1, 1)), -128, 127)
@@ -118,7 +120,7 @@ def test_tensorrt_target_follows_trt_qdq_rules(fp32: Path, tmp_path: Path) -> No
 def _assert_pinned(model: onnx.ModelProto, centred: dict[str, float]) -> None:
     """Each centred activation is quantized on [-c, c] exactly: the ReLU's zeros (-c after the shift) land on -127."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    clips = {node_module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
+    clips = {module_name(n.name): n for n in model.graph.node if n.op_type == "Clip"}
     for name, c in centred.items():
         reader = next(n for n in model.graph.node if clips[name].output[0] in n.input)
         if reader.op_type == "Pad":  # a padded conv pads with -c, the shifted domain's zero
@@ -143,7 +145,7 @@ def test_tensorrt_centring_of_padded_readers_keeps_pytorch_function(tmp_path: Pa
     assert set(report.centred_activations) == {"1", "3"}
     quantized = onnx.load(str(out))
     pads = [n for n in quantized.graph.node if n.op_type == "Pad"]
-    assert len(pads) == 1 and node_module_name(pads[0].name) == "2"
+    assert len(pads) == 1 and module_name(pads[0].name) == "2"
     constants = {i.name for i in quantized.graph.initializer}
     assert pads[0].input[1] in constants and pads[0].input[2] in constants  # static pads and value, as TensorRT wants
     _assert_pinned(quantized, report.centred_activations)
@@ -221,7 +223,7 @@ def test_manual_fallback_by_module_name(fp32: Path, tmp_path: Path) -> None:
         model = onnx.load(str(out))
         producer = {o: n for n in model.graph.node for o in n.output}
         inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        dw = next(n for n in model.graph.node if node_module_name(n.name) == "dw.0")
+        dw = next(n for n in model.graph.node if module_name(n.name) == "dw.0")
         weight = producer.get(dw.input[1])
         if target == "tensorrt":  # left unquantized: TensorRT runs it in FP16/FP32
             assert weight is None or weight.op_type != "DequantizeLinear"
@@ -283,7 +285,7 @@ def _pair_sums(weight: np.ndarray) -> np.ndarray:
 
 
 def test_saturation_safe_weights_match_exact_arithmetic(tmp_path: Path) -> None:
-    from edgeconv.quantize.int8 import limit_pair_sums, make_saturation_safe, saturation_safe_scales
+    from edgeconv.quantize.qdq.weights import limit_pair_sums, make_saturation_safe, saturation_safe_scales
 
     # A conv whose input channels 0 and 1 carry the largest same-sign weights, fed with activations near the top of
     # the uint8 range: 255 * 127 * 2 overflows the int16 pair sums of ORT's AVX2 u8s8 kernel.
@@ -295,10 +297,10 @@ def test_saturation_safe_weights_match_exact_arithmetic(tmp_path: Path) -> None:
     path = tmp_path / "conv.onnx"
     torch.onnx.export(conv, (torch.zeros(1, 6, 8, 8),), str(path), dynamo=False, opset_version=17)
     x = np.random.default_rng(0).uniform(0.8, 1.0, (16, 6, 8, 8)).astype(np.float32)
-    from edgeconv.quantize.int8 import _Quantizer
+    from edgeconv.quantize.qdq.ort_static import StaticQuantizer
 
     options = Int8Options(calib_method="minmax", adaround=False)  # nearest rounding: the fix alone
-    quantizer = _Quantizer(path, tmp_path, x, "input.1", "onnxruntime", options, None)
+    quantizer = StaticQuantizer(path, tmp_path, x, "input.1", options, None, saturation_safe=True)
     safe = quantizer(tmp_path / "safe.onnx")
     assert quantizer.safe_layers == 1
     model = onnx.load(str(safe))
@@ -323,14 +325,24 @@ def test_saturation_safe_weights_match_exact_arithmetic(tmp_path: Path) -> None:
     assert again.graph.initializer == model.graph.initializer  # idempotent: a safe graph comes back unchanged
 
 
-def test_node_module_names() -> None:
-    assert node_module_name("/features/features.0/features.0.0/Conv") == "features.0.0"
-    assert node_module_name("/classifier/classifier.1/Gemm") == "classifier.1"
-    assert node_module_name("/stem/stem.0/Conv_1") == "stem.0"
-    assert node_module_name("Conv_12") == ""
-    assert node_module_name("/features/features.1/conv/conv.0/conv.0.0/Conv") == "features.1.conv.0.0"
-    assert node_module_name("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
-    assert node_module_name("/layer1/layer1.0/downsample/downsample.0/Conv") == "layer1.0.downsample.0"
+def test_cpu_kernels_pick_the_onnxruntime_weights(tmp_path: Path) -> None:
+    """x86 without VNNI (avx2): saturation-safe weights; int32-accumulating kernels (vnni): the whole 8-bit grid; the
+    manifest records which, and for which CPU."""
+    from edgeconv.errors import InvalidArgumentError
+    from edgeconv.quantize.options import cpu_kernels_saturate
+
+    fp32 = _export(_model(), tmp_path / "tiny.onnx")
+    forms = {}
+    for kernels in ("avx2", "vnni"):
+        options = Int8Options(**OPTIONS, adaround=False, fallback="none", cpu_kernels=kernels)
+        forms[kernels] = quantize_int8(fp32, tmp_path / f"{kernels}.onnx", PREP, options=options).manifest()["weights"]
+    assert forms == {
+        "avx2": {"form": "saturation-safe", "cpu_kernels": "avx2"},
+        "vnni": {"form": "full 8-bit", "cpu_kernels": "vnni"},
+    }
+    assert cpu_kernels_saturate("avx2") and not cpu_kernels_saturate("vnni") and not cpu_kernels_saturate("arm")
+    with pytest.raises(InvalidArgumentError, match="--cpu-kernels 'sse'"):
+        Int8Options(cpu_kernels="sse").validate()
 
 
 def test_node_names_map_to_real_modules(tmp_path: Path) -> None:
@@ -343,7 +355,7 @@ def test_node_names_map_to_real_modules(tmp_path: Path) -> None:
     convs = [n for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm")]
     assert len(convs) == 53
     for node in convs:
-        assert isinstance(modules[node_module_name(node.name)], (nn.Conv2d, nn.Linear)), node.name
+        assert isinstance(modules[module_name(node.name)], (nn.Conv2d, nn.Linear)), node.name
 
 
 def test_fidelity_metrics_on_known_arrays() -> None:
@@ -384,7 +396,7 @@ def test_check_gate() -> None:
 
 
 def test_parse_fallback_and_options() -> None:
-    from edgeconv.quantize.int8 import parse_fallback
+    from edgeconv.quantize.options import parse_fallback
 
     assert parse_fallback("auto") == "auto" and parse_fallback("NONE") == "none"
     assert parse_fallback("features.0.0, classifier.1") == ("features.0.0", "classifier.1")
@@ -431,7 +443,7 @@ def test_repvgg_identity_taps_quantize_as_their_own_conv(tmp_path: Path) -> None
             assert report.identity_split == ["1.rbr_reparam", "2.rbr_reparam"]
             assert report.manifest()["identity_split_convs"] == report.identity_split
             depthwise = [n for n in convs if next(a.i for a in n.attribute if a.name == "group") == 16]
-            assert [node_module_name(n.name) for n in depthwise] == ["1.rbr_reparam.identity", "2.rbr_reparam.identity"]
+            assert [module_name(n.name) for n in depthwise] == ["1.rbr_reparam.identity", "2.rbr_reparam.identity"]
         else:
             assert report.identity_split == [] and len(convs) == 3
     assert sqnr[True] > sqnr[False] + 3, sqnr

@@ -7,7 +7,6 @@ lookup does not depend on file-naming conventions.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -17,30 +16,12 @@ from typing import Any
 
 from edgeconv.backends.base import import_optional
 from edgeconv.errors import ArtifactError, InvalidArgumentError, UnknownModelError
+from edgeconv.manifest import Manifest
+from edgeconv.onnxgraph import load_onnx_graph
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS_DIR = Path("models")
-
-
-def load_onnx_graph(model_path: str | os.PathLike[str], *, external_data: bool = False) -> Any:
-    """The ``onnx.ModelProto`` of a file (its external data only with ``external_data``), or ``ArtifactError`` naming
-    the file when it is missing, empty, truncated (an interrupted copy) or not ONNX at all: protobuf's own error is a
-    30-line traceback."""
-    onnx = import_optional("onnx")
-    path = Path(model_path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file {str(path)!r} does not exist; export one with `edgeconv export MODEL`")
-    fix = "export it again with `edgeconv export MODEL` (or copy it again)"
-    try:
-        size = path.stat().st_size
-        model = onnx.load(str(path), load_external_data=external_data) if size else None
-    except Exception as exc:  # protobuf's DecodeError, OSError, onnx's own checks: all mean "not a readable model"
-        why = f"truncated, or not ONNX: {type(exc).__name__}"
-        raise ArtifactError(f"{path} is not a readable ONNX model ({why}); {fix}") from None
-    if model is None or not model.graph.node:
-        raise ArtifactError(f"{path} is not an ONNX model ({'empty file' if not size else 'no graph'}); {fix}")
-    return model
 
 
 def onnx_input_info(model_path: str | os.PathLike[str]) -> tuple[str, tuple[int, ...]]:
@@ -81,7 +62,7 @@ class Target:
     input_name: str
     input_shape: tuple[int, ...]  # as in the ONNX (-1 = dynamic)
     folder: Path | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)  # the folder's manifest.json document ({} without one)
     zoo_name: str | None = None  # set when a PyTorch module can be built for the torch backend
     module_factory: Callable[[], Any] | None = None
 
@@ -110,42 +91,10 @@ class Target:
         return (batch, *self.input_shape[1:])
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, and UnicodeDecodeError for binary junk
-        raise ArtifactError(
-            f"cannot read {path}: {exc}; re-export the artifact with `edgeconv export MODEL`, or delete the file to "
-            "use the folder's .onnx files without it"
-        ) from None
-    if not isinstance(data, dict):
-        return {}
-    if not isinstance(data.get("model_kwargs") or {}, dict):
-        raise ArtifactError(f"{path}: model_kwargs is not a JSON object; re-export the artifact")
-    return data
-
-
-def manifest_model_name(manifest: dict[str, Any]) -> str | None:
-    model = manifest.get("model")
-    if isinstance(model, dict):
-        model = model.get("name")
-    return model if isinstance(model, str) else None
-
-
-def _manifest_files(folder: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+def _manifest_files(manifest: Manifest) -> dict[str, Path]:
     """The precision -> ONNX file map an edgeconv manifest records (``files``), when every file it lists is there;
     else empty (a folder without a manifest, or one edited since: scan it)."""
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return {}
-    found = {
-        precision: folder / entry["path"]
-        for precision, entry in files.items()
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"].endswith(".onnx")
-    }
+    found = {precision: entry.path for precision, entry in manifest.files.items() if entry.name.endswith(".onnx")}
     return found if found and all(path.is_file() for path in found.values()) else {}
 
 
@@ -160,13 +109,12 @@ def _scan_folder(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _zoo_factory(
-    name: str, kwargs: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None
-) -> Callable[[], Any]:
-    """The PyTorch model an artifact was exported from: its catalog weights by name, else the export's seed-0 random
-    initialisation (``edgeconv.artifact`` builds models under ``torch.manual_seed(0)``), so the torch backend runs the
-    same function as the artifact's ONNX files."""
-    weights = (manifest or {}).get("weights") or {}
+def _zoo_factory(name: str, manifest: Manifest | None = None) -> Callable[[], Any]:
+    """The PyTorch model an artifact was exported from (its ``model_kwargs``): its catalog weights by name, else the
+    export's seed-0 random initialisation (``edgeconv.artifact`` builds models under ``torch.manual_seed(0)``), so the
+    torch backend runs the same function as the artifact's ONNX files."""
+    weights = manifest.weights if manifest is not None else {}
+    kwargs = manifest.model_kwargs if manifest is not None else {}
 
     def build() -> Any:
         import torch
@@ -182,7 +130,7 @@ def _zoo_factory(
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return create_model(name, weights=weights.get("name"), **(kwargs or {}))
+            return create_model(name, weights=weights.get("name"), **kwargs)
 
     return build
 
@@ -213,15 +161,15 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
                     "its .onnx file (a TensorRT engine is found through its artifact folder)"
                 )
             folder = path.parent
-            manifest = read_manifest(folder)
+            manifest = Manifest.read(folder, required=False)
             onnx_files = {onnx_precision(path): path}
         else:
             folder = path
-            manifest = read_manifest(folder)
-            onnx_files = _manifest_files(folder, manifest) or _scan_folder(folder)
+            manifest = Manifest.read(folder, required=False)
+            onnx_files = _manifest_files(manifest) or _scan_folder(folder)
             if not onnx_files:
                 raise ArtifactError(f"{folder} holds no .onnx file; export one with `edgeconv export MODEL`")
-        zoo = manifest_model_name(manifest)
+        zoo = manifest.model_name
         first = onnx_files.get("fp32") or next(iter(onnx_files.values()))
         input_name, shape = onnx_input_info(first)
         return Target(
@@ -230,9 +178,9 @@ def resolve_target(target: str, *, models_dir: Path = DEFAULT_MODELS_DIR, dynami
             input_name=input_name,
             input_shape=shape,
             folder=folder,
-            manifest=manifest,
+            manifest=manifest.data,
             zoo_name=zoo,
-            module_factory=_zoo_factory(zoo, manifest.get("model_kwargs") or None, manifest) if zoo else None,
+            module_factory=_zoo_factory(zoo, manifest) if zoo else None,
         )
     from edgeconv.zoo import get_spec  # raises UnknownModelError with close names
 

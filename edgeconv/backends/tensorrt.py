@@ -29,7 +29,6 @@ command.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import re
@@ -52,6 +51,7 @@ from edgeconv.errors import (
     QuantizationError,
 )
 from edgeconv.files import sha256_file, write_atomic
+from edgeconv.manifest import Manifest
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -434,38 +434,29 @@ def engine_mismatch(record: EngineRecord, installed: TrtVersion, compute_capabil
     return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    return data if isinstance(data, dict) else {}
-
-
 def upsert_engine(manifest: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """``manifest`` with ``entry`` (an engine record's JSON) under ``["tensorrt"]["engines"]``, replacing the entry of
-    the same file (in place; returned for chaining)."""
-    section = manifest.setdefault("tensorrt", {})
-    section["engines"] = [e for e in section.get("engines", []) if e.get("file") != entry["file"]] + [entry]
+    """``manifest`` (a manifest.json document, e.g. a board's) with ``entry`` (an engine record's JSON) under
+    ``["tensorrt"]["engines"]``, replacing the entry of the same file (in place; returned for chaining)."""
+    Manifest(Path(), manifest).record_engine(entry)
     return manifest
 
 
 def add_engine_to_manifest(folder: Path, record: EngineRecord) -> Path:
-    """Insert/replace ``record`` under ``manifest["tensorrt"]["engines"]`` (atomic rewrite of manifest.json)."""
-    path = folder / "manifest.json"
-    manifest = upsert_engine(_read_json(path), record.to_json())
-    write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    return path
+    """Insert/replace ``record`` under ``manifest["tensorrt"]["engines"]`` of ``folder`` (atomic rewrite of
+    manifest.json; a folder without one gets one holding the record alone). Returns the manifest's path."""
+    manifest = Manifest.read(folder, required=False)
+    manifest.record_engine(record.to_json())
+    return manifest.write()
 
 
-def engines_in_manifest(manifest: dict[str, Any]) -> list[EngineRecord]:
-    return [EngineRecord.from_json(e) for e in manifest.get("tensorrt", {}).get("engines", [])]
+def engines_in_manifest(manifest: Manifest | dict[str, Any]) -> list[EngineRecord]:
+    """The engine records of a manifest (a :class:`Manifest`, or a manifest.json document such as a board's)."""
+    engines = manifest.engines if isinstance(manifest, Manifest) else Manifest(Path(), manifest).engines
+    return [EngineRecord.from_json(e) for e in engines]
 
 
 def find_engine(
-    manifest: dict[str, Any],
+    manifest: Manifest | dict[str, Any],
     *,
     precision: str,
     version: TrtVersion,
@@ -1020,7 +1011,7 @@ def build_engine(
     name = engine_file_name(onnx_file.stem, plan.precision, gpu.compute_capability, features.version, plan.dla_core)
     engine_path = folder / name
     onnx_sha = sha256_file(onnx_file)
-    for record in engines_in_manifest(_read_json(folder / "manifest.json")):
+    for record in engines_in_manifest(Manifest.read(folder, required=False)):
         if (
             record.file == name
             and not force
@@ -1115,7 +1106,7 @@ def engine_for(
     low, opt, high = engine_batch_range(target.input_shape[0], batch, max_batch=max_batch, dla=dla_core is not None)
     folder = onnx_path.parent
     found = find_engine(
-        _read_json(folder / "manifest.json"),
+        Manifest.read(folder, required=False),
         precision=precision,
         version=features.version,
         compute_capability=gpu.compute_capability,

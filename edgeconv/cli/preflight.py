@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.files import check_output_file, check_writable
+from edgeconv.manifest import LABELS, MANIFEST
 
 
 def reads_of(target: str, models_dir: Path) -> tuple[Path, ...]:
@@ -20,7 +21,7 @@ def reads_of(target: str, models_dir: Path) -> tuple[Path, ...]:
         return (models_dir / target,)
     if path.is_dir():
         return (path,)
-    return (path, path.parent) if (path.parent / "manifest.json").is_file() else (path,)
+    return (path, path.parent) if (path.parent / MANIFEST).is_file() else (path,)
 
 
 def check_outputs(target: str, models_dir: Path, outputs: dict[str, Path | None]) -> None:
@@ -93,5 +94,5 @@ def check_build_options(
     if timing_cache is not None:  # build writes its engine into the artifact; the cache may live there, but not on it
         path = Path(artifact)
         folder = path if path.is_dir() else path.parent if path.exists() else models_dir / artifact
-        files = [*folder.glob("*.onnx"), folder / "manifest.json", folder / "labels.txt"] if folder.is_dir() else []
+        files = [*folder.glob("*.onnx"), folder / MANIFEST, folder / LABELS] if folder.is_dir() else []
         check_output_file(timing_cache, option="--timing-cache", reads=tuple(f for f in files if f.exists()))

@@ -196,8 +196,8 @@ def bench_on(
     """``edgeconv bench ... --on``: measure on every board, print one table (or JSON rows), one line per failed
     board on stderr, exit 1 if any failed."""
     from edgeconv.cli.app import print_json
-    from edgeconv.cli.bench import plot_rows, write_csv
     from edgeconv.cli.preflight import check_outputs
+    from edgeconv.cli.rows import plot_rows, write_csv
     from edgeconv.remote import BenchRequest, bench_on_boards, parse_board
     from edgeconv.remote.ssh import require_asyncssh
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeconv.backends.base import LayerProfile
 from edgeconv.errors import InvalidArgumentError
+from edgeconv.onnxgraph import module_name
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,8 @@ def op_class(op_type: str) -> str:
 
 def module_of(node_name: str) -> str:
     """PyTorch module of a TorchScript-exported node name (``/features/features.1/conv/conv.0/Conv`` ->
-    ``features.1.conv.0``); the profiler's own rule, so times and mult-adds join on the same key."""
-    from edgeconv.profile.onnx_count import module_name
-
+    ``features.1.conv.0``) by ``edgeconv.onnxgraph.module_name``, the rule the mult-add count uses too, so times and
+    mult-adds join on the same key; ``""`` for names the exporter did not write (no leading ``/``)."""
     return module_name(node_name) if node_name.startswith("/") else ""
 
 

@@ -7,7 +7,8 @@ initializers the nodes consume; for ``BatchNormalization`` only scale and bias c
 PyTorch too).
 
 Rows are named after the PyTorch module where the TorchScript exporter's node names say which one
-(``/features/features.0/features.0.0/Conv`` -> ``features.0.0``), so the two reports join layer by layer.
+(``/features/features.0/features.0.0/Conv`` -> ``features.0.0``, by ``edgeconv.onnxgraph.module_name``, the mapping
+every stage uses), so the two reports join layer by layer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, InvalidArgumentError
+from edgeconv.onnxgraph import module_name
 from edgeconv.profile.count import classify_conv
 from edgeconv.profile.report import LayerProfile, ProfileReport
 
@@ -52,22 +54,8 @@ class _Tensor:
         return self.numel * _ELEM_BYTES.get(self.elem_type, 4)
 
 
-def module_name(node_name: str) -> str:
-    """The PyTorch module a TorchScript-exported node came from; other names unchanged.
-
-    The exporter writes one scope per module, each ending in the child's attribute name:
-    ``/features/features.1/conv/conv.0/conv.0.0/Conv`` -> ``features.1.conv.0.0``; ``/Add`` -> ``""``.
-    """
-    if not node_name.startswith("/"):
-        return node_name
-    scopes = node_name.strip("/").split("/")[:-1]
-    if not scopes:
-        return ""
-    return ".".join([scopes[0], *(scope.rsplit(".", 1)[-1] for scope in scopes[1:])])
-
-
 def _load(path: str | os.PathLike[str]) -> Any:
-    from edgeconv.backends.artifacts import load_onnx_graph
+    from edgeconv.onnxgraph import load_onnx_graph
 
     return load_onnx_graph(path, external_data=True)
 
@@ -204,7 +192,7 @@ def profile_onnx(path: str | os.PathLike[str], *, batch: int = 1, name: str | No
             other = out.numel * math.prod(attrs.get("kernel_shape", [1]))
         elif node.op_type in _GLOBAL_POOLS:
             other = x.numel if x is not None else 0
-        owner = module_name(node.name)
+        owner = module_name(node.name) if node.name.startswith("/") else node.name  # other names: kept
         label = (
             owner
             if op_type != "other" or node.op_type in _NORMS

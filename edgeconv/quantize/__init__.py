@@ -23,15 +23,9 @@ from edgeconv.quantize.fidelity import (
     meets_gate,
     sqnr_db,
 )
-from edgeconv.quantize.int8 import (
-    CALIBRATION_METHODS,
-    DEFAULT_CALIBRATION_METHOD,
-    TARGETS,
-    Int8Options,
-    Int8Report,
-    node_module_name,
-    quantize_int8,
-)
+from edgeconv.quantize.int8 import quantize_int8
+from edgeconv.quantize.options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, TARGETS, Int8Options
+from edgeconv.quantize.report import Int8Report
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -49,7 +43,6 @@ __all__ = [
     "meets_gate",
     "compare_logits",
     "load_calibration_data",
-    "node_module_name",
     "quantize_int8",
     "random_crops",
     "read_image_folder",

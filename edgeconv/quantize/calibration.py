@@ -4,14 +4,15 @@ Calibration and evaluation crops are always drawn from *disjoint sets of images*
 ``eval/`` sub-folders (the layout of the repository's ``calibration/`` folder) uses them as given; a flat folder is
 split by image, deterministically from the seed. Crops are random resized crops with flips (scale 8-100% of the area,
 aspect 3/4-4/3), each then run through the model's own preprocessing (resize, centre crop, mean/std), so one photo
-yields many different network inputs.
+yields many different network inputs. That preprocessing is the one deployment applies: the spec's crop ratio and
+interpolation, recorded in an artifact's manifest (``edgeconv.preprocess.manifest_preprocessing``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from edgeconv.errors import CalibrationError
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
+    from edgeconv.quantize.options import Int8Options
     from edgeconv.zoo.registry import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -42,48 +44,51 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The model's own input pipeline: shorter side to ``H / resize_ratio``, centre crop ``H x W``, mean/std."""
+    """The model's own input pipeline: shorter side to ``H / resize_ratio`` (``interpolation``), centre crop
+    ``H x W``, mean/std -- ``edgeconv.preprocess.preprocess_image``, as deployment runs it."""
 
     input_size: tuple[int, int, int] = (3, 224, 224)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     resize_ratio: float = 0.875
+    interpolation: str = "bilinear"
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, input_size: tuple[int, int] | None = None) -> Preprocessing:
+        """The spec's evaluation preprocessing: its ``crop_pct`` (1.0 for whole-image CIFAR / MNIST models) and
+        ``interpolation``, what an artifact's manifest records for deployment."""
         channels, height, width = spec.input_size
         if input_size is not None:
             height, width = input_size
-        # Small-input models (digits, CIFAR: H <= 64) are trained on whole images: no centre crop.
-        ratio = 0.875 if height >= 96 else 1.0
-        return cls((channels, height, width), tuple(spec.mean), tuple(spec.std), ratio)
+        ratio = float(getattr(spec, "crop_pct", 0.875))
+        interpolation = str(getattr(spec, "interpolation", "bilinear"))
+        return cls((channels, height, width), tuple(spec.mean), tuple(spec.std), ratio, interpolation)
 
-    def __call__(self, image: PILImage.Image) -> np.ndarray:
-        """One PIL image -> ``(C, H, W)`` float32."""
-        try:
-            from edgeconv.preprocess import preprocess_image
-        except ImportError:  # the shared preprocessing module is optional at this layer
-            return _preprocess(image, self)
+    @classmethod
+    def from_manifest(cls, preprocessing: Mapping[str, Any], input_size: Sequence[int]) -> Preprocessing:
+        """What an artifact's manifest ``preprocessing`` entry says, for its ``(C, H, W)`` input."""
+        channels, height, width = (int(v) for v in input_size)
+        return cls(
+            (channels, height, width),
+            tuple(float(v) for v in preprocessing["mean"]),
+            tuple(float(v) for v in preprocessing["std"]),
+            float(preprocessing.get("resize_ratio", 0.875)),
+            str(preprocessing.get("resize") or "bilinear"),
+        )
+
+    def __call__(self, image: PILImage.Image | np.ndarray) -> np.ndarray:
+        """One PIL image (or ``preprocess_image``'s uint8 / [0, 1] float array) -> ``(C, H, W)`` float32."""
+        from edgeconv.preprocess import preprocess_image
+
         out = preprocess_image(
-            image, input_size=self.input_size, mean=self.mean, std=self.std, resize_ratio=self.resize_ratio
+            image,
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            resize_ratio=self.resize_ratio,
+            interpolation=self.interpolation,
         )
         return np.asarray(out, dtype=np.float32).reshape(self.input_size)
-
-
-def _preprocess(image: PILImage.Image, prep: Preprocessing) -> np.ndarray:
-    from PIL import Image
-
-    channels, height, width = prep.input_size
-    image = image.convert("L" if channels == 1 else "RGB")
-    short = min(height, width) / prep.resize_ratio
-    scale = short / min(image.size)
-    size = (max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    image = image.crop((left, top, left + width, top + height))
-    pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels) / np.float32(255.0)
-    normalized = (pixels - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(normalized.transpose(2, 0, 1), dtype=np.float32)
 
 
 @dataclass
@@ -339,3 +344,25 @@ def load_calibration_data(
         else calib[:0]
     )
     return CalibrationData(calib, evaluation, split)
+
+
+def prepare_calibration(
+    spec: ModelSpec | Preprocessing,
+    options: Int8Options,
+    progress: ProgressCallback | None = None,
+    *,
+    split: CalibrationSplit | None = None,
+) -> CalibrationData:
+    """Calibration + held-out crops for ``spec``'s preprocessing, per ``options`` (``split``: the folder as read
+    already)."""
+    prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
+    return load_calibration_data(
+        options.calib_dir,
+        prep,
+        samples=options.calib_samples,
+        eval_samples=options.eval_samples,
+        seed=options.seed,
+        method=options.calib_method,
+        progress=progress,
+        split=split,
+    )

@@ -7,7 +7,7 @@ between near-equal classes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -37,9 +37,22 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float(20.0 * np.log10(max(float(np.linalg.norm(ref)), 1e-30) / float(noise)))
 
 
+def _check_gate_values(min_agreement: float, min_confident: float) -> None:
+    if not 0.0 <= min_agreement <= 1.0:
+        raise InvalidArgumentError(f"--min-agreement {min_agreement} must be a fraction in [0, 1], e.g. 0.85")
+    if not 0.0 <= min_confident <= 1.0:
+        raise InvalidArgumentError(f"--min-confident-agreement {min_confident} must be a fraction in [0, 1], e.g. 0.99")
+
+
 @dataclass(frozen=True)
 class FidelityReport:
-    """Agreement of a test model's logits with the FP32 reference on ``samples`` held-out inputs."""
+    """Agreement of a test model's logits with the FP32 reference on ``samples`` held-out inputs, and the gate it is
+    judged against. Truthy exactly when it passes that gate (as ``export.Comparison`` is truthy when it passed): test
+    an optional report with ``is not None``, never with ``if report``.
+
+    ``min_agreement`` / ``min_confident_agreement``: the gate (edgeconv's default unless ``compare_logits`` or
+    ``judged`` was given another); ``passed`` applies :func:`meets_gate` to it.
+    """
 
     samples: int
     top1_agreement: float  # fraction in [0, 1]
@@ -48,12 +61,26 @@ class FidelityReport:
     top5_overlap: float  # mean |top5(ref) & top5(test)| / 5
     mean_kl: float  # mean KL(p_ref || p_test) in nats
     output_sqnr_db: float
+    min_agreement: float = DEFAULT_MIN_AGREEMENT  # the gate this report is judged against
+    min_confident_agreement: float = 0.0
 
-    def __bool__(self) -> bool:  # truthy like Polygraphy's comparator results: "is there any agreement at all"
-        return self.samples > 0 and self.top1_agreement > 0
+    @property
+    def passed(self) -> bool:
+        """Whether the report clears its own gate (:func:`meets_gate`)."""
+        return meets_gate(self, self.min_agreement, self.min_confident_agreement)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def judged(self, min_agreement: float, min_confident: float = 0.0) -> FidelityReport:
+        """The same figures judged against another gate."""
+        _check_gate_values(min_agreement, min_confident)
+        return replace(self, min_agreement=min_agreement, min_confident_agreement=min_confident)
 
     def as_dict(self) -> dict[str, float | int]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """The measured figures (the gate is recorded beside them by whoever applied it: the manifest's ``gate``)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _GATE_FIELDS}
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}
 
     def summary(self) -> str:
         conf = (
@@ -67,10 +94,20 @@ class FidelityReport:
         )
 
 
+_GATE_FIELDS = frozenset({"min_agreement", "min_confident_agreement"})
+
+
 def compare_logits(
-    reference: np.ndarray, test: np.ndarray, *, confident_probability: float = CONFIDENT_PROBABILITY
+    reference: np.ndarray,
+    test: np.ndarray,
+    *,
+    confident_probability: float = CONFIDENT_PROBABILITY,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_confident: float = 0.0,
 ) -> FidelityReport:
-    """Fidelity of ``test`` logits ``(N, classes)`` against ``reference`` logits of the same shape."""
+    """Fidelity of ``test`` logits ``(N, classes)`` against ``reference`` logits of the same shape, judged against the
+    gate ``min_agreement`` (top-1, fraction) / ``min_confident`` (top-1 on confident samples)."""
+    _check_gate_values(min_agreement, min_confident)
     ref = np.asarray(reference)
     out = np.asarray(test)
     if ref.shape != out.shape or ref.ndim != 2 or ref.shape[0] == 0:
@@ -93,26 +130,41 @@ def compare_logits(
         top5_overlap=float(overlap),
         mean_kl=float(kl.mean()),
         output_sqnr_db=sqnr_db(ref, out),
+        min_agreement=min_agreement,
+        min_confident_agreement=min_confident,
     )
 
 
-def meets_gate(report: FidelityReport, min_agreement: float, min_confident: float = 0.0) -> bool:
+def meets_gate(report: FidelityReport, min_agreement: float | None = None, min_confident: float | None = None) -> bool:
     """Top-1 agreement at least ``min_agreement`` overall and ``min_confident`` on the confident samples (vacuous
-    when there are none: a random-weight network's softmax is flat)."""
+    when there are none: a random-weight network's softmax is flat). Without ``min_agreement``: the report's own gate;
+    with it, ``min_confident`` defaults to 0."""
+    if min_agreement is None:
+        min_agreement = report.min_agreement
+        min_confident = report.min_confident_agreement if min_confident is None else min_confident
+    min_confident = 0.0 if min_confident is None else min_confident
     confident_ok = not report.confident_samples or report.confident_agreement >= min_confident
     return report.top1_agreement >= min_agreement and confident_ok
 
 
 def check_gate(
-    report: FidelityReport, min_agreement: float, *, min_confident: float = 0.0, force: bool = False, hint: str = ""
+    report: FidelityReport,
+    min_agreement: float | None = None,
+    *,
+    min_confident: float | None = None,
+    force: bool = False,
+    hint: str = "",
 ) -> bool:
     """True when ``report`` clears ``min_agreement`` (top-1, fraction) and ``min_confident`` (top-1 on confident
-    samples). Below either: ``QuantizationError`` naming what was measured and what to try, unless ``force`` (then
-    False, and the caller writes the artifact anyway)."""
-    if not 0.0 <= min_agreement <= 1.0:
-        raise InvalidArgumentError(f"--min-agreement {min_agreement} must be a fraction in [0, 1], e.g. 0.85")
-    if not 0.0 <= min_confident <= 1.0:
-        raise InvalidArgumentError(f"--min-confident-agreement {min_confident} must be a fraction in [0, 1], e.g. 0.99")
+    samples); without ``min_agreement``, the report's own gate (``report.judged(...)`` / ``compare_logits(...,
+    min_agreement=...)``). Below either: ``QuantizationError`` naming what was measured and what to try, unless
+    ``force`` (then False, and the caller writes the artifact anyway). Always ``bool(report.judged(min_agreement,
+    min_confident))``."""
+    if min_agreement is None:
+        min_agreement = report.min_agreement
+        min_confident = report.min_confident_agreement if min_confident is None else min_confident
+    min_confident = 0.0 if min_confident is None else min_confident
+    _check_gate_values(min_agreement, min_confident)
     if meets_gate(report, min_agreement, min_confident):
         return True
     if force:

@@ -583,7 +583,8 @@ async def _ensure_engine(
 ) -> tuple[dict[str, Any], str]:
     """The engine record (manifest entry) for ``choice`` in the board's folder, building it with trtexec when the
     manifest has none that fits; returns (record, build log path or "")."""
-    from edgeconv.backends.tensorrt import EngineRecord, engine_file_name, find_engine, upsert_engine
+    from edgeconv.backends.tensorrt import EngineRecord, engine_file_name, find_engine
+    from edgeconv.manifest import Manifest
     from edgeconv.remote.trtexec import SOC_COMPUTE_CAPABILITY, build_flags, parse_log
 
     plan, version = choice.plan, features.version
@@ -650,8 +651,9 @@ async def _ensure_engine(
         "build_log": posixpath.basename(log_path),
         "trtexec_flags": flags,
     }
-    manifest = upsert_engine(await read_remote_json(session, manifest_path), entry)
-    await _write_remote(session, manifest_path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    updated = Manifest(Path(folder), await read_remote_json(session, manifest_path))
+    updated.record_engine(entry)
+    await _write_remote(session, manifest_path, updated.to_bytes())
     return entry, log_path
 
 

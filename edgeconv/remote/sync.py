@@ -21,12 +21,12 @@ from typing import Any
 
 from edgeconv.errors import ArtifactError, RemoteError
 from edgeconv.files import sha256_file
+from edgeconv.manifest import MANIFEST, Manifest
 from edgeconv.remote.commands import Program, remote_command
 from edgeconv.remote.ssh import BoardSession, best_effort, one_line
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 # What a board makes in its copy of the folder and a sync keeps: engines and their build logs.
 BOARD_MADE = (".engine", ".build.log")
 # Local files that are never sent: engines built for this machine's GPU, build logs, timing caches.
@@ -55,14 +55,9 @@ def local_artifact(target: str | Path) -> LocalArtifact:
             for entry in folder.iterdir()
             if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(NOT_SENT)
         )
-    manifest = None
-    if MANIFEST in names:
-        try:
-            loaded = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {folder / MANIFEST}: {exc}") from None
-        manifest = loaded if isinstance(loaded, dict) else None
-    recorded = _recorded_hashes(manifest or {})
+    loaded = Manifest.read(folder, required=False)  # {} without one
+    manifest = loaded.data if MANIFEST in names else None
+    recorded = loaded.recorded_hashes()
     files: dict[str, tuple[Path, str, int]] = {}
     for name in names:
         file = folder / name
@@ -75,17 +70,6 @@ def local_artifact(target: str | Path) -> LocalArtifact:
         files[name] = (file, digest, file.stat().st_size)
     name = folder.resolve().name or "artifact"
     return LocalArtifact(name=name, files=files, manifest=manifest, target_file=path.name if path.is_file() else None)
-
-
-def _recorded_hashes(manifest: dict[str, Any]) -> dict[str, str]:
-    recorded: dict[str, str] = {}
-    for entry in (manifest.get("files") or {}).values():
-        if isinstance(entry, dict) and entry.get("path") and entry.get("sha256"):
-            recorded[str(entry["path"])] = str(entry["sha256"])
-    labels = manifest.get("labels")
-    if isinstance(labels, dict) and labels.get("file") and labels.get("sha256"):
-        recorded[str(labels["file"])] = str(labels["sha256"])
-    return recorded
 
 
 @dataclass
@@ -228,7 +212,7 @@ async def sync_artifact(session: BoardSession, artifact: LocalArtifact, remote_d
         if manifest is not None:
             session.stage = f"writing {MANIFEST} to {staging}"
             async with sftp.open(posixpath.join(staging, MANIFEST), "wb") as handle:
-                await handle.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+                await handle.write(Manifest(Path(live), manifest).to_bytes())
         session.stage = f"moving {staging} into place as {live}"
         if existing or await sftp.exists(live):
             old = posixpath.join(root, f".{artifact.name}.old-{secrets.token_hex(4)}")

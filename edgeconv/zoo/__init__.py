@@ -4,12 +4,12 @@
 >>> model = create_model("mobilenet_v2", weights="imagenet")
 """
 
+from edgeconv.zoo.builder import create_model
 from edgeconv.zoo.registry import (
     ModelSpec,
     Paper,
     PaperFigures,
     WeightsEntry,
-    create_model,
     get_spec,
     list_models,
     list_specs,

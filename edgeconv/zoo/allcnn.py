@@ -91,6 +91,7 @@ register_model(
         num_classes=10,
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
+        crop_pct=1.0,  # trained and evaluated on whole images: no centre crop
         dataset="cifar10",
         figures=PaperFigures(
             params=1.4e6,

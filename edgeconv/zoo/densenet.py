@@ -258,6 +258,7 @@ for _name, _builder, _params, _quote, _note in _CIFAR_ENTRIES:
             num_classes=10,
             mean=CIFAR_MEAN,
             std=CIFAR_STD,
+            crop_pct=1.0,  # trained and evaluated on whole images: no centre crop
             dataset="cifar10",
             figures=PaperFigures(_params, None, f"{_CIFAR_TABLE}: {_quote}", _note),
             description=f"CIFAR DenseNet-BC, L = {_depth}, k = {_growth}: 3x3 stem of {2 * _growth} channels, three "

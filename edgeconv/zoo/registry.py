@@ -1,4 +1,5 @@
-"""The model registry: one spec per registered name, strict about duplicates and unknown names.
+"""The model registry: one spec per registered name, strict about duplicates and unknown names. It holds specs only:
+``edgeconv.zoo.builder.create_model`` builds a model from its spec and loads weights (``edgeconv.zoo.weights``).
 
 Borrowed shape: timm's ``_registry.py`` (one builder per variant) and torchvision's ``_api.py`` (a duplicate name
 raises, weights metadata the tests check).
@@ -15,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from edgeconv.errors import InvalidArgumentError, UnknownModelError
+from edgeconv.errors import UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,6 +78,11 @@ class ModelSpec:
     num_classes: int = 1000
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    # Evaluation pre-processing (timm's crop_pct / interpolation): centre crop = crop_pct of the resized shorter side
+    # (ImageNet: 224 of 256), resized with ``interpolation``; 1.0 for models trained on whole small images (CIFAR,
+    # MNIST). Calibration, the INT8 gate's held-out crops and the artifact's manifest all use these.
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
     dataset: str = "imagenet"
     kwargs: dict[str, Any] = field(default_factory=dict)
     figures: PaperFigures = PaperFigures()
@@ -125,27 +131,6 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def list_specs(pattern: str | None = None) -> list[ModelSpec]:
     return [_REGISTRY[n] for n in list_models(pattern)]
-
-
-def create_model(name: str, *, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a zoo model in eval mode.
-
-    ``weights``: a path to a state_dict file, or the name of a catalog entry (``"imagenet"``).
-    ``kwargs`` override the spec's builder arguments (``num_classes``, ``width_mult``, ``groups`` ...).
-    """
-    spec = get_spec(name)
-    accepted = spec.builder_kwargs()
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        raise InvalidArgumentError(
-            f"{name} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted) or 'no arguments'}"
-        )
-    model = spec.builder(**{**spec.kwargs, **kwargs})
-    if weights is not None:
-        from edgeconv.zoo.weights import load_weights
-
-        load_weights(model, spec, weights)
-    return model.eval()
 
 
 def count_params(name: str, **kwargs: Any) -> int:

@@ -423,6 +423,7 @@ register_model(
         num_classes=10,
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
+        crop_pct=1.0,  # trained and evaluated on whole images: no centre crop
         dataset="cifar10",
         figures=PaperFigures(
             36.5e6,

@@ -17,7 +17,7 @@ from torch import nn
 
 from edgeconv.errors import WeightsError
 from edgeconv.files import sha256_file
-from edgeconv.zoo.registry import ModelSpec, WeightsEntry
+from edgeconv.zoo.registry import ModelSpec, WeightsEntry, list_specs
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,6 @@ def load_weights(model: nn.Module, spec: ModelSpec, weights: str) -> Path:
 
 def catalog() -> list[tuple[str, WeightsEntry]]:
     """Every (model name, checkpoint) pair the zoo knows."""
-    from edgeconv.zoo.registry import list_specs
-
     return [(s.name, e) for s in list_specs() for e in s.weights]
 
 

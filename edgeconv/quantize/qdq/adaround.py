@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgeconv.onnxgraph import Graph, Segments, module_name
+from edgeconv.quantize.qdq.offsets import compensate_offsets
+from edgeconv.quantize.qdq.weights import weight_grid
 
 if TYPE_CHECKING:
     import onnx
@@ -50,6 +55,7 @@ class AdaRoundOptions:
     beta: tuple[float, float] = (20.0, 2.0)  # annealed exponent of the regularizer
     samples: int = 64
     seed: int = 0
+    window: int = 28  # Conv outputs larger than window x window are learned on random windows of that size
 
 
 @dataclass
@@ -92,11 +98,9 @@ def adaround(
     """Re-round, in place, the 8-bit weights of every quantized Conv / Gemm / MatMul of ``qdq`` (built from
     ``float_model``, matched by node name). ``constrain(node, int_weight)`` returns the integer weight the target can
     run (the onnxruntime target limits neighbour pair sums). ``offsets``: centred activations (module name -> shift,
-    ``int8.compensate_offsets``), whose readers' biases move with their rounded weights. Returns what was done per
+    ``offsets.compensate_offsets``), whose readers' biases move with their rounded weights. Returns what was done per
     layer, for re-applying the result to a re-quantized graph (``apply_rounding``)."""
     import torch
-
-    from edgeconv.quantize.int8 import _run_named, _with_outputs, compensate_offsets, node_module_name
 
     options = options or AdaRoundOptions()
     offsets = offsets or {}
@@ -104,24 +108,31 @@ def adaround(
     layers = _layers(qdq, float_model, offsets)
     done: list[RoundedLayer] = []
     generator = torch.Generator().manual_seed(options.seed)
+    # One pass over each graph: the QDQ graph up to each layer (its earlier layers already re-rounded), the float
+    # graph up to each layer's target; only the tensors still needed later are kept between pieces.
+    quantized = Segments(qdq, {Graph(qdq).inputs[0]: samples})
+    reference = Segments(float_model, {Graph(float_model).inputs[0]: samples})
     for index, layer in enumerate(layers):
-        qpath, fpath = work / "adaround_q.onnx", work / "adaround_f.onnx"
-        _with_outputs(qdq, [layer.node.input[0]], qpath)
-        _with_outputs(float_model, [layer.target], fpath)
-        inputs = _run_named(qpath, samples).get(layer.node.input[0])
-        targets = _run_named(fpath, samples).get(layer.target)
+        inputs = quantized.advance(layer.node.name).get(layer.node.input[0])
+        targets = reference.produce(layer.target)
         if inputs is None or targets is None:
             continue
+        started = time.perf_counter()
         q, nearest, error = _optimize(layer, torch.from_numpy(inputs), torch.from_numpy(targets), options, generator)
         if constrain is not None:
             q = constrain(layer.node, q)
         layer.store(q)
         compensate_offsets(qdq, float_model, offsets)  # later layers' inputs come from this graph
         flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), QMIN, QMAX)))
-        module = node_module_name(layer.node.name) or layer.node.name
+        module = module_name(layer.node.name) or layer.node.name
         done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
         logger.info(
-            "adaround %s: output MSE %.3g -> %.3g, %.1f%% flipped", layer.node.name, nearest, error, 100 * flipped
+            "adaround %s: output MSE %.3g -> %.3g, %.1f%% flipped (%.2f s)",
+            layer.node.name,
+            nearest,
+            error,
+            100 * flipped,
+            time.perf_counter() - started,
         )
         if progress:
             progress(index + 1, len(layers))
@@ -147,8 +158,6 @@ def _layers(
     """The 8-bit weight layers of ``qdq``, with how to read and write each one's integer weight."""
     import onnx
     from onnx import numpy_helper
-
-    from edgeconv.quantize.int8 import node_module_name, weight_grid
 
     inits = {i.name: i for i in qdq.graph.initializer}
     float_inits = {i.name: i for i in float_model.graph.initializer}
@@ -193,7 +202,7 @@ def _layers(
         before = float_producer.get(source.input[0])
         if before is not None and before.op_type == "Pad":  # a PaddedConv2d reading a centred activation
             before = float_producer.get(before.input[0])
-        offset = (offsets or {}).get(node_module_name(before.name) or "", 0.0) if before is not None else 0.0
+        offset = (offsets or {}).get(module_name(before.name) or "", 0.0) if before is not None else 0.0
         if offset and node.op_type != "Conv":
             offset = 0.0  # centring only ever feeds convs (equalize.center_unsigned_activations)
         layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs, offset))
@@ -255,7 +264,18 @@ def _clamp(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[fl
     return bounds[0], bounds[1]
 
 
-def _forward(layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _pad(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    """``x`` with the Conv's zero padding applied (ONNX ``pads``: begins then ends)."""
+    import torch.nn.functional as F
+
+    pads = list(layer.attrs.get("pads", [0, 0, 0, 0]))
+    return F.pad(x, [pads[1], pads[3], pads[0], pads[2]]) if any(pads) else x
+
+
+def _forward(
+    layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, padded: bool = False
+) -> torch.Tensor:
+    """The layer on ``x`` (``padded``: the Conv's padding already applied, as ``_pad`` does)."""
     import torch
     import torch.nn.functional as F
 
@@ -263,10 +283,10 @@ def _forward(layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     if layer.offset and bias is not None:  # W_q (x - c) + b + c sum(W_q): what compensate_offsets writes
         bias = bias + layer.offset * (weight - torch.from_numpy(layer.float_weight)).flatten(1).sum(1)
     if op == "Conv":
-        pads = list(attrs.get("pads", [0] * 2 * (weight.ndim - 2)))
+        pads = [0, 0, 0, 0] if padded else list(attrs.get("pads", [0] * 2 * (weight.ndim - 2)))
         half = len(pads) // 2
         if pads[:half] != pads[half:]:
-            x = F.pad(x, [p for i in reversed(range(half)) for p in (pads[i], pads[i + half])])
+            x = _pad(layer, x)
             pads = [0] * len(pads)
         y = F.conv2d(
             x,
@@ -320,12 +340,13 @@ def _optimize(
         return nearest.numpy().astype(np.int8), base, base
     optimizer = torch.optim.Adam([v], lr=options.learning_rate)
     warm = int(options.warmup * options.iterations)
+    sample = _sampler(layer, x, target, options, generator)
     for step in range(options.iterations):
-        idx = torch.randint(0, len(x), (min(options.batch_size, len(x)),), generator=generator)
+        inputs, wanted, padded = sample()
         h = soft()
         weight = torch.clamp(floor + h, QMIN, QMAX) * s
-        y = _forward(layer, x[idx], weight, bias)
-        loss = ((y - target[idx]) ** 2).mean() / base
+        y = _forward(layer, inputs, weight, bias, padded=padded)
+        loss = ((y - wanted) ** 2).mean() / base
         if step >= warm:
             progress = (step - warm) / max(1, options.iterations - warm)
             beta = options.beta[1] + 0.5 * (options.beta[0] - options.beta[1]) * (1 + math.cos(math.pi * progress))
@@ -339,3 +360,41 @@ def _optimize(
     if learned_error > base:  # never worse than nearest on the calibration crops
         return nearest.numpy().astype(np.int8), base, base
     return learned.numpy().astype(np.int8), base, learned_error
+
+
+def _sampler(
+    layer: _Layer, x: torch.Tensor, target: torch.Tensor, options: AdaRoundOptions, generator: torch.Generator
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor, bool]]:
+    """What each optimization step sees: ``batch_size`` random crops (input, target, whether the input is padded).
+    A Conv whose output map is larger than ``window`` x ``window`` is optimized on one random output window of that
+    size (and the input window it reads) per step: the same loss in expectation, at a fraction of the cost on the
+    early, high-resolution layers, which took most of the time with whole maps."""
+    import torch
+
+    count = min(options.batch_size, len(x))
+    size = options.window
+    if layer.node.op_type != "Conv" or target.ndim != 4 or target.shape[2] * target.shape[3] <= size * size:
+
+        def whole() -> tuple[torch.Tensor, torch.Tensor, bool]:
+            idx = torch.randint(0, len(x), (count,), generator=generator)
+            return x[idx], target[idx], False
+
+        return whole
+    padded = _pad(layer, x)
+    stride = layer.attrs.get("strides", [1, 1])
+    dilation = layer.attrs.get("dilations", [1, 1])
+    kernel = layer.float_weight.shape[2:]
+    out_h, out_w = target.shape[2:]
+    win_h, win_w = min(size, out_h), min(size, out_w)
+
+    def window() -> tuple[torch.Tensor, torch.Tensor, bool]:
+        idx = torch.randint(0, len(x), (count,), generator=generator)
+        oy = int(torch.randint(0, out_h - win_h + 1, (1,), generator=generator))
+        ox = int(torch.randint(0, out_w - win_w + 1, (1,), generator=generator))
+        iy, ix = oy * stride[0], ox * stride[1]
+        span_h = (win_h - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1
+        span_w = (win_w - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1
+        inputs = padded[:, :, iy : iy + span_h, ix : ix + span_w][idx]  # the window of every crop, then 8 of them
+        return inputs, target[:, :, oy : oy + win_h, ox : ox + win_w][idx], True
+
+    return window

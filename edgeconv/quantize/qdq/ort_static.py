@@ -1,0 +1,241 @@
+"""ONNX Runtime's ``quantize_static`` with each target's QDQ scheme, calibrating once and re-quantizing cheaply (for
+the fallback's trials), then the target's own weight treatment: saturation-safe weights, adaptive rounding, the
+centred activations' biases."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeconv.quantize.calibration import CalibrationReader, ProgressCallback
+from edgeconv.quantize.options import QUANTIZED_OPS, Int8Options
+from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
+from edgeconv.quantize.qdq.offsets import centred_ranges, compensate_offsets
+from edgeconv.quantize.qdq.weights import gemm_layout, limit_pair_sums, make_saturation_safe
+
+if TYPE_CHECKING:
+    import onnx
+
+logger = logging.getLogger(__name__)
+
+
+def _ort_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
+
+
+def high_precision(
+    model: onnx.ModelProto, nodes: Sequence[str], tensors: Sequence[str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """``extra_options`` giving the weights of ``nodes`` and the activation ``tensors`` 16-bit quantization: how the
+    onnxruntime target keeps part of a model "in float".
+
+    Leaving a layer out of ``quantize_static`` does not work on ORT: its ``WeightBiasQuantization`` optimizer (default
+    sessions, ORT >= 1.20) quantizes the float weight of any Conv/Gemm whose input comes from a DequantizeLinear to
+    *symmetric per-tensor* int8 at load time -- mobilenet_v2's first depthwise conv "in float" lost 17 points of
+    agreement that way. A 16-bit weight (per channel, SQNR ~90 dB) has a DequantizeLinear of its own, which that
+    optimizer leaves alone, and no CPU integer kernel takes 16-bit operands, so the layer runs as a float Conv under any
+    session options. A 16-bit activation tensor likewise makes its producer and consumers run in float on a 256x finer
+    grid than uint8, keeping the range (and any ReLU6 folded into it) unchanged.
+    """
+    from onnxruntime.quantization import QuantType
+
+    inits = {i.name for i in model.graph.initializer}
+    wanted = set(nodes)
+    overrides = dict(extra.get("TensorQuantOverrides", {}))
+    for node in model.graph.node:
+        if node.name in wanted and len(node.input) > 1 and node.input[1] in inits:
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b) else 0  # output channels
+            overrides[node.input[1]] = [{"quant_type": QuantType.QInt16, "axis": axis}]
+    for tensor in tensors:
+        overrides[tensor] = [{"quant_type": QuantType.QUInt16}]
+    return {**extra, "TensorQuantOverrides": overrides, "UseQDQContribOps": True}
+
+
+def _quantize_kwargs(target: str, options: Int8Options) -> dict[str, Any]:
+    """``quantize_static`` arguments for ``target``."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    extra: dict[str, Any] = {"CalibPercentile": options.percentile, "WeightSymmetric": True}
+    if target == "tensorrt":
+        extra.update(
+            {
+                "ActivationSymmetric": True,
+                "AddQDQPairToWeight": True,
+                "DedicatedQDQPair": True,
+                "QuantizeBias": False,
+                "ForceQuantizeNoInputCheck": True,
+                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1, "MatMul": 1},
+            }
+        )
+        types = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8}
+        ops = list(QUANTIZED_OPS)
+    else:
+        types = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8}
+        ops = None  # ORT's default set: also Add, Pool, Concat ..., which keeps whole chains in int8 (speed)
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "per_channel": True,
+        "reduce_range": False,
+        "op_types_to_quantize": ops,
+        "extra_options": extra,
+        **types,
+    }
+
+
+class StaticQuantizer:
+    """Runs ``quantize_static`` repeatedly on one pre-processed model, calibrating only once (ORT >= 1.31 caches the
+    ranges in a file; older releases recalibrate)."""
+
+    def __init__(
+        self,
+        source: Path,
+        workdir: Path,
+        samples: np.ndarray,
+        input_name: str,
+        options: Int8Options,
+        progress: ProgressCallback | None,
+        offsets: dict[str, float] | None = None,
+        *,
+        plain: bool = False,
+        saturation_safe: bool | None = None,
+    ) -> None:
+        """``plain``: what a user of ORT's quantizer gets with the target's types and nothing else (the baseline).
+        ``saturation_safe``: onnxruntime target, saturation-safe weights (default: unless ``plain``)."""
+        import onnx
+        from onnxruntime.quantization import quant_pre_process
+
+        self.pre = workdir / "pre.onnx"
+        try:
+            quant_pre_process(str(source), str(self.pre))
+        except Exception as exc:  # shape inference failures surface as many exception types
+            logger.info("quant_pre_process failed (%s); quantizing the model as exported", exc)
+            self.pre = source
+        self.model = onnx.load(str(self.pre))
+        target = options.target
+        self.samples, self.input_name, self.target, self.options = samples, input_name, target, options
+        self.progress = progress
+        self.kwargs = _quantize_kwargs(target, options)
+        if saturation_safe is None:
+            saturation_safe = not plain
+        self.saturation_safe = target == "onnxruntime" and saturation_safe and not plain
+        self.safe_layers = 0
+        self.adaround = options.adaround and not plain
+        self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
+        self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
+        if self.offsets:  # quantized on exactly [-c, c]
+            extra = self.kwargs["extra_options"]
+            pinned = {
+                tensor: [{"rmin": np.float32(-shift), "rmax": np.float32(shift)}]
+                for tensor, shift in centred_ranges(self.model, self.offsets).items()
+            }
+            overrides = {**extra.get("TensorQuantOverrides", {}), **pinned}
+            self.kwargs["extra_options"] = {**extra, "TensorQuantOverrides": overrides}
+        self.workdir = workdir
+        self.cache = workdir / f"ranges.{options.calib_method}.json"
+        self.cacheable = (
+            "calibration_cache_path"
+            in inspect.signature(
+                __import__("onnxruntime.quantization", fromlist=["quantize_static"]).quantize_static
+            ).parameters
+        )
+        self.count = 0
+        graph_input = next(i for i in self.model.graph.input if i.name == input_name)
+        batch_dim = graph_input.type.tensor_type.shape.dim[0]
+        self.batch_size = batch_dim.dim_value if batch_dim.HasField("dim_value") else 16  # a fixed batch must be fed
+
+    def __call__(self, out: Path, exclude: Sequence[str] = (), tensors: Sequence[str] = ()) -> Path:
+        """Quantize to ``out``, keeping the compute nodes ``exclude`` and the activation ``tensors`` in high precision
+        (onnxruntime target: 16-bit weights / 16-bit activations, see ``high_precision``; tensorrt target: the nodes
+        left unquantized, which TensorRT then runs in FP16/FP32)."""
+        from onnxruntime.quantization import quantize_static
+
+        reader = CalibrationReader(
+            self.samples,
+            self.input_name,
+            batch_size=self.batch_size,
+            progress=self.progress if self.count == 0 else None,
+        )
+        extra = {} if not self.cacheable else {"calibration_cache_path": str(self.cache)}
+        kwargs = dict(self.kwargs)
+        if self.target == "onnxruntime" and (exclude or tensors):
+            kwargs["extra_options"] = high_precision(self.model, exclude, tensors, kwargs["extra_options"])
+            exclude = ()
+        printed = io.StringIO()  # ORT's calibrators print progress to stdout, which `--json` keeps for the JSON
+        with contextlib.redirect_stdout(printed):
+            quantize_static(
+                str(self.pre),
+                str(out),
+                reader,
+                nodes_to_exclude=list(exclude) or None,
+                calibrate_method=_ort_method(self.options.calib_method),
+                **kwargs,
+                **extra,
+            )
+        if printed.getvalue().strip():
+            logger.debug("onnxruntime quantization: %s", " / ".join(printed.getvalue().split("\n")).strip(" /"))
+        if self.saturation_safe or self.adaround or self.offsets:
+            import onnx
+
+            model = onnx.load(str(out))
+            if self.saturation_safe:
+                self.safe_layers = make_saturation_safe(model, self.model)
+            if self.adaround:
+                self._round(model)
+            if self.offsets:
+                count = compensate_offsets(model, self.model, self.offsets)
+                logger.debug("biases re-derived for %d readers of centred activations", count)
+            onnx.save(model, str(out))
+        self.count += 1
+        return out
+
+    def _round(self, model: onnx.ModelProto) -> None:
+        """Adaptive rounding: learned on the first graph, re-applied to the later ones (layers the fallback moved to
+        16 bits keep theirs)."""
+        if self.rounded is not None:
+            apply_rounding(model, self.model, self.rounded)
+            return
+
+        def constrain(node: onnx.NodeProto, weight: np.ndarray) -> np.ndarray:
+            """Rounding up can push a neighbour pair past what ORT's AVX2 u8s8 kernel adds without saturating."""
+            layout = gemm_layout(node, weight.ndim)
+            return weight if layout is None else limit_pair_sums(weight, layout)[0]
+
+        options = AdaRoundOptions(iterations=self.options.adaround_iterations, seed=self.options.seed)
+        self.rounded = adaround(
+            model,
+            self.model,
+            self.samples,
+            self.workdir,
+            options,
+            constrain=constrain if self.saturation_safe else None,
+            progress=self.options.rounding_progress,
+            offsets=self.offsets,
+        )
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Calibrated (low, high) of every activation tensor, from ORT's range cache (after the first call)."""
+        import json
+
+        if not self.cache.is_file():
+            return {}
+
+        def value(v: Any) -> float:  # a number, or a serialized numpy array of one
+            return float(np.asarray(v["data"] if isinstance(v, dict) else v, dtype=np.float64).reshape(-1)[0])
+
+        data = json.loads(self.cache.read_text()).get("data", {})
+        return {name: (value(r["lowest"]), value(r["highest"])) for name, r in data.items()}

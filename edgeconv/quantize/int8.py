@@ -30,6 +30,7 @@ Targets (bench/results/int8.md):
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -127,7 +128,6 @@ def quantize_int8(
     with stage("data", "calibration crops"):
         data = data or prepare_calibration(spec, options, progress)
         reference = run_onnx(source_fp32, data.evaluation)
-        reference_cal = run_onnx(source_fp32, data.calibration)
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-int8-") as tmp:
         work = Path(tmp)
@@ -178,7 +178,15 @@ def quantize_int8(
             with stage("fallback", "keep the most sensitive layers in high precision"):
                 before_fallback = fidelity
                 candidate, chosen, latency = auto_fallback(
-                    quantizer, candidate, layers, work, data, reference_cal, source_fp32, options, exact
+                    quantizer,
+                    candidate,
+                    layers,
+                    work,
+                    data,
+                    run_onnx(source_fp32, data.calibration),  # only the fallback scores calibration crops
+                    source_fp32,
+                    options,
+                    exact,
                 )
                 fallback_nodes = [i.name for i in chosen if i.kind == "node"]
                 fallback_tensors = [i.label for i in chosen if i.kind == "tensor"]
@@ -285,6 +293,8 @@ def _prepare(
 ) -> _Prepared:
     """The PyTorch preparation, on a BN-folded copy of ``torch_model``, then one export through ``export_onnx``, checked
     against ``torch_model`` itself: every step but bias correction keeps the function exactly (in float)."""
+    from torch import nn
+
     from edgeconv.export import FP32_TOLERANCE, export_onnx
     from edgeconv.fuse import fuse_model
     from edgeconv.quantize.equalize import (
@@ -297,7 +307,10 @@ def _prepare(
         split_shared_activations,
     )
 
-    model = fuse_model(torch_model).model.eval()  # a copy: the caller's model is left as it is
+    # A copy (the caller's model is left as it is); folded only if the caller's still has BatchNorms to fold: the
+    # artifact path hands over the model it already fused.
+    unfused = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in torch_model.modules())
+    model = (fuse_model(torch_model).model if unfused else copy.deepcopy(torch_model)).eval()
     prepared = _Prepared(work / "prepared.onnx")
     if options.equalize or _centers(options):
         prepared.split_activations = split_shared_activations(model)

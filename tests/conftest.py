@@ -1,14 +1,21 @@
+import copy
 import importlib.util
+import math
 import os
 import signal
 import threading
 import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
+
+from edgeconv.zoo import create_model, get_spec, list_specs
 
 # Under pytest-xdist each worker gets its share of the cores: two workers with two OpenMP threads each on a 2-core
 # machine would spin against each other.
@@ -55,3 +62,65 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ---- the zoo in the tests: one model per family by default, the rest under -m slow -----------------------------------
+def family_representatives(names: list[str] | None = None) -> dict[str, str]:
+    """One model per ``ModelSpec.family`` among ``names`` (default: the whole registry): the one with the smallest
+    paper parameter count (models without a figure last, ties by name), i.e. the cheapest member to build, run and
+    export."""
+    chosen: dict[str, tuple[float, str]] = {}
+    for spec in list_specs() if names is None else [get_spec(n) for n in names]:
+        key = (spec.figures.params or math.inf, spec.name)
+        chosen[spec.family] = min(chosen.get(spec.family, key), key)
+    return {family: name for family, (_, name) in sorted(chosen.items())}
+
+
+def registry_sweep(names: list[str] | None = None) -> list[Any]:
+    """Parameters for a registry-wide test over ``names`` (default: the whole registry): one model per family in the
+    default run, every other one marked ``slow`` (deselected by addopts; ``python -m pytest -m slow`` runs them)."""
+    names = [spec.name for spec in list_specs()] if names is None else names
+    representatives = set(family_representatives(names).values())
+    return [pytest.param(n, marks=() if n in representatives else pytest.mark.slow) for n in names]
+
+
+def meta_model(name: str, **kwargs: Any) -> nn.Module:
+    """Zoo model ``name`` on the meta device, for structure and shape checks that need no numbers (no init, no
+    arithmetic). A builder that needs real tensors (``torch.linspace(...).tolist()``) is built on the CPU and moved."""
+    try:
+        with torch.device("meta"):
+            return create_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError, TypeError, ValueError):
+        return create_model(name, **kwargs).to("meta")
+
+
+_CACHE_BYTES = 1 << 30  # per worker: the largest zoo model (repvgg_b3, 0.5 GB) plus a few others
+
+
+@pytest.fixture(scope="session")
+def zoo_model() -> Iterator[Callable[..., nn.Module]]:
+    """``create_model(name, **kwargs)`` built once per worker session and handed out as a deep copy, so a test may
+    change its copy (BatchNorm statistics, ``.double()``, ``load_state_dict``) without affecting the next test.
+
+    Each model is built under seed 0 in a forked RNG: its weights do not depend on which test asked first, and the
+    caller's random stream is not consumed (a test that draws inputs after asking gets the same inputs on a hit and a
+    miss). Least recently used models are dropped above 1 GiB of parameters and buffers per worker.
+    """
+    cache: OrderedDict[tuple[str, tuple[tuple[str, Any], ...]], nn.Module] = OrderedDict()
+
+    def size(model: nn.Module) -> int:
+        return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+    def build(name: str, **kwargs: Any) -> nn.Module:
+        key = (name, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                cache[key] = create_model(name, **kwargs)
+            while len(cache) > 1 and sum(size(m) for m in cache.values()) > _CACHE_BYTES:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return copy.deepcopy(cache[key])
+
+    yield build
+    cache.clear()

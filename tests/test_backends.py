@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import registry_sweep
 from torch import nn
 
 from edgeconv.backends.base import BackendRunner
@@ -438,8 +439,7 @@ COMPARISON_SET = (
 )  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", COMPARISON_SET)
+@pytest.mark.parametrize("name", registry_sweep(list(COMPARISON_SET)))  # one per family; the rest under -m slow
 def test_ort_breakdown_over_comparison_set(name: str, tmp_path: Path) -> None:
     """Every conv/fc layer ONNX Runtime runs is timed under its PyTorch module and carries its mult-adds, and the
     mult-adds of the timed rows add up to the whole model's (64x64 input to keep CI short)."""

@@ -1,4 +1,5 @@
-"""Fusion (BatchNorm folding, re-parameterization) checked numerically against the unfused model, for every zoo model.
+"""Fusion (BatchNorm folding, re-parameterization) checked numerically against the unfused model, for every zoo model
+(one per family by default, the rest under ``-m slow``).
 
 Metric: max relative error = max|fused - unfused| / max|unfused| over the logits. The fold itself runs in float32 (the
 production path); both models are then cast to float64 for the forward pass, so the comparison measures the fold's
@@ -8,14 +9,16 @@ algebra and the rounding of the folded float32 weights, not float32 accumulation
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
+from conftest import registry_sweep
 from torch import nn
 
 from edgeconv.fuse import fold_batchnorm, fuse_model, reparameterize
 from edgeconv.fuse.fold import _fold_pair
-from edgeconv.zoo import create_model, get_spec, list_models
+from edgeconv.zoo import get_spec
 from edgeconv.zoo.layers import channel_shuffle
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -84,9 +87,9 @@ def batchnorms_after_ops(model: nn.Module, x: torch.Tensor) -> list[tuple[str, s
     return left
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_fused_matches_unfused(name: str) -> None:
-    model = create_model(name)
+@pytest.mark.parametrize("name", registry_sweep())
+def test_fused_matches_unfused(name: str, zoo_model: Callable[..., nn.Module]) -> None:
+    model = zoo_model(name)
     randomize_batchnorm(model)
     x = sample_input(name, model)
     report = fuse_model(model)

@@ -96,7 +96,7 @@ def test_adaround_keeps_the_grid_and_brings_outputs_closer(target: str, tmp_path
 
 def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path) -> None:
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
-    options = Int8Options(**OPTIONS)
+    options = Int8Options(**{**OPTIONS, "adaround": True})
     data = prepare_calibration(PREP, options)
     quantizer = StaticQuantizer(fp32, tmp_path, data.calibration, "input", replace(options, target="onnxruntime"), None)
     first = _weights(quantizer(tmp_path / "q0.onnx"))

@@ -68,7 +68,9 @@ def _export(model: nn.Module, path: Path) -> Path:
     return path
 
 
-OPTIONS = {"calib_samples": 32, "eval_samples": 48, "calib_method": "minmax", "min_agreement": 0.0}
+# Nearest rounding: these tests are about the graph rules, the gate and fallback, not adaptive rounding (most of the
+# INT8 time); tests/test_quantize_adaround.py and tests/test_quantize_cli.py's end-to-end export run AdaRound.
+OPTIONS = {"calib_samples": 32, "eval_samples": 48, "calib_method": "minmax", "min_agreement": 0.0, "adaround": False}
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +336,7 @@ def test_cpu_kernels_pick_the_onnxruntime_weights(tmp_path: Path) -> None:
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
     forms = {}
     for kernels in ("avx2", "vnni"):
-        options = Int8Options(**OPTIONS, adaround=False, fallback="none", cpu_kernels=kernels)
+        options = Int8Options(**OPTIONS, fallback="none", cpu_kernels=kernels)
         forms[kernels] = quantize_int8(fp32, tmp_path / f"{kernels}.onnx", PREP, options=options).manifest()["weights"]
     assert forms == {
         "avx2": {"form": "saturation-safe", "cpu_kernels": "avx2"},
@@ -435,7 +437,7 @@ def test_repvgg_identity_taps_quantize_as_their_own_conv(tmp_path: Path) -> None
     sqnr = {}
     for split in (True, False):
         out = tmp_path / f"split{split}.onnx"
-        options = Int8Options(target="tensorrt", fallback="none", adaround=False, split_identity=split, **OPTIONS)
+        options = Int8Options(target="tensorrt", fallback="none", split_identity=split, **OPTIONS)
         report = quantize_int8(fp32, out, PREP, net, options)
         sqnr[split] = sqnr_db(expected, run_onnx(out, x, exact=True))
         convs = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]

@@ -1,24 +1,30 @@
 """Where torchvision defines the same model, its state_dict loads into ours strictly and gives identical outputs.
 
-This is what lets users bring real pretrained torchvision checkpoints. torchvision is a dev dependency only.
+This is what lets users bring real pretrained torchvision checkpoints. torchvision is a dev dependency only. One pair
+per zoo family runs by default, the others under ``-m slow``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torchvision  # a dev dependency (cross-checks only)
+from conftest import registry_sweep
 
-from edgeconv.zoo import create_model, get_spec, list_specs
+from edgeconv.zoo import get_spec, list_specs
 
 PAIRS = [s.name for s in list_specs() if s.torchvision_name]
 
 
-@pytest.mark.parametrize("name", PAIRS)
-def test_torchvision_state_dict_loads_strictly_and_outputs_match(name: str) -> None:
+@pytest.mark.parametrize("name", registry_sweep(PAIRS))
+def test_torchvision_state_dict_loads_strictly_and_outputs_match(
+    name: str, zoo_model: Callable[..., torch.nn.Module]
+) -> None:
     spec = get_spec(name)
     reference = torchvision.models.get_model(spec.torchvision_name, weights=None, **spec.torchvision_kwargs).eval()
-    ours = create_model(name)
+    ours = zoo_model(name)
     with torch.no_grad():  # randomize BN statistics so that a misplaced BN cannot hide behind identity stats
         for module in reference.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):

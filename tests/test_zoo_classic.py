@@ -2,13 +2,15 @@
 
 The registry-wide tests (forward at the default input, params vs paper) live in test_zoo.py and the torchvision
 state_dict checks in test_torchvision_compat.py; these pin what is particular to each family: the paper's layer
-geometry, auxiliary heads, LRN, grouping, and GoogLeNet's per-module table (seed 004).
+geometry, auxiliary heads, LRN, grouping, and GoogLeNet's per-module table (seed 004). Checks of shapes and layer
+geometry run on the meta device (no weights, no arithmetic); the numeric ones on the CPU.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import meta_model
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError
@@ -30,6 +32,10 @@ CLASSIC = {
     "inception_resnet_v2": "inception",
     "xception": "xception",
 }
+
+
+def _meta(*shape: int) -> torch.Tensor:
+    return torch.empty(shape, device="meta")
 
 
 def _output_sizes(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple[int, ...]]:
@@ -61,14 +67,14 @@ def test_every_classic_name_is_registered_with_its_family() -> None:
 @pytest.mark.parametrize("name", [n for n in CLASSIC if not n.startswith("vgg")])
 def test_num_classes_kwarg_sets_output_width(name: str) -> None:
     channels, height, _ = get_spec(name).input_size
-    size = min(height, 96)  # adaptive pooling heads: a small input keeps this test cheap
-    model = create_model(name, num_classes=7)
+    size = min(height, 96)  # adaptive pooling heads: any input size the features accept
+    model = meta_model(name, num_classes=7)
     with torch.inference_mode():
-        assert model(torch.randn(1, channels, size, size)).shape == (1, 7)
+        assert model(torch.empty(1, channels, size, size, device="meta")).shape == (1, 7)
 
 
 def test_alexnet_lrn_is_the_papers_network() -> None:
-    model = create_model("alexnet_lrn")
+    model = meta_model("alexnet_lrn")
     lrns = [m for m in model.modules() if isinstance(m, nn.LocalResponseNorm)]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(lrns) == 2
@@ -76,9 +82,9 @@ def test_alexnet_lrn_is_the_papers_network() -> None:
     assert [c.groups for c in convs] == [1, 2, 1, 2, 2]  # the two GPU towers
     assert count_params("alexnet_lrn") == 60_965_224  # Caffe's bvlc_alexnet count: the paper's "60 million"
     assert count_params("alexnet_lrn", groups=1) == 62_378_344
-    sizes = _output_sizes(model, torch.randn(1, 3, 224, 224), ["features.0", "features.3", "features.7", "features.14"])
+    sizes = _output_sizes(model, _meta(1, 3, 224, 224), ["features.0", "features.3", "features.7", "features.14"])
     assert [s[1] for s in sizes.values()] == [55, 27, 13, 6]
-    assert not any(isinstance(m, nn.LocalResponseNorm) for m in create_model("alexnet").modules())
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in meta_model("alexnet").modules())
 
 
 def test_lrn_matches_the_papers_formula() -> None:
@@ -92,13 +98,13 @@ def test_lrn_matches_the_papers_formula() -> None:
 
 
 def test_zfnet_geometry() -> None:
-    model = create_model("zfnet")
+    model = meta_model("zfnet")
     first = model.get_submodule("features.0")
     assert (first.kernel_size, first.stride) == ((7, 7), (2, 2))
-    sizes = _output_sizes(model, torch.randn(1, 3, 224, 224), ["features.0", "features.2", "features.4", "features.6"])
+    sizes = _output_sizes(model, _meta(1, 3, 224, 224), ["features.0", "features.2", "features.4", "features.6"])
     assert [s[1] for s in sizes.values()] == [110, 55, 26, 13]  # Zeiler & Fergus Fig. 3
-    assert model.get_submodule("features")(torch.randn(1, 3, 224, 224)).shape[1:] == (256, 6, 6)
-    wide = create_model("zfnet", wide=True)
+    assert model.get_submodule("features")(_meta(1, 3, 224, 224)).shape[1:] == (256, 6, 6)
+    wide = meta_model("zfnet", wide=True)
     assert [c.out_channels for c in wide.modules() if isinstance(c, nn.Conv2d)][2:] == [512, 1024, 512]
 
 
@@ -126,14 +132,14 @@ def test_cifar_nets_end_in_class_maps_and_global_average(name: str, size: int, f
 
 
 def test_allcnn_has_no_pooling_and_follows_the_imagenet_table() -> None:
-    model = create_model("allcnn_imagenet")
+    model = meta_model("allcnn_imagenet")
     assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Linear)) for m in model.modules())
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     table = [(96, 11, 4), (96, 1, 1), (96, 3, 2), (256, 5, 1), (256, 1, 1), (256, 3, 2),
              (384, 3, 1), (384, 1, 1), (384, 3, 2), (1024, 3, 1), (1024, 1, 1), (1000, 1, 1)]  # fmt: skip
     assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == table
     with torch.inference_mode():
-        assert model.get_submodule("features")(torch.randn(1, 3, 224, 224)).shape[1:] == (
+        assert model.get_submodule("features")(_meta(1, 3, 224, 224)).shape[1:] == (
             1000,
             6,
             6,
@@ -179,10 +185,10 @@ def test_googlenet_reproduces_the_papers_ops_column() -> None:
     With the paper's 5x5 kernels every row matches to the table's rounding except 5a, whose printed 54M (and 1072K
     params) disagree with its own widths (51.1M); the profiler work should expect the same.
     """
-    model = create_model("googlenet", branch3_kernel_size=5)
+    model = meta_model("googlenet", branch3_kernel_size=5)
     table_ops = {"3a": 128, "3b": 304, "4a": 73, "4b": 88, "4c": 100, "4d": 119, "4e": 170, "5b": 71}
     names = [f"inception{row}" for row in table_ops]
-    sizes = _output_sizes(model, torch.randn(1, 3, 224, 224), names)
+    sizes = _output_sizes(model, _meta(1, 3, 224, 224), names)
     for row, ops in table_ops.items():
         block = getattr(model, f"inception{row}")
         weights = sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
@@ -194,9 +200,9 @@ def test_googlenet_reproduces_the_papers_ops_column() -> None:
 
 
 def test_bn_inception_module_widths_and_reductions() -> None:
-    model = create_model("bn_inception")
+    model = meta_model("bn_inception")
     names = ["inception3a", "inception3b", "inception3c", "inception4a", "inception4d", "inception4e", "inception5b"]
-    sizes = _output_sizes(model, torch.randn(1, 3, 224, 224), names)
+    sizes = _output_sizes(model, _meta(1, 3, 224, 224), names)
     assert list(sizes.values()) == [
         (256, 28, 28),
         (320, 28, 28),
@@ -213,9 +219,9 @@ def test_bn_inception_module_widths_and_reductions() -> None:
 
 
 def test_inception_v3_aux_head_only_in_training() -> None:
-    model = create_model("inception_v3", aux_logits=True, num_classes=4)
+    model = meta_model("inception_v3", aux_logits=True, num_classes=4)
     model.train()
-    out = model(torch.randn(2, 3, 299, 299))
+    out = model(_meta(2, 3, 299, 299))
     assert isinstance(out, tuple) and [t.shape for t in out] == [(2, 4), (2, 4)]
     assert count_params("inception_v3", aux_logits=True) == 27_161_264  # torchvision's num_params with the aux head
 

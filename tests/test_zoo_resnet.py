@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import meta_model
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError
@@ -86,11 +87,11 @@ def test_preact_unit_keeps_a_clean_identity_path() -> None:
 
 
 def test_wide_resnet_depth_and_width_follow_the_paper() -> None:
-    model = create_model("wide_resnet28_10")
+    model = meta_model("wide_resnet28_10")  # shapes only: no weights, no arithmetic
     assert [len(group) for group in (model.block1, model.block2, model.block3)] == [4, 4, 4]
     assert [group[0].conv2.out_channels for group in (model.block1, model.block2, model.block3)] == [160, 320, 640]
     with torch.inference_mode():
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+        assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
     # The other rows of the paper's CIFAR table (seed 004: WRN-16-8 11.0M, WRN-16-4 2.7M).
     assert abs(count_params("wide_resnet28_10", depth=16, widen_factor=8) / 11.0e6 - 1) < 0.02
     assert abs(count_params("wide_resnet28_10", depth=16, widen_factor=4) / 2.7e6 - 1) < 0.02
@@ -129,7 +130,7 @@ def test_pyramidnet_widens_linearly_with_zero_padded_shortcuts() -> None:
     [("densenet_bc_100_12", 16, 342), ("densenet_bc_250_24", 41, 1734), ("densenet_bc_190_40", 31, 2190)],
 )
 def test_cifar_densenet_bc_structure(name: str, layers: int, final_channels: int) -> None:
-    model = create_model(name)
+    model = meta_model(name)
     blocks = [m for n, m in model.features.named_children() if n.startswith("denseblock")]
     assert [len(block) for block in blocks] == [layers] * 3
     assert model.classifier.in_features == final_channels
@@ -148,7 +149,7 @@ def test_densenet_layers_concatenate_their_inputs() -> None:
 
 
 def test_densenet264_follows_table_1() -> None:
-    model = create_model("densenet264")
+    model = meta_model("densenet264")
     blocks = [m for n, m in model.features.named_children() if n.startswith("denseblock")]
     assert [len(block) for block in blocks] == [6, 12, 64, 48]
     assert model.classifier.in_features == 2688

@@ -102,7 +102,7 @@ register_model(
             "Han et al. 2017, CIFAR results table: 'PyramidNet (alpha = 48) 110 1.7M' (not in the seeds, which cite "
             "the paper, seed 002)",
             note="1,739,730 here (+2.3%). The paper's figures are truncated to one decimal (alpha 84: 3,855,054 "
-            "here vs '3.8M'); 13,168 of ours are BN scale/shift. Rounding widths instead of flooring gives 1,772,706.",
+            "here vs '3.8M'); 13,024 of ours are BN scale/shift. Rounding widths instead of flooring gives 1,772,706.",
         ),
         description="Additive PyramidNet-110 (alpha 48, basic units): widths grow by 48/54 per unit from 16 to 64; "
         "zero-padded identity shortcuts.",

@@ -244,6 +244,7 @@ def export_artifact(
     force: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
+    exporter: str = "torchscript",
 ) -> Manifest:
     """Build zoo model ``name``, fuse it, export and validate FP32 (and FP16 / INT8) ONNX into ``out_dir``
     (default ``models/<name>``), and write the manifest. Returns the manifest.
@@ -252,6 +253,8 @@ def export_artifact(
     fixed seed, so the same command produces the same artifact. ``input_size``: (H, W) overriding the spec's.
     ``int8`` hands the fused PyTorch model and the FP32 ONNX to ``edgeconv.quantize.quantize_int8`` with
     ``int8_options`` (an ``Int8Options``). ``on_step`` is called with a short label before each step (CLI progress).
+    ``exporter``: ``torchscript`` or ``dynamo`` (``edgeconv.export.export_onnx``); the manifest records it and the
+    opset written.
     """
     import torch
 
@@ -288,6 +291,8 @@ def export_artifact(
             f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} ({DEFAULT_OPSET} runs on TensorRT 8.6+ and "
             "ONNX Runtime)"
         )
+    if exporter not in ("torchscript", "dynamo"):
+        raise InvalidArgumentError(f"exporter {exporter!r} is not one of torchscript, dynamo")
     planned = {
         "model": name,
         "model_kwargs": kwargs,
@@ -344,6 +349,7 @@ def export_artifact(
             reference=model,
             mean=spec.mean,
             std=spec.std,
+            exporter=exporter,  # type: ignore[arg-type]  # checked above
         )
         validation: dict[str, Any] = {"fp32": fp32.validation.to_dict() if fp32.validation else None}
         files: dict[str, dict[str, Any]] = {"fp32": {"path": FILES["fp32"], "precision": "fp32"}}
@@ -382,7 +388,7 @@ def export_artifact(
             "labels": {"set": label_set, "file": LABELS, "count": len(labels), "sha256": sha256_file(staging / LABELS)},
             "precisions": list(files),
             "files": files,
-            "opset": opset,
+            "opset": fp32.opset,  # the opset written: the dynamo exporter keeps 18 where conversion fails
             "exporter": fp32.exporter,
             "simplified": fp32.simplified,
             "fused": fuse,

@@ -11,7 +11,10 @@ Exporter choice: the TorchScript-based exporter (``torch.onnx.export(..., dynamo
   * the zoo's models are static graphs (fixed control flow at a given input size), exactly what tracing captures, and
     it is ~30x faster per model, which keeps the registry-wide export test inside CI's budget.
 It is deprecated upstream; ``exporter="dynamo"`` selects the torch.export-based one for models or torch releases
-that need it, and is used automatically if a future torch drops ``dynamo=False``.
+that need it, and is used automatically if a future torch drops ``dynamo=False``. Its graph is exported at opset 18,
+its nodes renamed from their module-path metadata the TorchScript way (``scope_node_names``), then brought down to
+the opset asked by the ONNX version converter; where that fails (LRN's Pad) opset 18 is written, with a warning, and
+``ExportReport.opset`` says so (bench/results/exporters.md compares the two exporters on the zoo).
 
 Simplifier: onnxslim. It is pure Python (installs wherever onnx does), actively maintained and released, and keeps
 opset, names and dynamic axes; onnxsim (onnx-simplifier) is a C++ extension whose wheels have lagged new Python and
@@ -26,10 +29,12 @@ difference is not counted as a disagreement (random-weight models have near-flat
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -86,7 +91,7 @@ class Comparison:
 @dataclass
 class ExportReport:
     path: Path
-    opset: int
+    opset: int  # the opset written (the dynamo exporter may keep 18 where a lower one was asked)
     exporter: str
     input_name: str
     output_name: str
@@ -262,19 +267,119 @@ def _torch_export(
     dynamic_shapes = None
     if dynamic_axes:
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) + (None,) * (len(example) - 1)
+    # At 18 (its lowest native opset) the exporter keeps the module paths in node metadata, which name the nodes
+    # below; asked for less, it converts first, losing them (and keeps 18 silently where the conversion fails).
     program = torch.onnx.export(
         model,
         example,
         dynamo=True,
-        opset_version=opset,
+        opset_version=max(opset, 18),
         input_names=input_names,
         output_names=output_names,
         dynamic_shapes=dynamic_shapes,
+        verbose=False,  # its progress lines go to stdout, which carries the CLI's --json
     )
     assert program is not None  # dynamo=True always returns the ONNXProgram
-    program.save(target) if not isinstance(target, io.BytesIO) else target.write(
-        program.model_proto.SerializeToString()
-    )
+    import onnx
+
+    proto = program.model_proto
+    scope_node_names(proto, _call_indices(program))
+    onnx.save(_convert_opset(proto, opset), target)
+
+
+_SCOPES = "pkg.torch.onnx.name_scopes"  # the dynamo exporter's module path per node: ['', 'layer1', 'layer1.0', ...]
+_FX_NODE = "pkg.torch.onnx.fx_node"  # "%relu_2 : [num_users=1] = call_function[...](...)"
+
+
+def _call_indices(program: Any) -> dict[str, int]:
+    """FX node name -> which call of its innermost module made it: torch.export keys a repeated call ``...relu@1``."""
+    exported = getattr(program, "exported_program", None)
+    found: dict[str, int] = {}
+    for fx in exported.graph.nodes if exported is not None else ():
+        stack = fx.meta.get("nn_module_stack") or {}
+        repeat = re.search(r"@(\d+)$", list(stack)[-1]) if stack else None
+        found[fx.name] = int(repeat.group(1)) if repeat else 0
+    return found
+
+
+def scope_node_names(proto: Any, calls: dict[str, int] | None = None) -> None:
+    """Rename (in place) each node of a dynamo-exported graph that carries ``pkg.torch.onnx.name_scopes`` metadata the
+    TorchScript exporter's way, which ``onnxgraph.module_name`` reads: ``/layer1/layer1.0/layer1.0.conv1/Conv`` (every
+    scope the module's full name), ``Conv_1``, ``Conv_2`` ... when a name repeats. The k-th repeated call of a module
+    is scoped ``relu_k`` (``calls``: FX node name -> k), as TorchScript does and ``locate_divergence`` expects. A Conv /
+    Gemm whose weight is an initializer ``<module>.weight`` is named after that module: the optimizer's Conv with a
+    folded BatchNorm carries the BatchNorm's scope, and keeps the conv's weight name. A renamed node's output tensors
+    become ``<node name>_output_<i>``, as TorchScript's are: onnxslim names the Gemm it makes of a MatMul and an Add
+    (a Linear layer's decomposition) after the MatMul's output."""
+    graph = proto.graph
+    initializers = {i.name for i in graph.initializer}
+    used = {n.name for n in graph.node}
+    keep = {o.name for o in graph.output}
+    tensors: dict[str, str] = {}
+    for node in graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        try:
+            scopes = ast.literal_eval(props.get(_SCOPES, "None"))
+        except (ValueError, SyntaxError):
+            continue
+        if not isinstance(scopes, list) or len(scopes) < 2:
+            continue
+        module = str(scopes[-2])  # the last entry is the aten op's own name
+        weight = node.input[1] if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) > 1 else ""
+        if weight in initializers and weight.endswith(".weight"):
+            module = weight.removesuffix(".weight")
+        parts = module.split(".") if module else []
+        fx_name = props.get(_FX_NODE, "").split(" ", 1)[0].lstrip("%")
+        call = (calls or {}).get(fx_name, 0) if parts and module == scopes[-2] else 0
+        base = "".join("/" + ".".join(parts[: i + 1]) for i in range(len(parts)))
+        base += f"_{call}/{node.op_type}" if call else f"/{node.op_type}"
+        name, count = base, 0
+        while name in used:
+            count += 1
+            name = f"{base}_{count}"
+        used.discard(node.name)
+        used.add(name)
+        node.name = name
+        tensors.update({t: f"{name}_output_{i}" for i, t in enumerate(node.output) if t and t not in keep})
+    if any(attr.g.node or attr.graphs for n in graph.node for attr in n.attribute):
+        return  # a subgraph may read outer tensors by name: keep them
+    for node in graph.node:
+        for names in (node.input, node.output):
+            names[:] = [tensors.get(t, t) for t in names]
+    for info in graph.value_info:
+        info.name = tensors.get(info.name, info.name)
+
+
+def _convert_opset(proto: Any, opset: int) -> Any:
+    """``proto`` brought down to ``opset`` by the ONNX version converter, or as it is (with a warning naming the opset
+    written) when the converter fails."""
+    import onnx
+    from onnx import version_converter
+
+    written = graph_opset(proto)
+    if written <= opset:
+        return proto
+    try:
+        converted = version_converter.convert_version(proto, opset)
+        for node in converted.graph.node:  # opset 18 moved Reduce* axes to an input; only ReduceSum-13 has this one
+            if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum" and opset < 18:
+                kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+                del node.attribute[:]
+                node.attribute.extend(kept)
+        onnx.checker.check_model(converted, full_check=True)
+        return converted
+    except Exception as exc:
+        warnings.warn(
+            f"wrote opset {written}, not {opset}: the ONNX version converter failed ({first_line(exc)}); "
+            "TensorRT 8.6 (JetPack 6.0) parses at most opset 17",
+            stacklevel=2,
+        )
+        return proto
+
+
+def graph_opset(proto: Any) -> int:
+    """The default-domain (ai.onnx) opset a graph declares."""
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _record_module_inputs(model: nn.Module, example: tuple[torch.Tensor, ...]) -> dict[str, tuple[Any, ...]]:
@@ -355,6 +460,8 @@ def export_onnx(
             f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
             f"({DEFAULT_OPSET} runs on TensorRT 8.6+ and ONNX Runtime)"
         )
+    if exporter not in ("torchscript", "dynamo"):
+        raise InvalidArgumentError(f"exporter {exporter!r} is not one of torchscript, dynamo")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) < 2 or min(shape) < 1:
         raise InvalidArgumentError(
@@ -404,6 +511,7 @@ def export_onnx(
         raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {first_line(exc)}") from exc
 
     proto = onnx.load_from_string(buffer.getvalue())
+    written_opset = graph_opset(proto)  # the dynamo exporter keeps 18 where the version converter fails
     try:
         onnx.checker.check_model(proto, full_check=True)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -438,7 +546,7 @@ def export_onnx(
     write_atomic(path, data)
     return ExportReport(
         path=path,
-        opset=opset,
+        opset=written_opset,
         exporter=exporter,
         input_name=input_name,
         output_name=output_name,

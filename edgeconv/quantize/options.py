@@ -69,9 +69,9 @@ class Int8Options:
     # on 300 held-out crops), and a bias corrected for 8-bit weights is wrong once fallback makes them 16-bit.
     bias_correction: bool = False
     bias_correction_samples: int = 64  # expected error per channel converges fast; each sample costs 2 forward passes
-    # Adaptive rounding of the 8-bit weights (qdq/adaround.py). mobilenet_v2 onnxruntime, 1000 held-out crops, AVX2
-    # CPU: 86.4% / 99.7% confident all-INT8, against 81.9% / 99.1% for nearest rounding even with fallback; about a
-    # minute on 2 cores, most of the INT8 time (bench/results/int8_peers.md).
+    # Adaptive rounding of the 8-bit weights (qdq/adaround.py). mobilenet_v2 onnxruntime, 1000 held-out crops, AVX-512
+    # VNNI CPU: 86.9% / 99.7% confident all-INT8, against 81.0% / 99.1% for nearest rounding; about 40 s on 2 cores,
+    # most of the INT8 time (bench/results/int8_peers.md).
     adaround: bool = True
     adaround_iterations: int = 200
     cpu_kernels: str = "auto"  # CPU_KERNELS

@@ -106,3 +106,39 @@ def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path
     for name, (q, _) in first.items():
         if name != dw:
             assert np.array_equal(again[name][0], q), name
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_rounding_is_kept_only_where_it_brings_the_network_closer(target: str, tmp_path: Path) -> None:
+    """``int8._keep_rounding_if_better`` returns whichever graph, learned or nearest rounding, is closer to FP32 (mean
+    KL) on the calibration crops AdaRound did not learn from, says so in a note when it drops the rounding, and leaves
+    the quantizer re-applying exactly what it kept."""
+    from edgeconv.quantize.fidelity import compare_logits
+    from edgeconv.quantize.int8 import _keep_rounding_if_better
+    from edgeconv.quantize.qdq.adaround import AdaRoundOptions
+
+    fp32 = _export(_outlier_model(), tmp_path / "outlier.onnx")
+    options = Int8Options(target=target, **{**OPTIONS, "adaround": True, "calib_samples": 96})  # type: ignore[arg-type]
+    data = prepare_calibration(PREP, options)
+    unseen = data.calibration[AdaRoundOptions().samples :]
+    assert len(unseen) == 32
+    quantizer = StaticQuantizer(fp32, tmp_path, data.calibration, "input", options, None)
+    learned = quantizer(tmp_path / "q0.onnx")
+    rounding = quantizer.rounded
+    notes: list[str] = []
+    exact = target == "tensorrt"
+    kept = _keep_rounding_if_better(quantizer, learned, fp32, data, tmp_path, exact, notes)
+    reference = run_onnx(fp32, unseen)
+
+    def kl(path: Path) -> float:
+        return compare_logits(reference, run_onnx(path, unseen, exact=exact)).mean_kl
+
+    nearest = tmp_path / "q0_nearest.onnx"
+    assert nearest.is_file() and kept in (learned, nearest)
+    other = nearest if kept == learned else learned
+    assert kl(kept) <= kl(other)
+    assert (kept == nearest) == bool(notes) == (quantizer.rounded == [])
+    if kept == learned:
+        assert quantizer.rounded is rounding
+    again = _weights(quantizer(tmp_path / "q1.onnx"))
+    assert all(np.array_equal(again[name][0], q) for name, (q, _) in _weights(kept).items())

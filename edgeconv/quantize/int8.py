@@ -52,6 +52,7 @@ from edgeconv.quantize.calibration import (
 )
 from edgeconv.quantize.fidelity import FidelityReport, check_gate, compare_logits
 from edgeconv.quantize.options import Int8Options, cpu_kernels_saturate
+from edgeconv.quantize.qdq.adaround import AdaRoundOptions
 from edgeconv.quantize.qdq.fallback import auto_fallback, resolve_fallback
 from edgeconv.quantize.qdq.ort_static import StaticQuantizer
 from edgeconv.quantize.qdq.sensitivity import layer_sqnr
@@ -163,6 +164,8 @@ def quantize_int8(
                 saturation_safe=saturating,
             )
             candidate = quantizer(work / "q0.onnx")
+            if quantizer.rounded:
+                candidate = _keep_rounding_if_better(quantizer, candidate, source_fp32, data, work, exact, notes)
             fallback_nodes: list[str] = []
             if isinstance(options.fallback, tuple):
                 fallback_nodes = resolve_fallback(quantizer.model, [n.strip() for n in options.fallback if n.strip()])
@@ -229,6 +232,38 @@ def quantize_int8(
         exporter=prepared.exporter,
         stage_seconds=stage.seconds,
     )
+
+
+def _keep_rounding_if_better(
+    quantizer: StaticQuantizer,
+    rounded: Path,
+    source_fp32: Path,
+    data: CalibrationData,
+    work: Path,
+    exact: bool,
+    notes: list[str],
+) -> Path:
+    """Adaptive rounding makes each layer's output closer to FP32 on the crops it learned from, which does not always
+    bring the whole network closer (resnet50 with random weights, tensorrt form: 65.5% top-1 agreement with it, 75.4%
+    with nearest rounding). Keep it only if the network's mean KL to FP32 is lower than with nearest rounding on the
+    calibration crops it did not learn from (the held-out crops stay for the gate)."""
+    unseen = data.calibration[AdaRoundOptions().samples :]
+    if len(unseen) == 0:
+        return rounded
+    learned = quantizer.rounded
+    quantizer.rounded = []  # re-quantize with nearest rounding
+    nearest = quantizer(work / "q0_nearest.onnx")
+    reference = run_onnx(source_fp32, unseen)
+    with_rounding = compare_logits(reference, run_onnx(rounded, unseen, exact=exact)).mean_kl
+    without = compare_logits(reference, run_onnx(nearest, unseen, exact=exact)).mean_kl
+    if with_rounding <= without:
+        quantizer.rounded = learned
+        return rounded
+    notes.append(
+        f"adaptive rounding not kept: mean KL to FP32 {with_rounding:.4f} with it, {without:.4f} with nearest rounding "
+        f"on {len(unseen)} calibration crops it did not learn from"
+    )
+    return nearest
 
 
 # --- the FP32 artifact's interface ---------------------------------------------------------------------------------

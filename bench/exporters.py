@@ -52,8 +52,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "exporters"
 EXPORTERS = ("torchscript", "dynamo")
 WEIGHTED_OPS = ("Conv", "Gemm")
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")  # fmt: skip
 # export_onnx's divergence message: "max abs diff 0.0123, max relative error 4.5e-05 (tolerance ..."
 _NUMBERS = re.compile(r"max abs diff (\S+), max relative error (\S+) ")
 
@@ -89,23 +87,6 @@ NOTES = """\
   max pooled), and the second call's scope is `fc1_1`, which `module_name` returns as `...channel.fc1_1` (no such
   module; `export.locate_divergence` knows that suffix, `module_name` does not).
 """
-
-
-def cpu_environment() -> dict[str, Any]:
-    info: dict[str, Any] = {"model": platform.processor() or None, "isa": [], "logical_cores": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not info.get("model_name"):
-                info["model_name"] = value.strip()
-            elif key.strip() == "flags" and not info["isa"]:
-                info["isa"] = [f for f in ISA_FLAGS if f in set(value.split())]
-    except OSError:
-        pass
-    info["model"] = info.pop("model_name", None) or info["model"]
-    with contextlib.suppress(AttributeError):
-        info["usable_cores"] = len(os.sched_getaffinity(0))
-    return info
 
 
 def versions(names: tuple[str, ...]) -> dict[str, str | None]:
@@ -394,13 +375,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -414,11 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render-only", action="store_true", help="rewrite --out's .md from its .json, run nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+    from edgeconv.bench import cpu_info
+    from edgeconv.files import write_atomic
+
     if args.render_only:
-        write(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())))
+        write_atomic(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())).encode())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
     import torch
 
@@ -450,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": {
             "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
-            "cpu": cpu_environment(),
+            "cpu": cpu_info(),
             "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "versions": versions(
@@ -464,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         result["summary"] = summarize(rows)
         result["load_avg_end"] = load_avg()
         result["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        write(out.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
-        write(out.with_suffix(".md"), render(result))
+        write_atomic(out.with_suffix(".json"), (json.dumps(result, indent=1, default=str) + "\n").encode())
+        write_atomic(out.with_suffix(".md"), render(result).encode())
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-exporters-") as name:
         tmp = Path(name)

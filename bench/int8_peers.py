@@ -68,23 +68,6 @@ GOALS = {
     "onnxruntime": {"seconds": 90.0, "top1": 0.86, "confident": 0.997},
     "tensorrt": {"seconds": 120.0, "top1": 0.849, "confident": 0.994},
 }
-ISA_FLAGS = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-)
 FORM_EVAL = {
     "onnxruntime": "ORT CPU, graph optimizations on (fused int8 kernels)",
     "tensorrt": "ORT CPU, graph optimizations off (Q/DQ arithmetic as written)",
@@ -163,27 +146,6 @@ class Row:
     fidelity: dict[str, Any] | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def cpu_environment() -> dict[str, Any]:
-    info: dict[str, Any] = {"model": platform.processor() or None, "isa": [], "logical_cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not info.get("model_name"):
-                info["model_name"] = value.strip()
-            elif key.strip() == "flags" and not info["isa"]:
-                flags = set(value.split())
-                info["isa"] = [f for f in ISA_FLAGS if f in flags]
-    except OSError:
-        pass
-    info["model"] = info.pop("model_name", None) or info["model"]
-    try:
-        info["usable_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        info["usable_cores"] = os.cpu_count()
-    return info
 
 
 def load_avg() -> float | None:
@@ -575,13 +537,6 @@ def render(result: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["modelopt-worker"]:
@@ -609,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+    from edgeconv.bench import cpu_info
+    from edgeconv.files import write_atomic
     from edgeconv.quantize.calibration import Preprocessing, load_calibration_data
     from edgeconv.quantize.fidelity import softmax
     from edgeconv.zoo import get_spec
@@ -687,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "cpu": cpu_environment(),
+        "cpu": cpu_info(),
         "versions": versions(("edgeconv", "numpy", "torch", "onnx", "onnxruntime", "nncf", "openvino")),
         "peers_versions": peers_info.get("versions"),
         "peers_python": peers_info.get("python"),
@@ -703,9 +660,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     out = Path(args.out)
-    write(out.with_suffix(".json"), json.dumps(result, indent=1, default=str) + "\n")
+    write_atomic(out.with_suffix(".json"), (json.dumps(result, indent=1, default=str) + "\n").encode())
     text = render(result, rows)
-    write(out.with_suffix(".md"), text)
+    write_atomic(out.with_suffix(".md"), text.encode())
     print(text)
     return 1 if any(r.error for r in rows) else 0
 

@@ -260,6 +260,7 @@ def export_artifact(
 
     from edgeconv.export import (
         DEFAULT_OPSET,
+        EXPORTERS,
         MAX_OPSET,
         MIN_OPSET,
         convert_fp16,
@@ -291,8 +292,8 @@ def export_artifact(
             f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} ({DEFAULT_OPSET} runs on TensorRT 8.6+ and "
             "ONNX Runtime)"
         )
-    if exporter not in ("torchscript", "dynamo"):
-        raise InvalidArgumentError(f"exporter {exporter!r} is not one of torchscript, dynamo")
+    if exporter not in EXPORTERS:
+        raise InvalidArgumentError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     planned = {
         "model": name,
         "model_kwargs": kwargs,

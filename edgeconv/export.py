@@ -60,6 +60,7 @@ FP16_TOLERANCE = 1e-2
 VALIDATION_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 
 Exporter = Literal["torchscript", "dynamo"]
+EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 
 
 @dataclass
@@ -460,8 +461,8 @@ def export_onnx(
             f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
             f"({DEFAULT_OPSET} runs on TensorRT 8.6+ and ONNX Runtime)"
         )
-    if exporter not in ("torchscript", "dynamo"):
-        raise InvalidArgumentError(f"exporter {exporter!r} is not one of torchscript, dynamo")
+    if exporter not in EXPORTERS:
+        raise InvalidArgumentError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) < 2 or min(shape) < 1:
         raise InvalidArgumentError(

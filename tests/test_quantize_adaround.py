@@ -17,7 +17,7 @@ from torch import nn
 
 from edgeconv.onnxgraph import run_onnx
 from edgeconv.quantize.calibration import prepare_calibration
-from edgeconv.quantize.fidelity import sqnr_db
+from edgeconv.quantize.fidelity import FidelityReport, sqnr_db
 from edgeconv.quantize.options import Int8Options
 from edgeconv.quantize.qdq.ort_static import StaticQuantizer
 from edgeconv.quantize.qdq.weights import limit_pair_sums
@@ -110,11 +110,11 @@ def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path
 
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
 def test_rounding_is_kept_only_where_it_brings_the_network_closer(target: str, tmp_path: Path) -> None:
-    """``int8._keep_rounding_if_better`` returns whichever graph, learned or nearest rounding, is closer to FP32 (mean
-    KL) on the calibration crops AdaRound did not learn from, says so in a note when it drops the rounding, and leaves
-    the quantizer re-applying exactly what it kept."""
+    """``int8._keep_rounding_if_better`` returns whichever graph, learned or nearest rounding, is closer to FP32 (top-1
+    agreement, then mean KL) on the calibration crops AdaRound did not learn from, says so in a note when it drops the
+    rounding, and leaves the quantizer re-applying exactly what it kept."""
     from edgeconv.quantize.fidelity import compare_logits
-    from edgeconv.quantize.int8 import _keep_rounding_if_better
+    from edgeconv.quantize.int8 import _keep_rounding_if_better, rounding_is_closer
     from edgeconv.quantize.qdq.adaround import AdaRoundOptions
 
     fp32 = _export(_outlier_model(), tmp_path / "outlier.onnx")
@@ -130,15 +130,31 @@ def test_rounding_is_kept_only_where_it_brings_the_network_closer(target: str, t
     kept = _keep_rounding_if_better(quantizer, learned, fp32, data, tmp_path, exact, notes)
     reference = run_onnx(fp32, unseen)
 
-    def kl(path: Path) -> float:
-        return compare_logits(reference, run_onnx(path, unseen, exact=exact)).mean_kl
+    def fidelity(path: Path) -> FidelityReport:
+        return compare_logits(reference, run_onnx(path, unseen, exact=exact))
 
     nearest = tmp_path / "q0_nearest.onnx"
     assert nearest.is_file() and kept in (learned, nearest)
-    other = nearest if kept == learned else learned
-    assert kl(kept) <= kl(other)
+    assert (kept == learned) == rounding_is_closer(fidelity(learned), fidelity(nearest))
     assert (kept == nearest) == bool(notes) == (quantizer.rounded == [])
     if kept == learned:
         assert quantizer.rounded is rounding
     again = _weights(quantizer(tmp_path / "q1.onnx"))
     assert all(np.array_equal(again[name][0], q) for name, (q, _) in _weights(kept).items())
+
+
+def test_rounding_is_judged_by_top1_agreement_first_then_kl() -> None:
+    """resnet50 (random weights, tensorrt form): AdaRound lowered the mean KL and cost 13 points of top-1 agreement."""
+    from edgeconv.quantize.fidelity import compare_logits
+    from edgeconv.quantize.int8 import rounding_is_closer
+
+    reference = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [1.0, 0.9, 0.0]])
+    flipped = reference.copy()
+    flipped[3] = [0.9, 1.0, 0.0]  # one crop's top-1 flips, the KL barely moves
+    blurred = reference * 0.8  # every top-1 kept, a higher KL
+    one_flip, blur, exact = (compare_logits(reference, x) for x in (flipped, blurred, reference))
+    assert one_flip.mean_kl < blur.mean_kl
+    assert not rounding_is_closer(one_flip, blur)  # fewer agreeing crops loses whatever the KL
+    assert rounding_is_closer(blur, one_flip)
+    assert rounding_is_closer(exact, blur) and not rounding_is_closer(blur, exact)  # a tie goes to the lower KL
+    assert rounding_is_closer(exact, exact)

@@ -418,6 +418,23 @@ def test_int8_keeps_the_fp32_io_names(fp32: Path, tmp_path: Path) -> None:
     assert [o.name for o in model.graph.output] == ["logits"]
 
 
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_the_last_layer_writes_float_logits(fp32: Path, tmp_path: Path, target: str) -> None:
+    """quantize_static quantizes the output of every op it quantizes, the graph's too; the logits must not go through
+    a uint8 grid (mobilenet_v2: 0.13 per step, coarser than the gap between many crops' top two logits)."""
+    out = tmp_path / f"{target}.onnx"
+    quantize_int8(fp32, out, PREP, _model(), Int8Options(target=target, fallback="none", **OPTIONS))
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}["logits"]
+    assert producer.op_type == "Gemm", producer.op_type
+    assert producer.input[0] in {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    x = np.stack([PREP(im) for im in _eval_images()])
+    with torch.no_grad():
+        expected = _model()(torch.from_numpy(x)).numpy()
+    steps = np.abs(np.diff(np.unique(run_onnx(out, x))))
+    assert steps.min() < 1e-3 * (expected.max() - expected.min())  # not 1/255 of the range apart
+
+
 def test_repvgg_identity_taps_quantize_as_their_own_conv(tmp_path: Path) -> None:
     from edgeconv.fuse import fuse_model
     from edgeconv.zoo.repvgg import RepVGGBlock

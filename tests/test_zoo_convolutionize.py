@@ -1,0 +1,58 @@
+"""Convolutionization (seed 001): a classifier's Linear head as convs, equal at the native size, dense beyond it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from edgeconv.errors import InvalidArgumentError
+from edgeconv.zoo.convolutionize import convolutionize
+
+
+@pytest.mark.parametrize(("name", "stride"), [("alexnet", 32), ("alexnet_lrn", 32), ("vgg11", 32)])
+def test_convolutionized_classifier_equals_it_and_slides(
+    zoo_model: Callable[..., nn.Module], name: str, stride: int
+) -> None:
+    model = zoo_model(name).eval()
+    dense = convolutionize(model, (3, 224, 224)).eval()
+    assert not any(isinstance(m, nn.Linear) for m in dense.modules())
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, got = model(x), dense(x)
+    assert got.shape == (2, 1000, 1, 1)
+    torch.testing.assert_close(got.flatten(1), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+    # Larger input: one score vector per position of the feature map, each the classifier on its window of the map.
+    big = torch.randn(1, 3, 224 + 2 * stride, 224 + 3 * stride)
+    with torch.no_grad():
+        scores = dense(big)
+        features = model.features(big)
+        window = features.shape[-1] - scores.shape[-1] + 1  # the map the first Linear saw (6 or 7)
+        at = model.classifier(torch.flatten(features[:, :, 2 : 2 + window, 3 : 3 + window], 1))
+    assert scores.shape == (1, 1000, 3, 4)
+    torch.testing.assert_close(scores[:, :, 2, 3], at, rtol=1e-4, atol=1e-4 * at.abs().max().item())
+
+
+def test_convolutionize_leaves_the_classifier_alone(zoo_model: Callable[..., nn.Module]) -> None:
+    model = zoo_model("alexnet").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dense = convolutionize(model, (3, 224, 224))
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.zero_()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_convolutionize_refuses_what_does_not_slide(zoo_model: Callable[..., nn.Module]) -> None:
+    with pytest.raises(InvalidArgumentError, match="features"):
+        convolutionize(zoo_model("resnet18"), (3, 224, 224))
+    with pytest.raises(InvalidArgumentError, match="avgpool changes"):
+        convolutionize(zoo_model("vgg11"), (3, 160, 160))  # a 5x5 map, pooled to 7x7
+    model = zoo_model("alexnet")
+    model.classifier.insert(2, nn.BatchNorm1d(4096))
+    with pytest.raises(InvalidArgumentError, match=r"classifier\.2 is a BatchNorm1d"):
+        convolutionize(model, (3, 224, 224))

@@ -7,9 +7,10 @@ calibration ones), every row is scored against the same FP32 reference (the FP32
 - edgeconv, ``--target onnxruntime`` and ``--target tensorrt``: the CLI command a user types, timed wall-clock from
   start to exit (``python -m edgeconv export MODEL --weights imagenet --int8 [--target tensorrt] --out TMP --force``:
   FP32 export, validation, calibration and the quantizer all included); its ``model_int8.onnx`` is then scored here.
-- NNCF post-training quantization of the FP32 ONNX (``nncf.quantize`` on the ``onnx.ModelProto``): its defaults, and
-  the settings NNCF documents for accuracy (``fast_bias_correction=False``; the ``MIXED`` preset, asymmetric
-  activations). The ONNX Runtime form's peer.
+- NNCF post-training quantization of the FP32 ONNX (``nncf.quantize`` on the ``onnx.ModelProto``): its defaults;
+  with activations per tensor (its default quantizes depthwise convs' inputs per channel, which ORT's integer kernels
+  do not take); and the settings NNCF documents for accuracy (``fast_bias_correction=False``; the ``MIXED`` preset,
+  asymmetric activations). The ONNX Runtime form's peer.
 - NVIDIA ModelOpt's ONNX PTQ (``modelopt.onnx.quantization.quantize``, ``quantize_mode="int8"``, calibrated on CPU):
   its defaults (entropy, FP16 for what is not quantized) and FP32 high precision with entropy and max calibration.
   The TensorRT form's peer. It runs in its own virtual environment (it pins onnxruntime-gpu and onnx releases other
@@ -22,7 +23,8 @@ U8S8) runs with ORT's graph optimizations, i.e. its fused integer kernels; the T
 ModelOpt, plain S8S8) runs with graph optimizations disabled, the Q/DQ arithmetic as written (``exact=True``), which is
 how edgeconv measures that form without TensorRT. Seconds: edgeconv's are the whole CLI command; a peer's are its
 quantizer call on the prepared crops (load FP32 ONNX -> save INT8 ONNX), with the tool's import added in "with import"
-(ModelOpt's: its subprocess, start to exit).
+(ModelOpt's: its subprocess, start to exit). Latency: every onnxruntime-form INT8 file and the FP32 model on ORT CPU,
+batch 1, interleaved (``--latency-rounds``): INT8 that ORT cannot run on its integer kernels is slower than FP32.
 
 Install the peers (once; about 6.5 GB, mostly the CUDA wheels torch and onnxruntime-gpu pull in, none needed here)::
 
@@ -146,6 +148,7 @@ class Row:
     fidelity: dict[str, Any] | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the INT8 file scored (in the run's temporary folder), for the latency pass
 
 
 def load_avg() -> float | None:
@@ -201,6 +204,7 @@ def score(row: Row, path: Path, evaluation: Any, reference: Any) -> None:
     logits = _run_onnx()(path, evaluation, exact=row.form == "tensorrt")
     row.fidelity = compare_logits(reference, logits).as_dict()
     row.extra["score_seconds"] = round(time.perf_counter() - start, 1)
+    row.path = path
     row.extra["graph"] = qdq_summary(path)
     log.info(
         "%s %s: %.1f%% / %.1f%% of %d confident",
@@ -264,6 +268,9 @@ def edgeconv_rows(args: argparse.Namespace, tmp: Path, evaluation: Any, referenc
 
 NNCF_VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    # NNCF quantizes depthwise convs' inputs per channel by default (its CPU hardware config). ORT's integer kernels
+    # take one activation scale per tensor, so that graph runs those convs and the convs before them in float.
+    "activations per tensor": {"activations_per_channel": False},
     "fast_bias_correction=False": {"fast_bias_correction": False},
     "preset=MIXED, fast_bias_correction=False": {"fast_bias_correction": False, "preset": "MIXED"},
 }
@@ -277,7 +284,13 @@ def nncf_rows(args: argparse.Namespace, tmp: Path, data: Any, reference: Any, ro
     import_seconds = time.perf_counter() - start
     nncf.set_log_level(logging.WARNING)
     for variant, settings in NNCF_VARIANTS.items():
-        shown = ", ".join(f"{k}={'nncf.QuantizationPreset.' + v if k == 'preset' else v}" for k, v in settings.items())
+        shown = ", ".join(
+            "advanced_parameters=AdvancedQuantizationParameters(activations_quantization_params="
+            f"QuantizationParameters(per_channel={v}))"
+            if k == "activations_per_channel"
+            else f"{k}={'nncf.QuantizationPreset.' + v if k == 'preset' else v}"
+            for k, v in settings.items()
+        )
         row = Row(
             "NNCF",
             variant,
@@ -290,6 +303,16 @@ def nncf_rows(args: argparse.Namespace, tmp: Path, data: Any, reference: Any, ro
             kwargs = dict(settings)
             if "preset" in kwargs:
                 kwargs["preset"] = getattr(nncf.QuantizationPreset, kwargs["preset"])
+            if "activations_per_channel" in kwargs:
+                from nncf.quantization.advanced_parameters import (
+                    AdvancedQuantizationParameters,
+                    QuantizationParameters,
+                )
+
+                per_channel = QuantizationParameters(per_channel=kwargs.pop("activations_per_channel"))
+                kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
+                    activations_quantization_params=per_channel
+                )
             path = tmp / f"nncf_{len(rows)}.onnx"
             begin = time.perf_counter()
             model = onnx.load(str(args.fp32))
@@ -439,11 +462,37 @@ def ort_rows(args: argparse.Namespace, tmp: Path, data: Any, reference: Any, row
         guarded(row, rows, body)
 
 
+def measure_latency(rows: list[Row], fp32: Path, rounds: int, feed: Any) -> float | None:
+    """Batch-1 latency on ONNX Runtime CPU (default graph optimizations, all cores) of the FP32 model and of every
+    onnxruntime-form row's INT8 file on ``feed`` (one crop), interleaved round by round so that drift hits all alike;
+    medians in ms, into each row's ``extra["ort_cpu_ms"]``. Returns FP32's. TensorRT-form rows are not timed: ORT CPU
+    is not their runtime."""
+    import numpy as np
+
+    from edgeconv.onnxgraph import session
+
+    timed = [r for r in rows if r.form == "onnxruntime" and r.path is not None and not r.error]
+    sessions = [session(str(fp32))] + [session(str(r.path)) for r in timed]
+    name = sessions[0].get_inputs()[0].name
+    times: list[list[float]] = [[] for _ in sessions]
+    for index in range(rounds + 10):  # 10 warm-up rounds
+        for sess, record in zip(sessions, times, strict=True):
+            start = time.perf_counter()
+            sess.run(None, {name: feed})
+            if index >= 10:
+                record.append(1e3 * (time.perf_counter() - start))
+    medians = [float(np.median(t)) for t in times]
+    for row, ms in zip(timed, medians[1:], strict=True):
+        row.extra["ort_cpu_ms"] = round(ms, 3)
+    log.info("latency (ORT CPU, batch 1, median of %d): FP32 %.2f ms", rounds, medians[0])
+    return medians[0]
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{100 * value:.1f}%"
 
 
-def verdicts(rows: list[Row]) -> list[str]:
+def verdicts(rows: list[Row], fp32_ms: float | None = None) -> list[str]:
     """Issue 17's done-when, per form, where edgeconv's rows were measured."""
     lines = []
     for form, goal in GOALS.items():
@@ -470,8 +519,35 @@ def verdicts(rows: list[Row]) -> list[str]:
                 f"confident {pct(c['confident_agreement'])} ({best_conf.variant}): "
                 f"{'at least as high' if fid['confident_agreement'] >= c['confident_agreement'] else 'LOWER'}"
             )
+        if form == "onnxruntime" and mine.extra.get("ort_cpu_ms") is not None:
+            fp32_ms = fp32_ms or 0.0
+            fast = [r for r in peers if r.extra.get("ort_cpu_ms") is not None and r.extra["ort_cpu_ms"] < fp32_ms]
+            quickest = max(fast, key=lambda r: (r.fidelity or {})["top1_agreement"], default=None)
+            checks.append(
+                f"ORT CPU ms (x FP32): edgeconv {_latency(mine, fp32_ms)}, "
+                + ", ".join(f"{peer_tool} {r.variant} {_latency(r, fp32_ms)}" for r in peers)
+            )
+            if quickest is not None:
+                q = quickest.fidelity or {}
+                checks.append(
+                    f"best {peer_tool} that runs faster than FP32 on ORT: top-1 {pct(q['top1_agreement'])}, confident "
+                    f"{pct(q['confident_agreement'])} ({quickest.variant}): "
+                    f"{'at least as high' if fid['top1_agreement'] >= q['top1_agreement'] else 'LOWER'} / "
+                    f"{'at least as high' if fid['confident_agreement'] >= q['confident_agreement'] else 'LOWER'}"
+                )
         lines.append(f"- `--target {form}`: " + "; ".join(checks))
     return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def _latency(row: Row, fp32_ms: float | None) -> str:
+    ms = row.extra.get("ort_cpu_ms")
+    if ms is None:
+        return "-"
+    return f"{ms:.2f}" + (f" ({ms / fp32_ms:.2f}x)" if fp32_ms else "")
 
 
 def render(result: dict[str, Any], rows: list[Row]) -> str:
@@ -503,14 +579,19 @@ def render(result: dict[str, Any], rows: list[Row]) -> str:
         'their quantizer call on the prepared crops (load FP32 ONNX -> save INT8), "with import" adds loading the '
         "tool (ModelOpt: its whole subprocess).",
         "",
+        f"- Latency: batch 1 on ONNX Runtime CPU, default graph optimizations, all cores, median of "
+        f"{result.get('latency_rounds')} interleaved rounds after 10 warm-up rounds, on one held-out crop; FP32 "
+        f"{_ms(result.get('fp32_ort_cpu_ms'))}. Only onnxruntime-form rows are timed: ORT CPU is not the TensorRT "
+        "form's runtime.",
+        "",
         "| tool | settings | form | seconds | with import | top-1 agreement | confident agreement | top-5 overlap "
-        "| mean KL | output SQNR dB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| mean KL | output SQNR dB | ORT CPU ms (x FP32) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.error:
             lines.append(
-                f"| {row.tool} | {row.variant} | {row.form} | - | - | failed: {row.error[:200]!r} | - | - | - | - |"
+                f"| {row.tool} | {row.variant} | {row.form} | - | - | failed: {row.error[:200]!r} | - | - | - | - | - |"
             )
             continue
         fid = row.fidelity or {}
@@ -520,13 +601,13 @@ def render(result: dict[str, Any], rows: list[Row]) -> str:
             f"| {row.tool} | {row.variant} | {row.form} | {secs} | {total} | {pct(fid.get('top1_agreement'))} | "
             f"{pct(fid.get('confident_agreement'))} of {fid.get('confident_samples')} | "
             f"{pct(fid.get('top5_overlap'))} | {fid.get('mean_kl', float('nan')):.4f} | "
-            f"{fid.get('output_sqnr_db', float('nan')):.1f} |"
+            f"{fid.get('output_sqnr_db', float('nan')):.1f} | {_latency(row, result.get('fp32_ort_cpu_ms'))} |"
         )
     lines += ["", "## What each row ran", ""]
     lines += [f"- {r.tool}, {r.variant}: `{r.command}`" for r in rows]
     if result.get("skipped"):
         lines += ["", "Not run this time: " + ", ".join(result["skipped"]) + "."]
-    goal_lines = verdicts(rows)
+    goal_lines = verdicts(rows, result.get("fp32_ort_cpu_ms"))
     lines += ["", "## Issue 17's done-when", ""]
     lines += goal_lines or [
         "- edgeconv's rows were not run (`--skip-edgeconv`): run without it for the verdict. "
@@ -559,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ort", action="store_true", help="skip the plain ORT quantize_static baseline")
     parser.add_argument("--peers-python", default=str(DEFAULT_PEERS_PYTHON), help="python of ModelOpt's venv")
     parser.add_argument("--keep", default=None, help="folder to copy every INT8 model into")
+    parser.add_argument("--latency-rounds", type=int, default=200, help="interleaved timing rounds (0: no timing)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="results path without suffix (.md and .json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
@@ -641,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
             ort_rows(args, tmp, data, reference, rows)
         else:
             skipped.append("ORT quantize_static")
+        result["latency_rounds"] = args.latency_rounds
+        if args.latency_rounds > 0:
+            result["fp32_ort_cpu_ms"] = measure_latency(rows, fp32, args.latency_rounds, data.evaluation[:1])
     env = {
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -656,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
             "skipped": skipped,
             "load_avg_end": load_avg(),
             "goals": GOALS,
-            "rows": [vars(r) for r in rows],
+            "rows": [{k: v for k, v in vars(r).items() if k != "path"} for r in rows],
         }
     )
     out = Path(args.out)

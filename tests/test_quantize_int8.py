@@ -428,6 +428,8 @@ def test_the_last_layer_writes_float_logits(fp32: Path, tmp_path: Path, target: 
     producer = {o: n for n in model.graph.node for o in n.output}["logits"]
     assert producer.op_type == "Gemm", producer.op_type
     assert producer.input[0] in {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    read = {name for node in model.graph.node for name in node.input}
+    assert all(init.name in read for init in model.graph.initializer)  # no orphaned scale / zero point
     x = np.stack([PREP(im) for im in _eval_images()])
     with torch.no_grad():
         expected = _model()(torch.from_numpy(x)).numpy()

@@ -91,6 +91,11 @@ def float_outputs(model: onnx.ModelProto) -> int:
         removed += [q, dq]
     for node in removed:
         model.graph.node.remove(node)
+    still_read = {name for node in model.graph.node for name in node.input}
+    for name in {name for node in removed for name in node.input[1:]} - still_read:  # the pairs' scales, zero points
+        init = next((i for i in model.graph.initializer if i.name == name), None)
+        if init is not None:
+            model.graph.initializer.remove(init)
     return len(removed) // 2
 
 

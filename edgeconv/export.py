@@ -248,6 +248,9 @@ def _torch_export(
     exporter: Exporter,
 ) -> None:
     if exporter == "torchscript":
+        from edgeconv.zoo.deform import register_onnx_symbolic
+
+        register_onnx_symbolic()  # deformable convs as ONNX DeformConv (opset 19+); torchvision registers none
         try:
             torch.onnx.export(
                 model,

@@ -8,10 +8,10 @@ at zero, as in both papers: offsets 0 (the regular grid) and, for v2, masks ``si
 layer is exactly a regular conv with the same weight and a v2 layer half of it.
 
 ONNX: ``DeformConv`` (opset 19), with the offsets and the mask as inputs computed by the graph's own Conv / Sigmoid
-nodes. ``register_onnx_symbolic`` teaches the TorchScript exporter to write it; torchvision registers none. Runtimes
-found by running it (``tests/test_zoo_deform.py``): ONNX Runtime 1.32's CPU kernel matches torchvision to 5e-7;
-OpenVINO 2026.4's ONNX frontend has no conversion rule for ``DeformConv-19``; TensorRT's parser has it from 10.1
-(FP32 / FP16, not INT8; not runnable here).
+nodes. ``register_onnx_symbolic`` teaches the TorchScript exporter to write it; torchvision registers none. Runtimes,
+found by running a one-node DeformConv graph on 2026-11-30: ONNX Runtime 1.32's CPU kernel matches torchvision to
+5e-7 (``tests/test_zoo_deform.py`` checks a network end to end); OpenVINO 2026.4.1 refuses it ("No conversion rule
+found for operations: DeformConv-19"); TensorRT's parser has it from 10.1 (FP32 / FP16, not INT8; not runnable here).
 """
 
 from __future__ import annotations

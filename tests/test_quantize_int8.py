@@ -241,12 +241,18 @@ def test_manual_fallback_by_module_name(fp32: Path, tmp_path: Path) -> None:
 
 
 def _ties_model() -> Tiny:
-    """Two classifier rows that differ by 1e-4: their order is decided below INT8 resolution, so quantization flips
-    about half of the answers between them."""
+    """Two classifier rows that differ by 1e-4 along the direction in which the photos' features differ most: which
+    one wins is decided below INT8 resolution (features quantized to uint8, rows to the same int8 values), so
+    quantization flips about half of the answers between them. The logits themselves leave the network in float."""
     model = _model()
     with torch.no_grad():
-        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(32)
-        model.classifier.bias[1] = model.classifier.bias[0]
+        x = torch.from_numpy(np.stack([PREP(im) for im in _eval_images()]))
+        stem = model.stem(x)
+        features = model.head(stem + model.pw(model.dw(stem))).mean(dim=(2, 3))
+        direction = torch.linalg.svd(features - features.mean(0), full_matrices=False).Vh[0]
+        direction = 1e-4 * direction / direction.abs().max()
+        model.classifier.weight[1] = model.classifier.weight[0] + direction
+        model.classifier.bias[1] = model.classifier.bias[0] - features.mean(0) @ direction  # half on each side
         model.classifier.bias[0] += 50.0
         model.classifier.bias[1] += 50.0
     return model

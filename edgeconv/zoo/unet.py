@@ -1,0 +1,97 @@
+"""U-Net (Ronneberger, Fischer & Brox 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation"; seed
+000): a contracting path of 3x3 convs and 2x2 max pools, an expanding path of 2x2 up-convolutions, each followed by
+the concatenation of the contracting path's map at the same scale and two 3x3 convs, and a 1x1 conv to class scores
+per pixel.
+
+Two forms share one class:
+
+- ``padding=0``, the paper's network: every 3x3 conv is "valid" (unpadded), so each loses a 1-pixel border; the skip
+  map is centre-cropped to the up-sampled map before concatenation. A 572x572 tile gives a 388x388 label map (the
+  paper's Fig. 1), the centre of the tile: the border is context only (the overlap-tile strategy).
+- ``padding=1``, the common variant: same-size convs, no cropping, output the size of the input (which must be a
+  multiple of ``2 ** depth``); optional BatchNorm after each conv.
+
+``width`` is the first level's channel count (64 in the paper, doubling per level to 1024), ``depth`` the number of
+pooling steps (4 in the paper).
+
+>>> UNet()(torch.zeros(1, 1, 572, 572)).shape  # torch.Size([1, 2, 388, 388])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _double_conv(in_channels: int, out_channels: int, padding: int, batch_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for channels in (in_channels, out_channels):
+        layers.append(nn.Conv2d(channels, out_channels, 3, padding=padding, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def centre_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centre ``height x width`` of an (N, C, H, W) map (the paper's "cropping" of the skip connection)."""
+    top, left = (x.shape[-2] - height) // 2, (x.shape[-1] - width) // 2
+    return x[..., top : top + height, left : left + width]
+
+
+class UNet(nn.Module):
+    """``(N, in_channels, H, W) -> (N, num_classes, H', W')``: H' = H for ``padding=1``; the paper's valid convs give
+    H' = H - 184 at depth 4 (572 -> 388)."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        *,
+        width: int = 64,
+        depth: int = 4,
+        padding: int = 0,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if padding not in (0, 1):
+            raise ValueError(f"padding {padding} must be 0 (the paper's valid convs) or 1 (same-size convs)")
+        if depth < 1 or width < 1:
+            raise ValueError(f"depth {depth} and width {width} must be at least 1")
+        self.depth, self.padding = depth, padding
+        channels = [width * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList(
+            _double_conv(c_in, c_out, padding, batch_norm)
+            for c_in, c_out in zip([in_channels, *channels[:-1]], channels, strict=True)
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(c, c // 2, 2, stride=2) for c in reversed(channels[1:]))
+        self.decode = nn.ModuleList(_double_conv(c, c // 2, padding, batch_norm) for c in reversed(channels[1:]))
+        self.head = nn.Conv2d(channels[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x)
+            if level < self.depth:
+                skips.append(x)
+                x = self.pool(x)
+        for up, block, skip in zip(self.up, self.decode, reversed(skips), strict=True):
+            x = up(x)
+            if self.padding == 0:
+                skip = centre_crop(skip, x.shape[-2], x.shape[-1])
+            x = block(torch.cat([skip, x], dim=1))
+        return self.head(x)
+
+
+def output_size(input_size: int, depth: int = 4, padding: int = 0) -> int:
+    """The label map's side for a square input tile (the paper's valid convs: each 3x3 conv loses 2 pixels)."""
+    if padding:
+        return input_size
+    size = input_size
+    for _ in range(depth):
+        size = (size - 4) // 2
+    size -= 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    return size

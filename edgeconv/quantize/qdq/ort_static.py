@@ -71,8 +71,8 @@ def float_outputs(model: onnx.ModelProto) -> int:
 
     ``quantize_static`` quantizes the output of every op it quantizes, the graph's too: the onnxruntime form's logits
     then went through uint8 (mobilenet_v2: 256 steps over [-9, 25], 0.13 per step, where the top two logits of a crop
-    are often closer than that). Nothing downstream reads them in int8; ORT's ``QGemm`` writes float outputs, and a
-    ``QLinearConv`` last layer runs as DQ -> float Conv, which is what a float output costs."""
+    are often closer than that). Nothing downstream reads them in int8, and ORT's ``QGemm`` writes float outputs
+    (mobilenet_v2's onnxruntime form still runs at 0.51x FP32's latency, bench/results/int8_peers.md)."""
     producers = {out: node for node in model.graph.node for out in node.output}
     readers: dict[str, int] = {}
     for node in model.graph.node:

@@ -49,8 +49,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from edgeconv.export import EXPORTERS  # noqa: E402  (after the path above)
+
 DEFAULT_OUT = ROOT / "bench" / "results" / "exporters"
-EXPORTERS = ("torchscript", "dynamo")
 WEIGHTED_OPS = ("Conv", "Gemm")
 # export_onnx's divergence message: "max abs diff 0.0123, max relative error 4.5e-05 (tolerance ..."
 _NUMBERS = re.compile(r"max abs diff (\S+), max relative error (\S+) ")
@@ -388,7 +391,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render-only", action="store_true", help="rewrite --out's .md from its .json, run nothing")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
     from edgeconv.bench import cpu_info
     from edgeconv.files import write_atomic
 

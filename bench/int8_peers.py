@@ -190,10 +190,8 @@ def qdq_summary(path: Path) -> dict[str, Any]:
 
 
 def _run_onnx() -> Callable[..., Any]:
-    try:
-        from edgeconv.quantize.int8 import run_onnx
-    except ImportError:  # moved in a refactor
-        from edgeconv.onnxgraph import run_onnx  # type: ignore[no-redef]
+    from edgeconv.onnxgraph import run_onnx  # imported late: main() puts the checkout on sys.path first
+
     return run_onnx
 
 

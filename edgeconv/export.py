@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -236,6 +237,56 @@ def _silence_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+DEFORM_CONV_OPSET = 19  # the first opset with DeformConv
+
+
+def _deform_conv2d_symbolic(  # noqa: PLR0913 - torchvision's op signature
+    g: Any,
+    input: Any,  # noqa: A002
+    weight: Any,
+    offset: Any,
+    mask: Any,
+    bias: Any,
+    stride_h: Any,
+    stride_w: Any,
+    pad_h: Any,
+    pad_w: Any,
+    dil_h: Any,
+    dil_w: Any,
+    n_weight_grps: Any,
+    n_offset_grps: Any,
+    use_mask: Any,
+) -> Any:
+    """``torchvision::deform_conv2d`` as ONNX ``DeformConv``: the same inputs (the mask only when one was given),
+    strides, pads (begin and end alike), dilations and groups."""
+    from torch.onnx import symbolic_helper
+
+    def const(value: Any, name: str) -> int:
+        return int(symbolic_helper._get_const(value, "i", name))
+
+    inputs = [input, weight, offset, bias]
+    if const(use_mask, "use_mask"):
+        inputs.append(mask)
+    pads = [const(pad_h, "pad_h"), const(pad_w, "pad_w")]
+    return g.op(
+        "DeformConv",
+        *inputs,
+        strides_i=[const(stride_h, "stride_h"), const(stride_w, "stride_w")],
+        pads_i=pads + pads,
+        dilations_i=[const(dil_h, "dil_h"), const(dil_w, "dil_w")],
+        group_i=const(n_weight_grps, "n_weight_grps"),
+        offset_group_i=const(n_offset_grps, "n_offset_grps"),
+    )
+
+
+@functools.cache
+def _register_symbolics() -> None:
+    """Ops the TorchScript exporter does not know, once per process: torchvision's deformable conv as ONNX
+    ``DeformConv`` (opset 19 and above; below, the exporter says which opset added it)."""
+    for opset in range(DEFORM_CONV_OPSET, MAX_OPSET + 1):
+        torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", _deform_conv2d_symbolic, opset)
+
+
 def _torch_export(
     model: nn.Module,
     example: tuple[torch.Tensor, ...],
@@ -248,9 +299,7 @@ def _torch_export(
     exporter: Exporter,
 ) -> None:
     if exporter == "torchscript":
-        from edgeconv.zoo.deform import register_onnx_symbolic
-
-        register_onnx_symbolic()  # deformable convs as ONNX DeformConv (opset 19+); torchvision registers none
+        _register_symbolics()
         try:
             torch.onnx.export(
                 model,

@@ -45,6 +45,9 @@ def test_convolutionize_leaves_the_classifier_alone(zoo_model: Callable[..., nn.
         for p in dense.parameters():
             p.zero_()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.train()
+    assert convolutionize(model, (3, 224, 224)).training
+    assert all(m.training for m in model.modules())  # probing the feature map does not switch the caller to eval
 
 
 def test_convolutionize_refuses_what_does_not_slide(zoo_model: Callable[..., nn.Module]) -> None:

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from edgeconv.export import export_onnx, validation_batch
+from edgeconv.export import DEFORM_CONV_OPSET, export_onnx, validation_batch
 from edgeconv.onnxgraph import session
-from edgeconv.zoo.deform import DEFORM_CONV_OPSET, DeformConv2d
+from edgeconv.zoo.deform import DeformConv2d
 
 
 def _layer(modulated: bool, **kwargs: int) -> DeformConv2d:
@@ -34,7 +34,7 @@ def test_deform_conv_is_torchvisions_arithmetic_on_predicted_offsets(modulated: 
         taps = 2 * 9
         offset = predicted[:, : 2 * taps]
         mask = torch.sigmoid(predicted[:, 2 * taps :]) if modulated else None
-        expected = deform_conv2d(x, offset, layer.weight, layer.bias, stride=2, padding=1, mask=mask)
+        expected = deform_conv2d(x, offset, layer.conv.weight, layer.conv.bias, stride=2, padding=1, mask=mask)
         got = layer(x)
     assert offset.abs().max() > 1.0  # taps move by more than a pixel
     torch.testing.assert_close(got, expected)
@@ -47,7 +47,7 @@ def test_untrained_deform_conv_is_the_regular_grid(modulated: bool) -> None:
     torch.manual_seed(0)
     layer = DeformConv2d(8, 12, 3, padding=1, modulated=modulated).eval()
     conv = nn.Conv2d(8, 12, 3, padding=1)
-    conv.weight.data, conv.bias.data = layer.weight.data.clone(), torch.zeros(12)
+    conv.weight.data, conv.bias.data = layer.conv.weight.data.clone(), torch.zeros(12)
     x = torch.randn(1, 8, 10, 10)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), conv(x) * (0.5 if modulated else 1.0), rtol=1e-5, atol=1e-5)

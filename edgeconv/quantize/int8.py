@@ -52,7 +52,6 @@ from edgeconv.quantize.calibration import (
 )
 from edgeconv.quantize.fidelity import FidelityReport, check_gate, compare_logits
 from edgeconv.quantize.options import Int8Options, cpu_kernels_saturate
-from edgeconv.quantize.qdq.adaround import AdaRoundOptions
 from edgeconv.quantize.qdq.fallback import auto_fallback, resolve_fallback
 from edgeconv.quantize.qdq.ort_static import StaticQuantizer
 from edgeconv.quantize.qdq.sensitivity import layer_sqnr
@@ -164,10 +163,12 @@ def quantize_int8(
                 saturation_safe=saturating,
             )
             candidate = quantizer(work / "q0.onnx")
-            if quantizer.rounded:
+        if quantizer.rounded:
+            with stage("rounding check", "compare adaptive and nearest rounding on unseen calibration crops"):
                 candidate = _keep_rounding_if_better(quantizer, candidate, source_fp32, data, work, exact, notes)
-            fallback_nodes: list[str] = []
-            if isinstance(options.fallback, tuple):
+        fallback_nodes: list[str] = []
+        if isinstance(options.fallback, tuple):
+            with stage("quantize", "quantize again with the chosen layers in high precision"):
                 fallback_nodes = resolve_fallback(quantizer.model, [n.strip() for n in options.fallback if n.strip()])
                 candidate = quantizer(work / "q_manual.onnx", fallback_nodes)
         with stage("sensitivity", "measure fidelity and per-layer sensitivity"):
@@ -248,7 +249,7 @@ def _keep_rounding_if_better(
     with nearest rounding, although its mean KL was lower). Keep it only if, on the calibration crops it did not learn
     from (the held-out crops stay for the gate), the network agrees with FP32's top-1 at least as often as with
     nearest rounding -- the gate's measure -- and, on a tie, its mean KL to FP32 is not higher."""
-    unseen = data.calibration[AdaRoundOptions().samples :]
+    unseen = data.calibration[quantizer.adaround_options.samples :]
     if len(unseen) == 0:
         return rounded
     learned = quantizer.rounded

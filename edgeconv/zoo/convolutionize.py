@@ -53,8 +53,9 @@ def convolutionize(model: nn.Module, input_size: tuple[int, int, int]) -> FullyC
             "only classifiers with that layout can be convolutionized"
         )
     device = next(model.parameters()).device
+    features = copy.deepcopy(features).eval()  # probed in eval mode without touching the caller's model
     with torch.no_grad():
-        feature_map = features.eval()(torch.zeros((1, *input_size), device=device))
+        feature_map = features(torch.zeros((1, *input_size), device=device))
         pool = getattr(model, "avgpool", None)
         if pool is not None and tuple(pool(feature_map).shape) != tuple(feature_map.shape):
             raise InvalidArgumentError(
@@ -90,4 +91,4 @@ def convolutionize(model: nn.Module, input_size: tuple[int, int, int]) -> FullyC
             )
     if first:
         raise InvalidArgumentError(f"{type(model).__name__}'s classifier has no Linear layer to convolutionize")
-    return FullyConvolutional(copy.deepcopy(features), nn.Sequential(*layers)).train(model.training)
+    return FullyConvolutional(features, nn.Sequential(*layers)).train(model.training)

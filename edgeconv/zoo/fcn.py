@@ -20,8 +20,6 @@ sees exactly the classifier's 7x7 window at the centre of a 224x224 input.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -48,6 +46,11 @@ def bilinear_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
     return layer
 
 
+def _last_conv(layers: nn.Sequential) -> nn.Conv2d:
+    """The last conv of ``layers``: its output channels are what a score conv placed after ``layers`` reads."""
+    return next(m for m in reversed(layers) if isinstance(m, nn.Conv2d))
+
+
 def _score(in_channels: int, num_classes: int) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, num_classes, 1)
     nn.init.zeros_(conv.weight)
@@ -68,19 +71,16 @@ class FCN(nn.Module):
             raise ValueError(f"features has {len(pools)} max pools; FCN needs the five of VGG (pool3, pool4, pool5)")
         self.features, self.head, self.stride = features, head, stride
         self.pool3, self.pool4 = pools[2], pools[3]
-        head_channels = next(m for m in reversed(head) if isinstance(m, nn.Conv2d)).out_channels
-        self.score = _score(head_channels, num_classes)
+        self.score = _score(_last_conv(head).out_channels, num_classes)
         if stride == 32:
             self.upsample = bilinear_upsampling(num_classes, 32)
             return
-        pool4_channels = next(m for m in reversed(features[: self.pool4]) if isinstance(m, nn.Conv2d)).out_channels
-        self.score_pool4 = _score(pool4_channels, num_classes)
+        self.score_pool4 = _score(_last_conv(features[: self.pool4]).out_channels, num_classes)
         self.up_pool4 = bilinear_upsampling(num_classes, 2)
         if stride == 16:
             self.upsample = bilinear_upsampling(num_classes, 16)
             return
-        pool3_channels = next(m for m in reversed(features[: self.pool3]) if isinstance(m, nn.Conv2d)).out_channels
-        self.score_pool3 = _score(pool3_channels, num_classes)
+        self.score_pool3 = _score(_last_conv(features[: self.pool3]).out_channels, num_classes)
         self.up_pool3 = bilinear_upsampling(num_classes, 2)
         self.upsample = bilinear_upsampling(num_classes, 8)
 
@@ -105,6 +105,6 @@ def fcn_from_vgg(vgg: nn.Module, num_classes: int = 21, *, stride: int = 8) -> F
     ``vgg`` is left unchanged. 21 classes: PASCAL VOC's 20 and background, as in the paper."""
     dense = convolutionize(vgg, (3, 224, 224))
     convs = [i for i, m in enumerate(dense.classifier) if isinstance(m, nn.Conv2d)]
-    head = copy.deepcopy(dense.classifier[: convs[-1]])  # fc6, fc7 and what follows them; not fc8
+    head = dense.classifier[: convs[-1]]  # fc6, fc7 and what follows them; not fc8
     head[convs[0]].padding = (3, 3)
     return FCN(dense.features, head, num_classes, stride=stride)

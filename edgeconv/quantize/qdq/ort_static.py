@@ -73,29 +73,26 @@ def float_outputs(model: onnx.ModelProto) -> int:
     then went through uint8 (mobilenet_v2: 256 steps over [-9, 25], 0.13 per step, where the top two logits of a crop
     are often closer than that). Nothing downstream reads them in int8, and ORT's ``QGemm`` writes float outputs
     (mobilenet_v2's onnxruntime form still runs at 0.51x FP32's latency, bench/results/int8_peers.md)."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    from edgeconv.onnxgraph import Graph
+
+    graph = Graph(model)
     removed = []
-    for output in model.graph.output:
-        dq = producers.get(output.name)
-        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or readers.get(q.output[0], 0) != 1:
+    for output in graph.outputs:
+        dq = graph.producer.get(output)
+        q = graph.producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or len(graph.consumers.get(q.output[0], [])) != 1:
             continue
-        source = producers.get(q.input[0])
-        if source is None or readers.get(q.input[0], 0) != 1 or q.input[0] in {o.name for o in model.graph.output}:
+        source = graph.producer.get(q.input[0])
+        if source is None or len(graph.consumers[q.input[0]]) != 1 or q.input[0] in graph.outputs:
             continue  # the float tensor is also read elsewhere (or is a graph input): leave the pair
-        source.output[list(source.output).index(q.input[0])] = output.name
+        source.output[list(source.output).index(q.input[0])] = output
         removed += [q, dq]
     for node in removed:
         model.graph.node.remove(node)
     still_read = {name for node in model.graph.node for name in node.input}
     for name in {name for node in removed for name in node.input[1:]} - still_read:  # the pairs' scales, zero points
-        init = next((i for i in model.graph.initializer if i.name == name), None)
-        if init is not None:
-            model.graph.initializer.remove(init)
+        if name in graph.initializers:
+            model.graph.initializer.remove(graph.initializers[name])
     return len(removed) // 2
 
 
@@ -169,6 +166,7 @@ class StaticQuantizer:
         self.saturation_safe = target == "onnxruntime" and saturation_safe and not plain
         self.safe_layers = 0
         self.adaround = options.adaround and not plain
+        self.adaround_options = AdaRoundOptions(iterations=options.adaround_iterations, seed=options.seed)
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
         self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
         if self.offsets:  # quantized on exactly [-c, c]
@@ -256,13 +254,12 @@ class StaticQuantizer:
             layout = gemm_layout(node, weight.ndim)
             return weight if layout is None else limit_pair_sums(weight, layout)[0]
 
-        options = AdaRoundOptions(iterations=self.options.adaround_iterations, seed=self.options.seed)
         self.rounded = adaround(
             model,
             self.model,
             self.samples,
             self.workdir,
-            options,
+            self.adaround_options,
             constrain=constrain if self.saturation_safe else None,
             progress=self.options.rounding_progress,
             offsets=self.offsets,

@@ -56,6 +56,12 @@ def environment_versions() -> dict[str, str | None]:
     }
 
 
+VOC_CLASSES = (
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant sheep "
+    "sofa train tvmonitor"
+).split()  # PASCAL VOC's 20 classes; index 0 of a VOC label map is the background
+
+
 def label_names(dataset: str, num_classes: int) -> tuple[str, list[str]]:
     """(label set name, one name per class index)."""
     if dataset == "imagenet" and num_classes == 1000:
@@ -67,6 +73,8 @@ def label_names(dataset: str, num_classes: int) -> tuple[str, list[str]]:
     if dataset == "cifar10" and num_classes == 10:
         names = "airplane automobile bird cat deer dog frog horse ship truck".split()
         return "cifar10", names
+    if dataset == "voc" and num_classes == 21:
+        return "voc", ["background", *VOC_CLASSES]
     return f"{dataset}-indices", [f"class_{i}" for i in range(num_classes)]
 
 
@@ -224,6 +232,47 @@ def _check_input_size(name: str, chw: tuple[int, ...], kwargs: dict[str, Any]) -
     profile_model(name, tuple(chw[1:]), **kwargs)
 
 
+def output_kind(spec_output: str, fully_convolutional: bool) -> str:
+    """The manifest's ``output.kind``: ``logits`` (N, classes), ``label_map`` (N, classes, H', W': a segmentation
+    network's class scores per pixel) or ``score_map`` (a convolutionized classifier's scores per window)."""
+    if fully_convolutional:
+        return "score_map"
+    return "label_map" if spec_output == "label_map" else "logits"
+
+
+def second_size(name: str, chw: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[int, int]:
+    """A second input size (H, W) for validating a dynamic-size export: larger than the export size, not square, and
+    one the model takes (checked on the meta device), e.g. a valid-conv U-Net's 188 + 16 k."""
+    from edgeconv.errors import InputError
+    from edgeconv.profile import profile_model
+
+    height, width = chw[1], chw[2]
+    for step_h, step_w in ((32, 64), (16, 32), (64, 64), (32, 32), (16, 16)):
+        try:
+            profile_model(name, (height + step_h, width + step_w), **kwargs)
+        except (InputError, InvalidArgumentError, RuntimeError, ValueError):
+            continue
+        return height + step_h, width + step_w
+    raise InvalidArgumentError(f"{name} takes no second input size near {height}x{width}; export it at a fixed size")
+
+
+def _check_convolutionizable(name: str, kwargs: dict[str, Any]) -> None:
+    """``--fully-convolutional`` on a model without a Linear head over a fixed map fails here, before any work."""
+    import torch
+
+    from edgeconv.zoo import create_model, get_spec
+    from edgeconv.zoo.convolutionize import convolutionize
+
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    try:
+        convolutionize(model, get_spec(name).input_size)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(
+            f"--fully-convolutional: {name} cannot be convolutionized: {exc} (alexnet, vgg* and zfnet can)"
+        ) from None
+
+
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")  # inside the staging folder: atomicity comes from the folder rename
 
@@ -245,6 +294,8 @@ def export_artifact(
     model_kwargs: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
     exporter: str = "torchscript",
+    dynamic_size: bool = False,
+    fully_convolutional: bool = False,
 ) -> Manifest:
     """Build zoo model ``name``, fuse it, export and validate FP32 (and FP16 / INT8) ONNX into ``out_dir``
     (default ``models/<name>``), and write the manifest. Returns the manifest.
@@ -254,7 +305,10 @@ def export_artifact(
     ``int8`` hands the fused PyTorch model and the FP32 ONNX to ``edgeconv.quantize.quantize_int8`` with
     ``int8_options`` (an ``Int8Options``). ``on_step`` is called with a short label before each step (CLI progress).
     ``exporter``: ``torchscript`` or ``dynamo`` (``edgeconv.export.export_onnx``); the manifest records it and the
-    opset written.
+    opset written. ``dynamic_size``: the height and width become dynamic, and the graph is validated at a second size
+    too (``second_size``). ``fully_convolutional``: export the classifier convolutionized
+    (``edgeconv.zoo.convolutionize``: a dense map of class scores at any input size the features take); implies
+    ``dynamic_size``.
     """
     import torch
 
@@ -272,8 +326,14 @@ def export_artifact(
     from edgeconv.zoo import create_model, get_spec
 
     step = on_step or (lambda label: logger.info("%s", label))
-    opset = DEFAULT_OPSET if opset is None else opset
     spec = get_spec(name)
+    needed = spec.min_opset or MIN_OPSET
+    if opset is not None and spec.min_opset and MIN_OPSET <= opset < needed:
+        raise InvalidArgumentError(
+            f"{name} needs ONNX opset {needed} or higher (an op it uses first appears there); --opset {opset} cannot "
+            f"carry it: drop --opset (its default is {needed}) or give {needed}+"
+        )
+    opset = max(DEFAULT_OPSET, needed) if opset is None else opset
     if batch < 1 or batch > 4096:
         raise InvalidArgumentError(f"batch {batch} must be in 1..4096")
     channels = spec.input_size[0]
@@ -294,6 +354,12 @@ def export_artifact(
         )
     if exporter not in EXPORTERS:
         raise InvalidArgumentError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
+    dynamic_size = dynamic_size or fully_convolutional
+    if int8 and (spec.output != "scores" or fully_convolutional):
+        raise InvalidArgumentError(
+            f"--int8 of a {'label map' if spec.output != 'scores' else 'dense score map'} ({name}) is not built yet: "
+            "its fidelity gate needs per-pixel agreement and IoU; export FP32 / FP16 for now"
+        )
     planned = {
         "model": name,
         "model_kwargs": kwargs,
@@ -306,6 +372,9 @@ def export_artifact(
     calibration_split = _check_int8(name, kwargs, int8_options) if int8 else None
     if input_size is not None:
         _check_input_size(name, chw, kwargs)
+    if fully_convolutional:
+        _check_convolutionizable(name, kwargs)
+    second = second_size(name, chw, kwargs) if dynamic_size and not fully_convolutional else None
 
     step(f"build {name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
     weights_info: dict[str, Any] = {"source": None, "sha256": None}
@@ -324,6 +393,11 @@ def export_artifact(
     else:
         weights_info = {"source": "random init, torch.manual_seed(0)", "name": None, "sha256": None}
 
+    if fully_convolutional:
+        from edgeconv.zoo.convolutionize import convolutionize
+
+        model = convolutionize(model, spec.input_size)
+        second = (chw[1] + 64, chw[2] + 160)  # a 3x6 score map (AlexNet at 224: 1x1, one cell per 32 pixels)
     fusion: dict[str, Any] = {"params": count_parameters(model)}
     export_model = model
     if fuse:
@@ -351,8 +425,12 @@ def export_artifact(
             mean=spec.mean,
             std=spec.std,
             exporter=exporter,  # type: ignore[arg-type]  # checked above
+            dynamic_size=dynamic_size,
+            second_size=second,
         )
         validation: dict[str, Any] = {"fp32": fp32.validation.to_dict() if fp32.validation else None}
+        if fp32.validation_resized is not None and second is not None:
+            validation["fp32_resized"] = {"input_size": list(second), **fp32.validation_resized.to_dict()}
         files: dict[str, dict[str, Any]] = {"fp32": {"path": FILES["fp32"], "precision": "fp32"}}
         if fp16:
             step("convert to FP16 and validate")
@@ -378,12 +456,18 @@ def export_artifact(
             "model": name,
             "family": spec.family,
             "model_kwargs": kwargs,
-            "input": {"name": fp32.input_name, "shape": list(input_shape), "dtype": "float32", "layout": "NCHW"},
+            "input": {
+                "name": fp32.input_name,
+                "shape": list(input_shape),  # the export size; with dynamic_size any size the model takes
+                "dtype": "float32",
+                "layout": "NCHW",
+                "dynamic_size": dynamic_size,
+            },
             "output": {
                 "name": fp32.output_name,
-                "shape": ["batch" if dynamic_batch else batch, len(labels)],
+                "shape": ["batch" if dynamic_batch else batch, *fp32.output_shape[1:]],
                 "dtype": "float32",
-                "kind": "logits",
+                "kind": output_kind(spec.output, fully_convolutional),
             },
             "preprocessing": manifest_preprocessing(spec, chw),
             "labels": {"set": label_set, "file": LABELS, "count": len(labels), "sha256": sha256_file(staging / LABELS)},
@@ -404,6 +488,7 @@ def export_artifact(
             },
             "int8": int8_manifest,
             "export_warnings": fp32.warnings,
+            "runtime_notes": fp32.runtime_notes,
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)

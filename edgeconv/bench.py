@@ -824,7 +824,7 @@ def fidelity_check(case: BenchCase, images: np.ndarray, reference: np.ndarray) -
         "max_rel_error": comparison.max_rel_error,
         "tolerance": tolerance,
         "passed": bool(comparison) if tolerance is not None else None,
-        "top1_disagreements": len(comparison.top1_disagreements),
+        "top1_disagreements": comparison.disagreements,
         "near_ties": comparison.near_ties,
         **report,
     }

@@ -66,7 +66,11 @@ EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 
 @dataclass
 class Comparison:
-    """ONNX Runtime output against PyTorch on the same inputs. Truthy when it passed (Polygraphy's comparator style)."""
+    """ONNX Runtime output against PyTorch on the same inputs. Truthy when it passed (Polygraphy's comparator style).
+
+    ``unit`` is what the top-1 agreement counts: ``"image"`` for class scores, ``"pixel"`` for a label map
+    (``(N, classes, H, W)`` scores: the argmax over the class axis at every pixel). ``top1_disagreements`` lists the
+    first 100 disagreeing units (flat indices), ``disagreements`` counts them all."""
 
     max_abs_diff: float
     max_rel_error: float
@@ -76,6 +80,9 @@ class Comparison:
     passed: bool
     top1_disagreements: list[int] = field(default_factory=list)
     near_ties: int = 0
+    unit: str = "image"
+    units: int = 0
+    disagreements: int = 0
 
     def __bool__(self) -> bool:
         return self.passed
@@ -84,10 +91,16 @@ class Comparison:
         return asdict(self)
 
     def describe(self) -> str:
+        what = f"{self.images} images" if self.unit == "image" else f"{self.units:,} pixels of {self.images} images"
+        agreement = "top-1" if self.unit == "image" else "per-pixel argmax"
         return (
             f"max abs diff {self.max_abs_diff:.3g}, max relative error {self.max_rel_error:.3g} "
-            f"(tolerance {self.tolerance:g}), top-1 agreement {self.top1_agreement:.0%} on {self.images} images"
+            f"(tolerance {self.tolerance:g}), {agreement} agreement {self.top1_agreement:.2%} on {what}"
         )
+
+
+# A label map passes with at most this fraction of its pixels changing class beyond a near tie (issue 18: >= 99.9%).
+PIXEL_DISAGREEMENT = 1e-3
 
 
 @dataclass
@@ -103,30 +116,53 @@ class ExportReport:
     nodes: int
     validation: Comparison | None
     warnings: list[str] = field(default_factory=list)
+    runtime_notes: list[str] = field(default_factory=list)  # ops some runtimes lack (``RUNTIME_NOTES``)
+    dynamic_size: bool = False
+    validation_resized: Comparison | None = None  # at ``second_size``, for a dynamic-size export
+    output_shape: tuple[int, ...] = ()  # at the export's input shape
 
 
 def compare_outputs(reference: np.ndarray, actual: np.ndarray, tolerance: float) -> Comparison:
-    """See the module docstring for the metric. Non-finite values in either output fail the comparison."""
-    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-    actual = np.asarray(actual, dtype=np.float64).reshape(len(actual), -1)
+    """See the module docstring for the metric. Non-finite values in either output fail the comparison. A 4-D output
+    ``(N, classes, H, W)`` is a label map: agreement is counted per pixel, and up to ``PIXEL_DISAGREEMENT`` of the
+    pixels may change class beyond a near tie."""
+    reference, actual = np.asarray(reference, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    images = len(reference)
     if reference.shape != actual.shape:
-        return Comparison(float("inf"), float("inf"), 0.0, len(reference), tolerance, False)
+        return Comparison(float("inf"), float("inf"), 0.0, images, tolerance, False)
+    per_pixel = reference.ndim == 4
+    if per_pixel:  # one row of class scores per pixel
+        reference = np.moveaxis(reference, 1, -1).reshape(-1, reference.shape[1])
+        actual = np.moveaxis(actual, 1, -1).reshape(-1, actual.shape[1])
+    else:
+        reference, actual = reference.reshape(images, -1), actual.reshape(images, -1)
     finite = bool(np.isfinite(reference).all() and np.isfinite(actual).all())
     diff = np.abs(actual - reference)
     max_abs = float(diff.max()) if finite else float("inf")
     scale = float(np.abs(reference).max()) if finite else 0.0
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     ref_top, act_top = reference.argmax(1), actual.argmax(1)
-    disagreements, ties = [], 0
-    for i in np.nonzero(ref_top != act_top)[0]:
-        margin = reference[i, ref_top[i]] - reference[i, act_top[i]]
-        if margin <= max_abs:
-            ties += 1
-        else:
-            disagreements.append(int(i))
+    changed = np.nonzero(ref_top != act_top)[0]
+    rows = np.arange(len(reference))
+    margins = reference[rows[changed], ref_top[changed]] - reference[rows[changed], act_top[changed]]
+    disagreements = changed[margins > max_abs]
+    ties = int(len(changed) - len(disagreements))
     agreement = float((ref_top == act_top).mean())
-    passed = finite and rel <= tolerance and not disagreements
-    return Comparison(max_abs, rel, agreement, len(reference), tolerance, passed, disagreements, ties)
+    allowed = int(PIXEL_DISAGREEMENT * len(reference)) if per_pixel else 0
+    passed = finite and rel <= tolerance and len(disagreements) <= allowed
+    return Comparison(
+        max_abs,
+        rel,
+        agreement,
+        images,
+        tolerance,
+        passed,
+        [int(i) for i in disagreements[:100]],
+        ties,
+        "pixel" if per_pixel else "image",
+        len(reference),
+        len(disagreements),
+    )
 
 
 def validation_images(names: Sequence[str] = VALIDATION_PHOTOS) -> list[np.ndarray]:
@@ -238,6 +274,14 @@ def _silence_native_stderr() -> Iterator[None]:
 
 
 DEFORM_CONV_OPSET = 19  # the first opset with DeformConv
+
+# ONNX ops that only some runtimes execute: one line each, printed by `edgeconv export` and kept in the manifest.
+# DeformConv was measured here on 2026-11-30 (a one-node graph and deform_resnet50); TensorRT is NVIDIA's operator list.
+RUNTIME_NOTES = {
+    "DeformConv": "DeformConv (opset 19) runs on ONNX Runtime (checked: 1.32; its CPU/CUDA kernels arrived in 2026 "
+    "with microsoft/onnxruntime#27393, 1.19 and older refuse it) and parses in TensorRT 10.1+ (FP32/FP16 only, no "
+    "INT8); OpenVINO 2026.4 has no conversion rule for it and TensorRT 8.6 (JetPack 6.0) no parser support",
+}
 
 
 def _deform_conv2d_symbolic(  # noqa: PLR0913 - torchvision's op signature
@@ -481,6 +525,43 @@ def find_unexportable_module(
         current = culprit
 
 
+def _dynamic_axes(
+    model: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_name: str,
+    output_name: str,
+    dynamic_batch: bool,
+    dynamic_size: bool,
+) -> dict[str, dict[int, str]] | None:
+    """``torch.onnx.export``'s dynamic axes: the batch, and the height and width of the input and of a 4-D output (a
+    label map, a dense score map); a 2-D output (class scores) keeps its class axis fixed."""
+    if not (dynamic_batch or dynamic_size):
+        return None
+    inputs: dict[int, str] = {0: "batch"} if dynamic_batch else {}
+    outputs = dict(inputs)
+    if dynamic_size:
+        inputs.update({2: "height", 3: "width"})
+        with torch.no_grad():
+            if model(*example).dim() == 4:
+                outputs.update({2: "out_height", 3: "out_width"})
+    return {input_name: inputs, output_name: outputs}
+
+
+def _pin_output_dims(
+    proto: Any, model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: dict[int, str]
+) -> tuple[int, ...]:
+    """The model's output shape at ``example``; in place, every axis of the graph output that is not declared dynamic
+    gets its size (the exporter names the class axis of a Resize output ``Resizelogits_dim_1``)."""
+    with torch.no_grad():
+        shape = tuple(int(v) for v in model(*example).shape)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) == len(shape):
+        for axis, dim in enumerate(dims):
+            if axis not in dynamic:
+                dim.dim_value = shape[axis]
+    return shape
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -497,13 +578,17 @@ def export_onnx(
     std: Sequence[float] | None = None,
     tolerance: float = FP32_TOLERANCE,
     exporter: Exporter = "torchscript",
+    dynamic_size: bool = False,
+    second_size: tuple[int, int] | None = None,
 ) -> ExportReport:
     """Export ``model`` (eval mode, CPU, float32) to ``path`` and check it.
 
     ``input_shape`` is the full input shape (batch, C, H, W); with ``dynamic_batch`` the batch axis becomes a named
-    dimension ``batch``. ``reference`` is the PyTorch model the ONNX output is compared with (default: ``model``; pass
-    the unfused original to cover fusion too). ``mean`` / ``std`` normalize the validation photos. Raises
-    ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
+    dimension ``batch``. With ``dynamic_size`` the height and width become ``height`` / ``width`` (and a 4-D output's
+    ``out_height`` / ``out_width``), and the graph is validated again at ``second_size`` (H, W), a size the model
+    takes other than the export size. ``reference`` is the PyTorch model the ONNX output is compared with (default:
+    ``model``; pass the unfused original to cover fusion too). ``mean`` / ``std`` normalize the validation photos.
+    Raises ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
     The file is written atomically: on any failure nothing is left at ``path``.
     """
     import onnx
@@ -524,7 +609,11 @@ def export_onnx(
     path = Path(path)
     trace_batch = max(shape[0], 2) if dynamic_batch else shape[0]  # trace at >1 so no axis specializes to batch 1
     example = (torch.randn(trace_batch, *shape[1:]),)
-    dynamic_axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+    if dynamic_size and (second_size is None or tuple(second_size) == shape[2:]):
+        raise InvalidArgumentError(
+            f"a dynamic-size export is validated at a second size: give second_size (H, W) other than {shape[2:]}"
+        )
+    dynamic_axes = _dynamic_axes(model, example, input_name, output_name, dynamic_batch, dynamic_size)
     caught: list[str] = []
 
     def try_export(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -564,6 +653,9 @@ def export_onnx(
         raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {first_line(exc)}") from exc
 
     proto = onnx.load_from_string(buffer.getvalue())
+    output_shape = _pin_output_dims(proto, model, example, dynamic_axes.get(output_name, {}) if dynamic_axes else {})
+    if dynamic_batch:
+        output_shape = (shape[0], *output_shape[1:])
     written_opset = graph_opset(proto)  # the dynamo exporter keeps 18 where the version converter fails
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -582,7 +674,7 @@ def export_onnx(
             simplify = False
     data = proto.SerializeToString()
 
-    comparison = None
+    comparison = resized = None
     if validate:
         images = validation_batch(shape[1:], mean, std)
         reference = (reference or model).eval().float().cpu()
@@ -596,7 +688,19 @@ def export_onnx(
                     model, proto, images[:1] if dynamic_batch else images[: shape[0]], comparison, tolerance
                 )
             )
+        if dynamic_size and second_size is not None:
+            other = validation_batch((shape[1], *second_size), mean, std)
+            resized = validate_onnx(
+                data, reference, other, tolerance=tolerance, batch=None if dynamic_batch else shape[0]
+            )
+            logger.info("ONNX Runtime vs PyTorch at %dx%d: %s", *second_size, resized.describe())
+            if not resized:
+                raise ExportError(
+                    f"the dynamic-size graph disagrees with PyTorch at {second_size[0]}x{second_size[1]} (it passed "
+                    f"at the export size {shape[2]}x{shape[3]}): {resized.describe()}; export at a fixed size"
+                )
     write_atomic(path, data)
+    notes = [RUNTIME_NOTES[op] for op in sorted({node.op_type for node in proto.graph.node}) if op in RUNTIME_NOTES]
     return ExportReport(
         path=path,
         opset=written_opset,
@@ -609,6 +713,10 @@ def export_onnx(
         nodes=len(proto.graph.node),
         validation=comparison,
         warnings=caught,
+        runtime_notes=notes,
+        dynamic_size=dynamic_size,
+        validation_resized=resized,
+        output_shape=output_shape,
     )
 
 

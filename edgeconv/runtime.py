@@ -153,6 +153,9 @@ class Engine:
                     f"cannot read image {image}: {reason}; give a readable JPEG or PNG file (or a PIL image or array)"
                 ) from None
         chw = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
+        exported = (self.manifest.get("input") or {}).get("shape") or []
+        if len(chw) != 3 and len(exported) == 4:  # dynamic height and width: the export size, as validated
+            chw = tuple(int(d) for d in exported[1:])
         if len(chw) != 3:
             raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, H, W)")
         array = preprocess_from_manifest(image, prep, chw)
@@ -172,5 +175,52 @@ class Engine:
         labels = self.labels
         return [(labels[i] if i < len(labels) else str(i), float(probs[i])) for i in order]
 
+    # --- segmentation -----------------------------------------------------------------------------------------------
+
+    @property
+    def output_kind(self) -> str:
+        """``logits`` (class scores per image), ``label_map`` (per pixel) or ``score_map`` (a convolutionized
+        classifier's scores per window), from the manifest; ``logits`` without one."""
+        return str((self.manifest.get("output") or {}).get("kind", "logits"))
+
+    def segment(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(label map, class probabilities) for one image: the ``(H', W')`` argmax over the classes, and the
+        ``(classes, H', W')`` softmax of the scores. The map covers the preprocessed (resized, centre-cropped) image;
+        a valid-conv U-Net's covers the centre of its tile."""
+        if self.output_kind == "logits":
+            raise InputError(f"{self.model_path} outputs class scores per image; use classify(), not segment()")
+        scores = self.run(self.preprocess(image))[0].astype(np.float64)
+        probs = np.exp(scores - scores.max(axis=0, keepdims=True))
+        probs /= probs.sum(axis=0, keepdims=True)
+        return scores.argmax(axis=0), probs.astype(np.float32)
+
     def __repr__(self) -> str:
         return f"Engine({str(self.model_path)!r}, input {self.input_name}{_format_shape(self.input_shape)})"
+
+
+def palette(classes: int) -> np.ndarray:
+    """``(classes, 3)`` uint8 colours, PASCAL VOC's (class 0, the background, black): the bits of the class index
+    spread over the high bits of R, G and B."""
+    colours = np.zeros((classes, 3), np.uint8)
+    for index in range(classes):
+        value = index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                colours[index, channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+    return colours
+
+
+def overlay(image: Any, label_map: np.ndarray, alpha: float = 0.5) -> Any:
+    """A quick look at a label map: ``image`` (PIL image or HxWx3 uint8 array) blended with the map's class colours
+    (``palette``), the map resized to the image (nearest neighbour). Returns a PIL image."""
+    from PIL import Image
+
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha {alpha} must be in [0, 1]")
+    base = (image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))).convert("RGB")
+    labels = np.asarray(label_map)
+    if labels.ndim != 2 or labels.size == 0:
+        raise InputError(f"label_map must be a non-empty (H, W) array of class indices, got shape {labels.shape}")
+    colours = Image.fromarray(palette(int(labels.max()) + 1)[labels]).resize(base.size, Image.Resampling.NEAREST)
+    return Image.blend(base, colours, alpha)

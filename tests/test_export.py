@@ -18,6 +18,7 @@ from torch import nn
 
 from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError
 from edgeconv.export import (
+    DEFAULT_OPSET,
     compare_outputs,
     convert_fp16,
     export_onnx,
@@ -32,9 +33,11 @@ from edgeconv.zoo import create_model, get_spec
 
 def reduced_input(name: str, model: nn.Module) -> tuple[int, int, int]:
     """(C, H, W) at the smallest of a few reduced resolutions the model accepts, else the model's default."""
-    channels, height, width = get_spec(name).input_size
+    spec = get_spec(name)
+    channels, height, width = spec.input_size
     side = max(height, width)
     candidates = [s for s in (32, 64, 96, 160) if s < side and s >= side // 8]
+    candidates = ([spec.min_input] if spec.min_input else []) + candidates  # a size rule: its smallest size first
     for size in candidates:
         try:
             with torch.inference_mode():
@@ -51,8 +54,11 @@ def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_mo
     model = zoo_model(name)
     fused = fuse_model(model).model
     chw = reduced_input(name, model)
+    opset = max(DEFAULT_OPSET, spec.min_opset or 0)
     try:
-        report = export_onnx(fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std)
+        report = export_onnx(
+            fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std, opset=opset
+        )
     except ExportError as exc:
         # AdaptiveAvgPool2d((7, 7)) / ((6, 6)) heads (VGG, AlexNet, ZFNet) export only when the map is a multiple of the
         # output size and its size is known to the tracer, which holds at the model's own input size.
@@ -61,9 +67,12 @@ def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_mo
         if chw == spec.input_size:
             raise
         chw = spec.input_size
-        report = export_onnx(fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std)
+        report = export_onnx(
+            fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std, opset=opset
+        )
     assert report.validation and report.validation.passed, report.validation
     assert report.validation.max_rel_error <= 1e-4
+    assert report.validation.unit == ("pixel" if spec.output == "label_map" else "image")
     graph = onnx.load(tmp_path / "m.onnx").graph
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
     assert not any(n.op_type == "BatchNormalization" for n in graph.node) or fuse_model(model).unfoldable

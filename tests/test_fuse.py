@@ -41,9 +41,11 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 def sample_input(name: str, model: nn.Module) -> torch.Tensor:
     """One image at the smallest of a few reduced resolutions that the model accepts, else at its default size."""
-    channels, height, width = get_spec(name).input_size
+    spec = get_spec(name)
+    channels, height, width = spec.input_size
     side = max(height, width)
     candidates = [s for s in (16, 32, 64, 96, 160) if s < side and s >= side // 8] if side > 32 else [16]
+    candidates = ([spec.min_input] if spec.min_input else []) + candidates
     for size in candidates:
         small = torch.randn(1, channels, size, size)
         try:

@@ -216,6 +216,12 @@ FVCORE_MODELS = [
     ("efficientnet_b0", 64),
     ("densenet_bc_100_12", None),
     ("convnext_tiny", 64),
+    # label maps: transposed convs (U-Net's up-convolutions, FCN's bilinear upsampling), dilated convs (ASPP)
+    ("unet", 188),
+    ("unet_padded", 64),
+    ("fcn8s", 64),
+    ("deeplabv3_mobilenet_v3_large", 64),
+    ("lraspp_mobilenet_v3_large", 64),
 ]
 FVCORE_MAC_OPS = {"conv", "linear", "matmul", "addmm", "bmm", "einsum"}
 FVCORE_OTHER_OPS = {
@@ -225,6 +231,7 @@ FVCORE_OTHER_OPS = {
     "instance_norm",
     "adaptive_avg_pool2d",
     "upsample_nearest2d",
+    "upsample_bilinear2d",
 }
 
 

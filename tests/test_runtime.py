@@ -82,7 +82,13 @@ def test_manifest_records_what_an_app_needs(mobilenet_artifact: Path) -> None:
 
     manifest = Manifest.load(mobilenet_artifact)
     data = manifest.data
-    assert data["input"] == {"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32", "layout": "NCHW"}
+    assert data["input"] == {
+        "name": "input",
+        "shape": [1, 3, 224, 224],
+        "dtype": "float32",
+        "layout": "NCHW",
+        "dynamic_size": False,
+    }
     assert data["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert data["labels"]["set"] == "imagenet" and data["labels"]["count"] == 1000
     assert data["files"]["fp32"]["sha256"] == sha256_file(manifest.file("fp32"))

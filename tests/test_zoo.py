@@ -14,10 +14,19 @@ from conftest import meta_model, registry_sweep
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError, UnknownModelError
-from edgeconv.zoo import create_model, get_spec, list_models, register_model
+from edgeconv.zoo import ModelSpec, create_model, get_spec, list_models, register_model
 from edgeconv.zoo.registry import count_params
+from edgeconv.zoo.unet import output_size
 
 ALL = list_models()
+
+
+def output_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """Class scores per image, or per pixel of a label map: the input's size, except the paper's valid-conv U-Net."""
+    if spec.output == "scores":
+        return (1, spec.num_classes)
+    side = output_size(spec.input_size[1]) if spec.name == "unet" else spec.input_size[1]
+    return (1, spec.num_classes, side, side)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -27,7 +36,7 @@ def test_output_shape_at_default_input(name: str) -> None:
     assert not model.training
     with torch.inference_mode():
         out = model(torch.empty(1, *spec.input_size, device="meta"))
-    assert out.shape == (1, spec.num_classes)
+    assert out.shape == output_shape(spec)
 
 
 @pytest.mark.parametrize("name", registry_sweep(ALL))
@@ -37,7 +46,7 @@ def test_forward_at_default_input(name: str, zoo_model: Callable[..., nn.Module]
     assert not model.training
     with torch.inference_mode():
         out = model(torch.randn(1, *spec.input_size))
-    assert out.shape == (1, spec.num_classes)
+    assert out.shape == output_shape(spec)
     assert torch.isfinite(out).all()
 
 

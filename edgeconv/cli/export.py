@@ -77,10 +77,13 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
                 "gate passed" if manifest["int8"].get("gate", {}).get("passed") else "below gate (--force)",
             ]
         elif figures:
+            pixels = figures.get("unit") == "pixel"
             row = [
                 f"{figures['max_abs_diff']:.2e}",
                 f"{figures['max_rel_error']:.2e}",
-                f"{figures['top1_agreement']:.0%} of {figures['images']}",
+                f"{figures['top1_agreement']:.2%} of {figures['units']:,} px"
+                if pixels
+                else f"{figures['top1_agreement']:.0%} of {figures['images']}",
                 f"[green]pass[/green] (rel <= {figures['tolerance']:g})" if figures["passed"] else "[red]fail[/red]",
             ]
         else:
@@ -159,9 +162,26 @@ def export_command(
         help="INT8 gate: least top-1 agreement on the held-out crops FP32 is sure about (top-1 probability > 0.5), "
         "e.g. 0.99 (default: no such gate).",
     ),
-    opset: int = typer.Option(None, "--opset", help="ONNX opset (default 17: TensorRT 8.6+ and ONNX Runtime)."),
+    opset: int = typer.Option(
+        None,
+        "--opset",
+        help="ONNX opset (default 17: TensorRT 8.6+ and ONNX Runtime; a model with a newer op defaults to that op's "
+        "opset: deform_resnet50's DeformConv, 19).",
+    ),
     batch: int = typer.Option(None, "--batch", help="Static batch size (default 1)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch axis dynamic."),
+    dynamic_size: bool = typer.Option(
+        False,
+        "--dynamic-size",
+        help="Make the height and width dynamic (segmentation networks: a label map of any input the model takes); "
+        "validated at the export size and at a second, larger, non-square size.",
+    ),
+    fully_convolutional: bool = typer.Option(
+        False,
+        "--fully-convolutional",
+        help="Export a classifier with a Linear head (alexnet, vgg*, zfnet) convolutionized: its Linear layers as "
+        "convs, a dense map of class scores at any larger input (implies --dynamic-size).",
+    ),
     input_size: str = typer.Option(None, "--input-size", help="Input H or H,W (default: the model's)."),
     width_mult: float = typer.Option(None, "--width-mult", help="Width multiplier, for models that take one."),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export without BatchNorm folding / re-parameterization."),
@@ -252,6 +272,8 @@ def export_command(
             model_kwargs=model_kwargs(width_mult),
             on_step=steps,
             exporter=exporter,
+            dynamic_size=dynamic_size,
+            fully_convolutional=fully_convolutional,
         )
     if json_output:
         print_json({"folder": str(manifest.folder), "unchanged": manifest.unchanged, **manifest.data})
@@ -269,3 +291,13 @@ def export_command(
             line += f"; {len(fusion['unfoldable'])} BatchNorms not foldable (e.g. {fusion['unfoldable'][0]})"
         stdout.print(line)
     stdout.print(_summary_table(manifest.data, manifest.folder))
+    resized = (manifest.data.get("validation") or {}).get("fp32_resized")
+    if resized:
+        height, width = resized["input_size"]
+        stdout.print(
+            f"dynamic size: fp32 also checked at {height}x{width}: max rel error {resized['max_rel_error']:.2e}, "
+            f"{'per-pixel argmax' if resized.get('unit') == 'pixel' else 'top-1'} agreement "
+            f"{resized['top1_agreement']:.2%}, " + ("pass" if resized["passed"] else "fail")
+        )
+    for note in manifest.data.get("runtime_notes") or []:
+        stdout.print(f"[yellow]note:[/yellow] {note}")

@@ -73,12 +73,20 @@ def _bn_usable(bn: Any) -> str | None:
 
 
 def _out_channels(op: Any) -> int:
+    op = getattr(op, "fold_target", op)
     return op.out_features if isinstance(op, nn.Linear) else op.out_channels
+
+
+def _foldable(module: nn.Module) -> bool:
+    """A Conv / ConvTranspose / Linear, or a module that names the one it folds into (``fold_target``: a deformable
+    conv's weight and bias live in its ``conv``)."""
+    return isinstance(module, _FOLDABLE) or isinstance(getattr(module, "fold_target", None), nn.Module)
 
 
 def _fold_pair(op: Any, bn: Any) -> None:
     """Fold ``bn`` into ``op`` in place. The arithmetic runs in float64 and is cast back, so the folded weights carry
     one rounding, not three."""
+    op = getattr(op, "fold_target", op)
     weight = op.weight.detach().double()
     bias = op.bias.detach().double() if op.bias is not None else None
     bn64 = copy.deepcopy(bn).double()
@@ -113,7 +121,7 @@ class _Tracer(fx.Tracer):
     sees the module call, not the functional ops inside it)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, (*_FOLDABLE, *_BATCHNORMS)) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, _BATCHNORMS) or _foldable(m) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module) -> fx.Graph | None:
@@ -143,7 +151,7 @@ def _find_pairs(root: nn.Module, prefix: str, pairs: list[tuple[str, str]], seen
         if not isinstance(src, fx.Node) or src.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
         op = root.get_submodule(str(src.target))
-        if not isinstance(op, _FOLDABLE) or not _uses_standard_forward(op):
+        if not _foldable(op) or not _uses_standard_forward(op):
             continue
         if len(src.users) != 1 or calls[str(src.target)] != 1 or calls[str(node.target)] != 1:
             continue  # the op output has another reader, or a module is shared: folding would change them

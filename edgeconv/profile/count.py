@@ -27,6 +27,10 @@ Op types (the ``by_type`` breakdown):
 - ``fc``: ``nn.Linear``, and a dense 1x1 convolution applied to a 1x1 map (mathematically a fully connected layer:
   MobileNet V2's and SE blocks' 1x1 "convs" on pooled features; MobileNet's Table 2 counts its classifier as FC).
 - ``conv_kxk``: any other dense convolution; the breakdown has one row per kernel (``conv_kxk 3x3``, ``conv_kxk 7x7``).
+- ``conv_deform``: a deformable convolution (torchvision's ``DeformConv2d``; ONNX ``DeformConv``). Its mult-adds are
+  those of a regular conv of the same shapes; its bilinear sampling is counted separately, in other ops: 4 multiply-
+  adds per sampled value (the four neighbours), 5 with v2's modulation mask, for ``in_channels x kernel area x output
+  positions`` samples. The conv that predicts the offsets is an ordinary conv row of its own.
 - ``other``: normalization, activations, pooling, element-wise ops, data movement.
 
 What the hooks see: every leaf module (a module with no children), plus functional calls made in the ``forward`` of
@@ -95,6 +99,11 @@ _F_COPY = {"cat", "concat", "concatenate", "stack", "contiguous", "pad", "roll",
 _F_UNCOUNTED = {"einsum", "scaled_dot_product_attention", "tensordot"}
 
 
+def _is_deform_conv(module: nn.Module) -> bool:
+    """torchvision's ``DeformConv2d`` (torchvision is not a dependency: recognized by name and shape)."""
+    return type(module).__name__ == "DeformConv2d" and isinstance(getattr(module, "weight", None), torch.Tensor)
+
+
 def classify_conv(
     in_channels: int, out_channels: int, groups: int, kernel: tuple[int, ...], input_spatial: tuple[int, ...]
 ) -> tuple[str, str]:
@@ -130,6 +139,8 @@ def _as_tuple(value: Any, dims: int) -> tuple[int, ...]:
 def _is_known(module: nn.Module) -> bool:
     """A leaf whose cost the hooks compute from the module (torch.nn types and subclasses of the counted ones)."""
     if isinstance(module, (*_CONV, *_CONV_T, nn.Linear, *_NORM, *_POOL_WINDOW, *_POOL_GLOBAL, *_FREE)):
+        return True
+    if _is_deform_conv(module):
         return True
     return type(module).__module__.startswith("torch.nn.") and not list(module.children())
 
@@ -204,6 +215,15 @@ class _Counter(TorchFunctionMode):
             else:
                 macs = inputs[0].numel() * (module.out_channels // module.groups) * area
             other = out.numel() if module.bias is not None else 0
+        elif _is_deform_conv(module) and inputs and out is not None:
+            kernel_size = _as_tuple(module.kernel_size, 2)
+            op_type, kernel = "conv_deform", "x".join(map(str, kernel_size))
+            area = math.prod(kernel_size)
+            in_channels, groups = int(module.in_channels), int(module.groups)  # type: ignore[arg-type]
+            macs = out.numel() * (in_channels // groups) * area
+            samples = out.shape[0] * in_channels * area * out.shape[-2] * out.shape[-1]
+            modulated = len(inputs) > 2  # (input, offset, mask)
+            other = samples * (5 if modulated else 4) + (out.numel() if module.bias is not None else 0)
         elif isinstance(module, nn.Linear) and out is not None:
             op_type = "fc"
             macs = out.numel() * module.in_features

@@ -12,8 +12,8 @@ from typing import Any
 from edgeconv.files import write_atomic
 
 # Order of the op types in every breakdown: the paper tables list the convolution kinds first.
-TYPE_ORDER = ("conv1x1", "conv_dw", "conv_kxk", "conv_group", "fc", "other")
-MAC_TYPES = ("conv1x1", "conv_dw", "conv_kxk", "conv_group", "fc")
+TYPE_ORDER = ("conv1x1", "conv_dw", "conv_kxk", "conv_group", "conv_deform", "fc", "other")
+MAC_TYPES = ("conv1x1", "conv_dw", "conv_kxk", "conv_group", "conv_deform", "fc")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class LayerProfile:
 
     @property
     def type(self) -> str:
-        return f"conv_kxk {self.kernel}" if self.op_type == "conv_kxk" and self.kernel else self.op_type
+        keyed = self.op_type in ("conv_kxk", "conv_deform") and self.kernel
+        return f"{self.op_type} {self.kernel}" if keyed else self.op_type
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -39,6 +39,10 @@ from edgeconv.zoo import (  # noqa: E402,F401  isort: skip
     convnext,
     replknet,
     slak,
+    unet,
+    fcn,
+    deeplab,
+    deform,
 )
 
 __all__ = [

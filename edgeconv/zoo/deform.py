@@ -17,15 +17,27 @@ operator list (not checked: no TensorRT here).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
+
+from edgeconv.zoo.registry import ModelSpec, Paper, register_model
+from edgeconv.zoo.resnet import RESNET_CONFIGS, Bottleneck, ResNet
+
+DAI_2017 = Paper("J. Dai, H. Qi, Y. Xiong, Y. Li, G. Zhang, H. Hu, Y. Wei", 2017, "Deformable Convolutional Networks")
 
 
 class DeformConv2d(nn.Module):
     """Deformable conv, v1 (``modulated=False``) or v2 (``modulated=True``): ``offset`` predicts the offsets (and
     masks) with a regular conv on the same grid, ``conv`` is torchvision's deformable conv (bias starting at zero).
-    ``offset_groups`` input-channel groups share one set of offsets (and masks)."""
+    ``offset_groups`` input-channel groups share one set of offsets (and masks).
+
+    A BatchNorm right after it folds into ``conv`` (``fold_target``): each output channel is linear in its own filter
+    and bias, whatever the sampling positions."""
+
+    bn_foldable = True
 
     def __init__(
         self,
@@ -49,7 +61,7 @@ class DeformConv2d(nn.Module):
         self.conv = TorchvisionDeformConv2d(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias
         )
-        if self.conv.bias is not None:
+        if isinstance(self.conv.bias, torch.Tensor):
             nn.init.zeros_(self.conv.bias)
         self.modulated = modulated
         kernel = _pair(kernel_size)
@@ -60,9 +72,70 @@ class DeformConv2d(nn.Module):
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
 
+    @property
+    def fold_target(self) -> nn.Module:
+        return self.conv
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         predicted = self.offset(x)
         if not self.modulated:
             return self.conv(x, predicted)
         offset, mask = predicted[:, : 2 * self.taps], torch.sigmoid(predicted[:, 2 * self.taps :])
         return self.conv(x, offset, mask)
+
+
+def deformable_resnet(
+    resnet: ResNet, stages: tuple[bool, bool, bool, bool] = (False, True, True, True), *, modulated: bool = False
+) -> ResNet:
+    """Replace the 3x3 conv of every bottleneck in the chosen stages (conv2_x .. conv5_x) by a ``DeformConv2d`` with
+    the same shape, in place; its regular weight is kept (the offsets start at zero: the same function)."""
+    for layer, wanted in zip((resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4), stages, strict=True):
+        if not wanted:
+            continue
+        for block in layer:
+            if not isinstance(block, Bottleneck):
+                raise ValueError(f"deformable_resnet takes bottleneck ResNets, not {type(block).__name__} blocks")
+            conv: Any = block.conv2
+            deform = DeformConv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+                modulated=modulated,
+                bias=False,
+            ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                deform.conv.weight.copy_(conv.weight)
+            block.conv2 = deform  # type: ignore[assignment]
+    return resnet
+
+
+def deform_resnet50(*, num_classes: int = 1000, modulated: bool = False, zero_offsets: bool = False) -> ResNet:
+    """ResNet-50 with deformable 3x3 convs in conv3_x .. conv5_x (13 layers; Zhu et al. 2019's setting, which Dai et
+    al. 2017 Table 1 extends from conv5 to conv3-5). ``zero_offsets``: the papers' start for fine-tuning (the network
+    is then exactly a ResNet-50); the zoo's default draws the offset predictors with PyTorch's conv init, so that an
+    untrained network samples off the grid (sub-pixel to pixel offsets) and every check exercises the deformation."""
+    model = deformable_resnet(
+        ResNet.from_config(RESNET_CONFIGS["resnet50"], num_classes=num_classes), modulated=modulated
+    )
+    if not zero_offsets:
+        for module in model.modules():
+            if isinstance(module, DeformConv2d):
+                module.offset.reset_parameters()
+    return model
+
+
+register_model(
+    ModelSpec(
+        name="deform_resnet50",
+        family="deform_resnet",
+        paper=DAI_2017,
+        builder=deform_resnet50,
+        min_opset=19,  # ONNX DeformConv
+        description="ResNet-50 with deformable 3x3 convs in conv3-conv5 (v1 offsets; modulated=True: v2 offsets and "
+        "masks). Exports as ONNX DeformConv (opset 19): ONNX Runtime runs it, OpenVINO does not.",
+    )
+)

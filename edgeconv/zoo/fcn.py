@@ -20,10 +20,17 @@ sees exactly the classifier's 7x7 window at the centre of a 224x224 input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
 from edgeconv.zoo.convolutionize import convolutionize
+from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
+from edgeconv.zoo.vgg import vgg
+
+LONG_2015 = Paper("J. Long, E. Shelhamer, T. Darrell", 2015, "Fully Convolutional Networks for Semantic Segmentation")
 
 STRIDES = (32, 16, 8)
 
@@ -51,10 +58,11 @@ def _last_conv(layers: nn.Sequential) -> nn.Conv2d:
     return next(m for m in reversed(layers) if isinstance(m, nn.Conv2d))
 
 
-def _score(in_channels: int, num_classes: int) -> nn.Conv2d:
+def _score(in_channels: int, num_classes: int, zero_init: bool) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, num_classes, 1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    if zero_init:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # bias=True
     return conv
 
 
@@ -62,7 +70,15 @@ class FCN(nn.Module):
     """``features`` (a VGG-style Sequential with at least five max pools), ``head`` (convolutional fc6 / fc7) and
     the score and upsampling layers of FCN-``stride``s. ``(N, 3, H, W) -> (N, num_classes, H, W)``."""
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, num_classes: int, *, stride: int = 8) -> None:
+    def __init__(
+        self,
+        features: nn.Sequential,
+        head: nn.Sequential,
+        num_classes: int,
+        *,
+        stride: int = 8,
+        zero_init: bool = True,
+    ) -> None:
         super().__init__()
         if stride not in STRIDES:
             raise ValueError(f"stride {stride} must be one of {', '.join(map(str, STRIDES))} (FCN-32s/16s/8s)")
@@ -71,16 +87,16 @@ class FCN(nn.Module):
             raise ValueError(f"features has {len(pools)} max pools; FCN needs the five of VGG (pool3, pool4, pool5)")
         self.features, self.head, self.stride = features, head, stride
         self.pool3, self.pool4 = pools[2], pools[3]
-        self.score = _score(_last_conv(head).out_channels, num_classes)
+        self.score = _score(_last_conv(head).out_channels, num_classes, zero_init)
         if stride == 32:
             self.upsample = bilinear_upsampling(num_classes, 32)
             return
-        self.score_pool4 = _score(_last_conv(features[: self.pool4]).out_channels, num_classes)
+        self.score_pool4 = _score(_last_conv(features[: self.pool4]).out_channels, num_classes, zero_init)
         self.up_pool4 = bilinear_upsampling(num_classes, 2)
         if stride == 16:
             self.upsample = bilinear_upsampling(num_classes, 16)
             return
-        self.score_pool3 = _score(_last_conv(features[: self.pool3]).out_channels, num_classes)
+        self.score_pool3 = _score(_last_conv(features[: self.pool3]).out_channels, num_classes, zero_init)
         self.up_pool3 = bilinear_upsampling(num_classes, 2)
         self.upsample = bilinear_upsampling(num_classes, 8)
 
@@ -100,11 +116,53 @@ class FCN(nn.Module):
         return self.upsample(scores)
 
 
-def fcn_from_vgg(vgg: nn.Module, num_classes: int = 21, *, stride: int = 8) -> FCN:
+def fcn_from_vgg(vgg: nn.Module, num_classes: int = 21, *, stride: int = 8, zero_init: bool = True) -> FCN:
     """FCN-``stride``s on a (trained) zoo VGG: its features, and its fc6 / fc7 convolutionized (fc6 padded by 3).
-    ``vgg`` is left unchanged. 21 classes: PASCAL VOC's 20 and background, as in the paper."""
+    ``vgg`` is left unchanged. 21 classes: PASCAL VOC's 20 and background, as in the paper. ``zero_init``: the score
+    convs start at zero (the paper, fine-tuning a trained VGG); otherwise PyTorch's default random init."""
     dense = convolutionize(vgg, (3, 224, 224))
     convs = [i for i, m in enumerate(dense.classifier) if isinstance(m, nn.Conv2d)]
-    head = dense.classifier[: convs[-1]]  # fc6, fc7 and what follows them; not fc8
-    head[convs[0]].padding = (3, 3)
-    return FCN(dense.features, head, num_classes, stride=stride)
+    head = nn.Sequential(*dense.classifier[: convs[-1]])  # fc6, fc7 and what follows them; not fc8
+    fc6: Any = head[convs[0]]
+    fc6.padding = (3, 3)
+    features: Any = dense.features
+    return FCN(features, head, num_classes, stride=stride, zero_init=zero_init)
+
+
+def _builder(stride: int) -> Callable[..., FCN]:
+    def build(*, num_classes: int = 21, zero_init: bool = False) -> FCN:
+        return fcn_from_vgg(vgg("vgg16"), num_classes, stride=stride, zero_init=zero_init)
+
+    build.__name__ = f"fcn{stride}s"
+    build.__doc__ = (
+        f"FCN-{stride}s on a convolutionized VGG-16. The zoo draws the score convs at random (``zero_init=False``) so "
+        "that an untrained network's output depends on every layer; the paper zero-initializes them (``True``)."
+    )
+    return build
+
+
+for _stride in STRIDES:
+    register_model(
+        ModelSpec(
+            name=f"fcn{_stride}s",
+            family="fcn",
+            paper=LONG_2015,
+            builder=_builder(_stride),
+            input_size=(3, 512, 512),  # PASCAL VOC images are at most 500 a side; a multiple of 32 maps 1:1
+            num_classes=21,
+            crop_pct=1.0,
+            dataset="voc",
+            output="label_map",
+            figures=PaperFigures(
+                params=134e6,
+                source="Long et al. 2015, Table 1 (FCN-VGG16: 134M parameters, VGG-16 without fc8)",
+            ),
+            description=f"FCN-{_stride}s (Long et al. 2015): VGG-16 convolutionized, "
+            + {
+                32: "class scores at 1/32 upsampled 32x",
+                16: "1/32 scores + pool4 scores, upsampled 16x",
+                8: "1/32 + pool4 + pool3 scores, upsampled 8x",
+            }[_stride]
+            + " by bilinear-initialized transposed convs; a label map of the input's size.",
+        )
+    )

@@ -68,6 +68,9 @@ class WeightsEntry:
     labels: str = "imagenet"
 
 
+OUTPUTS = ("scores", "label_map")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -90,6 +93,17 @@ class ModelSpec:
     torchvision_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: tuple[WeightsEntry, ...] = ()
     description: str = ""
+    # "scores": (N, num_classes) class scores per image; "label_map": (N, num_classes, H', W') class scores per pixel
+    # (a segmentation network: the label map is their argmax over the class axis).
+    output: str = "scores"
+    # The smallest square input side the model takes, where a size rule exists (the paper's U-Net: 16 m + 124).
+    min_input: int | None = None
+    # The lowest ONNX opset that has every op of the model (DeformConv: 19); exports default to it where it is higher.
+    min_opset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"{self.name}: output {self.output!r} is not one of {', '.join(OUTPUTS)}")
 
     def builder_kwargs(self) -> list[str]:
         """The keyword arguments ``create_model`` accepts for this model."""

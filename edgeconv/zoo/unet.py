@@ -22,6 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeconv.errors import InvalidArgumentError
+from edgeconv.zoo.registry import ModelSpec, Paper, register_model
+
+RONNEBERGER_2015 = Paper(
+    "O. Ronneberger, P. Fischer, T. Brox", 2015, "U-Net: Convolutional Networks for Biomedical Image Segmentation"
+)
+
 
 def _double_conv(in_channels: int, out_channels: int, padding: int, batch_norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -70,6 +77,10 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(channels[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing():  # a traced size is symbolic: the export's own forward has checked it
+            for side in {int(x.shape[-2]), int(x.shape[-1])}:
+                if not takes_size(side, self.depth, self.padding):
+                    raise InvalidArgumentError(size_error(side, self.depth, self.padding))
         skips = []
         for level, block in enumerate(self.down):
             x = block(x)
@@ -84,6 +95,43 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def takes_size(size: int, depth: int = 4, padding: int = 0) -> bool:
+    """Whether a side of ``size`` pixels goes through: every map that is pooled must have an even side (the 2x2 up-
+    convolutions must meet the skip maps), and the paper's valid convs must leave at least one output pixel."""
+    if padding:
+        return size > 0 and size % 2**depth == 0
+    for _ in range(depth):
+        size -= 4
+        if size < 2 or size % 2:
+            return False
+        size //= 2
+    size -= 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    return size >= 1
+
+
+def smallest_size(depth: int = 4, padding: int = 0) -> int:
+    """The smallest side the network takes; the others are this plus multiples of ``2 ** depth`` (188 at depth 4)."""
+    return next(s for s in range(1, 2 ** (depth + 4)) if takes_size(s, depth, padding))
+
+
+def nearest_sizes(size: int, depth: int = 4, padding: int = 0) -> list[int]:
+    """The sides closest to ``size`` that the network takes: one below (where there is one) and one above."""
+    step, first = 2**depth, smallest_size(depth, padding)
+    above = first + max(0, -(-(size - first) // step)) * step
+    above += step if above == size else 0
+    below = above - step if above - step >= first and above - step != size else above - 2 * step
+    return [s for s in (below, above) if s >= first]
+
+
+def size_error(size: int, depth: int = 4, padding: int = 0) -> str:
+    first, step = smallest_size(depth, padding), 2**depth
+    rule = f"{first} + {step} k pixels" + ("" if padding else " (each valid 3x3 conv loses a pixel on each side)")
+    nearest = " or ".join(map(str, nearest_sizes(size, depth, padding)))
+    return f"U-Net (depth {depth}) cannot take a side of {size} pixels: it needs {rule}; use {nearest}"
+
+
 def output_size(input_size: int, depth: int = 4, padding: int = 0) -> int:
     """The label map's side for a square input tile (the paper's valid convs: each 3x3 conv loses 2 pixels)."""
     if padding:
@@ -95,3 +143,51 @@ def output_size(input_size: int, depth: int = 4, padding: int = 0) -> int:
     for _ in range(depth):
         size = size * 2 - 4
     return size
+
+
+def unet(
+    *, in_channels: int = 1, num_classes: int = 2, width: int = 64, depth: int = 4, batch_norm: bool = False
+) -> UNet:
+    """The paper's network: valid convs, a 572x572 tile to a 388x388 label map (Fig. 1)."""
+    return UNet(in_channels, num_classes, width=width, depth=depth, padding=0, batch_norm=batch_norm)
+
+
+def unet_padded(
+    *, in_channels: int = 1, num_classes: int = 2, width: int = 64, depth: int = 4, batch_norm: bool = True
+) -> UNet:
+    """The common variant: same-size convs with BatchNorm, a label map of the input's size."""
+    return UNet(in_channels, num_classes, width=width, depth=depth, padding=1, batch_norm=batch_norm)
+
+
+for _builder, _size, _min, _what in (
+    (
+        unet,
+        572,
+        smallest_size(4, 0),
+        "The paper's valid-conv network: a 572x572 tile gives the 388x388 label map of "
+        "its centre (Fig. 1); sides 188 + 16 k.",
+    ),
+    (
+        unet_padded,
+        512,
+        smallest_size(4, 1),
+        "Same-size 3x3 convs with BatchNorm: a label map of the input's size; sides a multiple of 16.",
+    ),
+):
+    register_model(
+        ModelSpec(
+            name=_builder.__name__,
+            family="unet",
+            paper=RONNEBERGER_2015,
+            builder=_builder,
+            input_size=(1, _size, _size),
+            num_classes=2,
+            mean=(0.5,),
+            std=(0.5,),
+            crop_pct=1.0,
+            dataset="binary",  # foreground / background per pixel (the paper's EM cell segmentation)
+            output="label_map",
+            min_input=_min,
+            description=_what + " Width and depth configurable.",
+        )
+    )

@@ -9,7 +9,9 @@ artifact with different content is replaced only with ``force=True``; re-exporti
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
+import dataclasses
 import errno
 import logging
 import os
@@ -296,6 +298,7 @@ def export_artifact(
     exporter: str = "torchscript",
     dynamic_size: bool = False,
     fully_convolutional: bool = False,
+    deform_conv: str = "native",
 ) -> Manifest:
     """Build zoo model ``name``, fuse it, export and validate FP32 (and FP16 / INT8) ONNX into ``out_dir``
     (default ``models/<name>``), and write the manifest. Returns the manifest.
@@ -308,13 +311,17 @@ def export_artifact(
     opset written. ``dynamic_size``: the height and width become dynamic, and the graph is validated at a second size
     too (``second_size``). ``fully_convolutional``: export the classifier convolutionized
     (``edgeconv.zoo.convolutionize``: a dense map of class scores at any input size the features take); implies
-    ``dynamic_size``.
+    ``dynamic_size``. ``deform_conv``: ``native`` writes deformable convs as ONNX DeformConv (opset 19),
+    ``grid-sample`` as their exact decomposition (GridSample + Conv, opset 16) for runtimes without DeformConv.
     """
     import torch
 
     from edgeconv.export import (
         DEFAULT_OPSET,
+        DEFORM_CONV_FORMS,
+        DEFORM_CONV_OPSET,
         EXPORTERS,
+        GRID_SAMPLE_OPSET,
         MAX_OPSET,
         MIN_OPSET,
         convert_fp16,
@@ -327,7 +334,13 @@ def export_artifact(
 
     step = on_step or (lambda label: logger.info("%s", label))
     spec = get_spec(name)
-    needed = spec.min_opset or MIN_OPSET
+    if deform_conv not in DEFORM_CONV_FORMS:
+        raise InvalidArgumentError(f"--deform-conv {deform_conv!r} is not one of {', '.join(DEFORM_CONV_FORMS)}")
+    if deform_conv != "native" and spec.min_opset != DEFORM_CONV_OPSET:
+        raise InvalidArgumentError(
+            f"--deform-conv applies to models with deformable convs (deform_resnet50), not {name}"
+        )
+    needed = (spec.min_opset if deform_conv == "native" else GRID_SAMPLE_OPSET) or MIN_OPSET
     if opset is not None and spec.min_opset and MIN_OPSET <= opset < needed:
         raise InvalidArgumentError(
             f"{name} needs ONNX opset {needed} or higher (an op it uses first appears there); --opset {opset} cannot "
@@ -355,10 +368,10 @@ def export_artifact(
     if exporter not in EXPORTERS:
         raise InvalidArgumentError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     dynamic_size = dynamic_size or fully_convolutional
-    if int8 and (spec.output != "scores" or fully_convolutional):
+    if int8 and fully_convolutional:
         raise InvalidArgumentError(
-            f"--int8 of a {'label map' if spec.output != 'scores' else 'dense score map'} ({name}) is not built yet: "
-            "its fidelity gate needs per-pixel agreement and IoU; export FP32 / FP16 for now"
+            "--int8 with --fully-convolutional is not built: quantize the classifier (drop --fully-convolutional) or "
+            "export the dense score map in FP32 / FP16"
         )
     planned = {
         "model": name,
@@ -405,6 +418,13 @@ def export_artifact(
         report = fuse_model(model)
         export_model = report.model
         fusion = report.summary()
+    if deform_conv == "grid-sample":  # the exported copy decomposed, checked against the native op (``model``)
+        from edgeconv.zoo.deform import DeformConv2d
+
+        export_model = copy.deepcopy(export_model) if export_model is model else export_model
+        for module in export_model.modules():
+            if isinstance(module, DeformConv2d):
+                module.grid_sample = True
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -442,6 +462,8 @@ def export_artifact(
         int8_manifest = None
         if int8:
             step("quantize to INT8 and validate")
+            if int8_options is not None and int8_options.input_size is None:  # calibrate at the export's size
+                int8_options = dataclasses.replace(int8_options, input_size=(int(chw[1]), int(chw[2])))
             int8_manifest = _quantize(
                 spec, export_model, staging / FILES["fp32"], staging / FILES["int8"], int8_options, calibration_split
             )
@@ -489,6 +511,7 @@ def export_artifact(
             "int8": int8_manifest,
             "export_warnings": fp32.warnings,
             "runtime_notes": fp32.runtime_notes,
+            **({"deform_conv": deform_conv} if spec.min_opset == DEFORM_CONV_OPSET else {}),
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)

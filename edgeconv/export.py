@@ -274,13 +274,17 @@ def _silence_native_stderr() -> Iterator[None]:
 
 
 DEFORM_CONV_OPSET = 19  # the first opset with DeformConv
+GRID_SAMPLE_OPSET = 16  # the first with GridSample: deformable convs decomposed (zoo.deform.deform_conv2d_grid_sample)
+DEFORM_CONV_FORMS = ("native", "grid-sample")
 
 # ONNX ops that only some runtimes execute: one line each, printed by `edgeconv export` and kept in the manifest.
 # DeformConv was measured here on 2026-11-30 (a one-node graph and deform_resnet50); TensorRT is NVIDIA's operator list.
 RUNTIME_NOTES = {
     "DeformConv": "DeformConv (opset 19) runs on ONNX Runtime (checked: 1.32; its CPU/CUDA kernels arrived in 2026 "
     "with microsoft/onnxruntime#27393, 1.19 and older refuse it) and parses in TensorRT 10.1+ (FP32/FP16 only, no "
-    "INT8); OpenVINO 2026.4 has no conversion rule for it and TensorRT 8.6 (JetPack 6.0) no parser support",
+    "INT8); OpenVINO 2026.4 has no conversion rule for it and TensorRT 8.6 (JetPack 6.0) no parser support: for "
+    "those, `edgeconv export --deform-conv grid-sample` writes its exact decomposition (GridSample + Conv, opset 16; "
+    "cost in bench/results/deform_conv.md)",
 }
 
 
@@ -585,9 +589,10 @@ def export_onnx(
 
     ``input_shape`` is the full input shape (batch, C, H, W); with ``dynamic_batch`` the batch axis becomes a named
     dimension ``batch``. With ``dynamic_size`` the height and width become ``height`` / ``width`` (and a 4-D output's
-    ``out_height`` / ``out_width``), and the graph is validated again at ``second_size`` (H, W), a size the model
-    takes other than the export size. ``reference`` is the PyTorch model the ONNX output is compared with (default:
-    ``model``; pass the unfused original to cover fusion too). ``mean`` / ``std`` normalize the validation photos.
+    ``out_height`` / ``out_width``), and the graph is validated again at ``second_size`` (H, W) when given, a size the
+    model takes other than the export size (``edgeconv export --dynamic-size`` always gives one). ``reference`` is the
+    PyTorch model the ONNX output is compared with (default: ``model``; pass the unfused original to cover fusion
+    too). ``mean`` / ``std`` normalize the validation photos.
     Raises ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
     The file is written atomically: on any failure nothing is left at ``path``.
     """
@@ -609,10 +614,8 @@ def export_onnx(
     path = Path(path)
     trace_batch = max(shape[0], 2) if dynamic_batch else shape[0]  # trace at >1 so no axis specializes to batch 1
     example = (torch.randn(trace_batch, *shape[1:]),)
-    if dynamic_size and (second_size is None or tuple(second_size) == shape[2:]):
-        raise InvalidArgumentError(
-            f"a dynamic-size export is validated at a second size: give second_size (H, W) other than {shape[2:]}"
-        )
+    if dynamic_size and second_size is not None and tuple(second_size) == shape[2:]:
+        raise InvalidArgumentError(f"second_size {tuple(second_size)} is the export size; give another (H, W)")
     dynamic_axes = _dynamic_axes(model, example, input_name, output_name, dynamic_batch, dynamic_size)
     caught: list[str] = []
 

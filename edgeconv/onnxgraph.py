@@ -131,33 +131,45 @@ def run_batched(
 ) -> list[np.ndarray]:
     """``sess.run`` over the first axis of every feed in chunks of ``batch``, outputs concatenated; all feeds have
     the same length. A fixed batch (``fixed``, or the first fed session input's own) is fed full chunks of exactly
-    that size, the last one padded with its last sample, dropped again after."""
-    count = len(next(iter(feeds.values())))
+    that size, the last one padded with its last sample, dropped again after.
+
+    Integer tensors of rank 0 or 1 are shapes, not samples (a dynamic-size graph's ``Shape -> Gather -> Resize``
+    sizes): fed whole to every chunk, and returned once (every chunk computes the same)."""
+    batched = {k: v for k, v in feeds.items() if not _is_shape(v)}
+    shapes = {k: v for k, v in feeds.items() if _is_shape(v)}
+    count = len(next(iter(batched.values())))
     if fixed is None:
-        first = next(i for i in sess.get_inputs() if i.name in feeds)
+        first = next(i for i in sess.get_inputs() if i.name in batched)
         fixed = first.shape[0] if first.shape and isinstance(first.shape[0], int) and first.shape[0] > 0 else None
     step = fixed or batch
     parts: list[list[np.ndarray]] = []
     for start in range(0, count, step):
-        chunk = {k: v[start : start + step] for k, v in feeds.items()}
+        chunk = {k: v[start : start + step] for k, v in batched.items()}
         short = step - len(next(iter(chunk.values())))
         if fixed and short > 0:  # a fixed batch dimension: pad with the last sample, drop after
             chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, 0)]) for k, v in chunk.items()}
-        values = sess.run(list(names) if names is not None else None, chunk)
+        values = [np.asarray(v) for v in sess.run(list(names) if names is not None else None, {**chunk, **shapes})]
         if fixed and short > 0:
-            values = [v[: step - short] for v in values]
+            values = [v if _is_shape(v) else v[: step - short] for v in values]
         if not parts:
             parts = [[] for _ in values]
         for store, value in zip(parts, values, strict=True):
-            store.append(np.asarray(value))
-    return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
+            store.append(value)
+    return [p[0] if len(p) == 1 or _is_shape(p[0]) else np.concatenate(p) for p in parts]
+
+
+def _is_shape(value: np.ndarray) -> bool:
+    return value.dtype.kind in "iu" and value.ndim <= 1
 
 
 def _typed(name: str, value: np.ndarray) -> onnx.ValueInfoProto:
     import onnx
 
     dtype = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
-    return onnx.helper.make_tensor_value_info(name, dtype, [None] * value.ndim)
+    # A shape tensor keeps its length (Resize checks that ``sizes`` has one entry per axis); samples, their batch.
+    return onnx.helper.make_tensor_value_info(
+        name, dtype, list(value.shape) if _is_shape(value) else [None] * value.ndim
+    )
 
 
 class Segments:
@@ -271,9 +283,10 @@ def run_onnx(
     batch_size: int = 32,
     output: int = 0,
 ) -> np.ndarray:
-    """Output ``output`` of ``model`` on ``samples`` (ORT CPU), one row per sample, flattened: a classifier's logits.
-    A fixed batch dimension is fed full batches (the last one padded)."""
+    """Output ``output`` of ``model`` on ``samples`` (ORT CPU), one row per sample, flattened: a classifier's logits;
+    a 4-D output (a label map's ``(N, classes, H, W)`` scores) keeps its shape. A fixed batch dimension is fed full
+    batches (the last one padded)."""
     sess = session(model, exact=exact)
     name = sess.get_outputs()[output].name
     (result,) = run_batched(sess, {sess.get_inputs()[0].name: samples}, [name], batch=batch_size)
-    return result.reshape(result.shape[0], -1)
+    return result if result.ndim == 4 else result.reshape(result.shape[0], -1)

@@ -19,6 +19,7 @@ from edgeconv.errors import InvalidArgumentError
 from edgeconv.export import PIXEL_DISAGREEMENT, compare_outputs, export_onnx
 from edgeconv.fuse import fuse_model
 from edgeconv.profile import profile_model
+from edgeconv.quantize.fidelity import compare_logits
 from edgeconv.zoo import create_model
 from edgeconv.zoo import unet as unet_module
 from edgeconv.zoo.deeplab import dilate_mobilenet_v3, dilate_resnet
@@ -91,7 +92,7 @@ def test_label_maps_are_compared_per_pixel() -> None:
 def test_dynamic_size_export_is_checked_at_a_second_size(tmp_path: Path) -> None:
     model = create_model("lraspp_mobilenet_v3_large")
     with pytest.raises(InvalidArgumentError, match="second_size"):
-        export_onnx(model, tmp_path / "m.onnx", (1, 3, 96, 96), dynamic_size=True)
+        export_onnx(model, tmp_path / "m.onnx", (1, 3, 96, 96), dynamic_size=True, second_size=(96, 96))
     report = export_onnx(model, tmp_path / "m.onnx", (1, 3, 96, 96), dynamic_size=True, second_size=(128, 160))
     assert report.validation and report.validation_resized and report.validation_resized.units == 4 * 128 * 160
     import onnx
@@ -107,9 +108,7 @@ def test_dynamic_size_export_is_checked_at_a_second_size(tmp_path: Path) -> None
 
 def test_cli_exports_a_label_map_with_dynamic_size(tmp_path: Path) -> None:
     out = tmp_path / "seg"
-    result = runner.invoke(
-        app, ["export", "fcn_resnet50", "--input-size", "96", "--dynamic-size", "--out", str(out)]
-    )
+    result = runner.invoke(app, ["export", "fcn_resnet50", "--input-size", "96", "--dynamic-size", "--out", str(out)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["output"] == {"name": "logits", "shape": [1, 21, 96, 96], "dtype": "float32", "kind": "label_map"}
@@ -155,7 +154,7 @@ def test_cli_fully_convolutional_alexnet(tmp_path: Path) -> None:
         (["export", "unet", "--input-size", "500"], "use 492 or 508"),
         (["export", "unet_padded", "--input-size", "500"], "use 496 or 512"),
         (["export", "deform_resnet50", "--opset", "17"], "needs ONNX opset 19"),
-        (["export", "unet_padded", "--int8"], "not built yet"),
+        (["export", "alexnet", "--fully-convolutional", "--int8"], "--int8 with --fully-convolutional"),
     ],
 )
 def test_cli_refuses_bad_dense_requests_in_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -233,3 +232,137 @@ def test_deformable_export_says_where_deformconv_runs(tmp_path: Path) -> None:
     assert len(report.runtime_notes) == 1 and "OpenVINO" in report.runtime_notes[0]
     plain = export_onnx(nn.Conv2d(3, 8, 3).eval(), tmp_path / "p.onnx", (1, 3, 32, 32))
     assert plain.runtime_notes == []
+
+
+# ---- INT8 of label maps ----------------------------------------------------------------------------------------------
+def test_label_map_fidelity_counts_pixels_and_iou() -> None:
+    reference = np.zeros((2, 3, 4, 5))
+    reference[:, 0] = 1.0  # class 0 everywhere ...
+    reference[0, 1, :2] = 2.0  # ... but class 1 in the first image's top two rows (10 pixels)
+    test = reference.copy()
+    test[0, 2, 0, :] = 3.0  # the test map calls the first row (5 pixels) class 2
+    report = compare_logits(reference, test, min_agreement=0.9)
+    assert report.unit == "pixel" and report.samples == 40 and report.images == 2
+    assert report.top1_agreement == pytest.approx(35 / 40) and not report  # 87.5% < the 90% asked
+    # IoU per class: 0: 30 / 30, 1: 5 / 10, 2: 0 / 5 -> mean 0.5
+    assert report.mean_iou == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert {"unit", "mean_iou", "images"} <= set(report.as_dict()) and "per-pixel agreement" in report.summary()
+    classes = compare_logits(reference[:, :, 0, 0], test[:, :, 0, 0])
+    assert classes.unit == "image" and "mean_iou" not in classes.as_dict()
+
+
+@pytest.fixture(scope="module")
+def coins_unet() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    return _coins_unet()
+
+
+def _coins_unet(steps: int = 60) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    """A width-16 U-Net trained for a few seconds on coins (bench/seg_coins.py), calibration and held-out crops."""
+    from conftest import load_script
+
+    bench = load_script("seg_coins")
+    image, mask = bench.coins_and_labels()
+    model = bench.train("unet_padded", image[:, :256], mask[:, :256], steps=steps)
+    rng = np.random.default_rng(1)
+    calib = bench.random_crops(image[:, :256], mask[:, :256], 32, 64, rng)[0]
+    held_out = bench.random_crops(image[:, :256], mask[:, :256], 8, 64, rng)[0]
+    return model, calib, held_out
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_int8_of_a_trained_unet_is_gated_per_pixel(
+    target: str, tmp_path: Path, coins_unet: tuple[nn.Module, np.ndarray, np.ndarray]
+) -> None:
+    import onnx
+
+    from edgeconv.quantize.calibration import CalibrationData, Preprocessing
+    from edgeconv.quantize.int8 import quantize_int8
+    from edgeconv.quantize.options import Int8Options
+
+    model, calib, held_out = coins_unet
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(model, fp32, (1, 1, 64, 64), mean=(0.5,), std=(0.5,), dynamic_size=True, second_size=(96, 128))
+    prep = Preprocessing(input_size=(1, 64, 64), mean=(0.5,), std=(0.5,), resize_ratio=1.0)
+    options = Int8Options(target=target, calib_samples=32, adaround=False, min_agreement=0.98)
+    report = quantize_int8(fp32, tmp_path / "int8.onnx", prep, model, options, data=CalibrationData(calib, held_out))
+    fidelity = report.fidelity
+    assert report.gate_passed and fidelity.unit == "pixel" and fidelity.samples == 8 * 64 * 64
+    assert fidelity.top1_agreement >= 0.98 and fidelity.mean_iou >= 0.95
+    assert report.manifest()["fidelity"]["mean_iou"] == pytest.approx(fidelity.mean_iou, abs=1e-6)
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+    # The up-convolutions' weights: per output channel, which is axis 1 of a ConvTranspose weight (in, out, k, k).
+    widths = sorted(m.out_channels for m in model.modules() if isinstance(m, nn.ConvTranspose2d))
+    scales = []
+    for node in (n for n in graph.node if n.op_type == "ConvTranspose"):
+        dq = producers[node.input[1]]
+        assert dq.op_type == "DequantizeLinear" and next((a.i for a in dq.attribute if a.name == "axis"), 1) == 1
+        scales.append(len(onnx.numpy_helper.to_array(inits[dq.input[1]])))
+    assert sorted(scales) == widths
+    # The INT8 file keeps the dynamic height and width of the FP32 one.
+    sess = __import__("edgeconv.onnxgraph", fromlist=["session"]).session(str(tmp_path / "int8.onnx"))
+    assert sess.run(None, {"input": np.zeros((1, 1, 96, 128), np.float32)})[0].shape == (1, 2, 96, 128)
+
+
+def test_onnxruntime_form_upsamples_float_class_scores(tmp_path: Path) -> None:
+    """A segmentation head's final bilinear Resize reads the last conv's float scores, not uint8 ones."""
+    import onnx
+
+    from edgeconv.quantize.calibration import CalibrationData, Preprocessing
+    from edgeconv.quantize.int8 import quantize_int8
+    from edgeconv.quantize.options import Int8Options
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
+            self.classifier = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scores = self.classifier(self.body(x))
+            return nn.functional.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    torch.manual_seed(0)
+    model = Head().eval()
+    fp32 = tmp_path / "fp32.onnx"
+    export_onnx(model, fp32, (1, 3, 32, 32))
+    rng = np.random.default_rng(0)
+    data = CalibrationData(rng.normal(size=(16, 3, 32, 32)).astype(np.float32),
+                           rng.normal(size=(4, 3, 32, 32)).astype(np.float32))  # fmt: skip
+    prep = Preprocessing(input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, resize_ratio=1.0)
+    options = Int8Options(calib_samples=16, adaround=False, min_agreement=0.0, equalize=False)
+    quantize_int8(fp32, tmp_path / "int8.onnx", prep, model, options, data=data)
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    resize = producers[graph.output[0].name]
+    assert resize.op_type == "Resize" and producers[resize.input[0]].op_type == "Conv"
+
+
+# ---- Yu & Koltun's dilated context -------------------------------------------------------------------------------
+def test_context_module_starts_as_identity_and_sees_67_pixels() -> None:
+    from edgeconv.zoo.dilation import context_module
+
+    module = context_module(4).eval()
+    x = torch.randn(1, 4, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), torch.relu(x))  # identity init: each layer passes its channel through
+        for conv in (m for m in module.modules() if isinstance(m, nn.Conv2d)):
+            conv.weight.uniform_(0.1, 0.2)  # positive weights: every tap in the receptive field reaches the output
+        base = torch.rand(1, 4, 101, 101)
+        bumped = base.clone()
+        bumped[..., 50, 50] += 1.0
+        changed = (module(bumped) - module(base)).abs().sum(dim=(0, 1)) > 0
+    rows = changed.any(dim=1).nonzero().flatten()
+    assert rows.min() == 50 - 33 and rows.max() == 50 + 33  # 67 x 67: 1 + 2 (1 + 1 + 2 + 4 + 8 + 16 + 1)
+
+
+def test_dilation8_keeps_vgg16_keys_and_one_eighth_resolution() -> None:
+    vgg = create_model("vgg16")
+    model = create_model("dilation8")
+    model.features.load_state_dict(vgg.features.state_dict(), strict=True)
+    scores: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda module, args, out: scores.append(out))
+    with torch.device("meta"):
+        out = model.to("meta")(torch.empty(1, 3, 96, 128))
+    assert scores[0].shape == (1, 21, 12, 16) and out.shape == (1, 21, 96, 128)

@@ -88,3 +88,60 @@ def test_deform_conv_below_opset_19_fails_with_the_opset_named(tmp_path: Path) -
     with pytest.raises(ExportError, match="opset 17"):
         export_onnx(_Net(False).eval(), tmp_path / "d.onnx", (1, 3, 64, 64), opset=17)
     assert not (tmp_path / "d.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation", "offset_groups", "groups", "modulated"),
+    [
+        (3, 1, 1, 1, 1, 1, False),
+        (3, 2, 1, 1, 2, 1, True),
+        (3, 1, 2, 2, 1, 2, False),
+        ((3, 2), (2, 1), (1, 0), (1, 2), 1, 1, True),
+    ],
+)
+def test_grid_sample_decomposition_is_torchvisions_arithmetic(  # noqa: PLR0913 - the op's parameters
+    kernel, stride, padding, dilation, offset_groups: int, groups: int, modulated: bool
+) -> None:
+    from torch.nn.modules.utils import _pair
+
+    from edgeconv.zoo.deform import deform_conv2d_grid_sample
+
+    torch.manual_seed(0)
+    (kh, kw), s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    x = torch.randn(2, 8, 13, 11)
+    weight, bias = torch.randn(12, 8 // groups, kh, kw), torch.randn(12)
+    out_h = (13 + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    out_w = (11 + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    offset = 3 * torch.randn(2, 2 * offset_groups * kh * kw, out_h, out_w)  # many taps fall outside the image
+    mask = torch.rand(2, offset_groups * kh * kw, out_h, out_w) if modulated else None
+    expected = deform_conv2d(x, offset, weight, bias, stride=s, padding=p, dilation=d, mask=mask)
+    got = deform_conv2d_grid_sample(x, offset, weight, bias, s, p, d, mask, groups)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_grid_sample_export_needs_no_deformconv_and_runs_on_openvino(modulated: bool, tmp_path: Path) -> None:
+    import onnx
+
+    model = _Net(modulated).eval()
+    decomposed = _Net(modulated).eval()
+    decomposed.load_state_dict(model.state_dict())
+    decomposed.deform.grid_sample = True
+    report = export_onnx(decomposed, tmp_path / "g.onnx", (1, 3, 64, 64), reference=model)  # against the native op
+    ops = {n.op_type for n in onnx.load(str(report.path)).graph.node}
+    assert report.validation and report.opset == 17 and "GridSample" in ops and "DeformConv" not in ops
+    assert report.runtime_notes == []
+    ov = pytest.importorskip("openvino")
+    x = validation_batch((3, 64, 64))[:1]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = next(
+        iter(
+            ov.Core()
+            .compile_model(str(report.path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            .create_infer_request()
+            .infer({0: x})
+            .values()
+        )
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -176,6 +176,13 @@ def export_command(
         help="Make the height and width dynamic (segmentation networks: a label map of any input the model takes); "
         "validated at the export size and at a second, larger, non-square size.",
     ),
+    deform_conv: str = typer.Option(
+        "native",
+        "--deform-conv",
+        metavar="[native|grid-sample]",
+        help="Deformable convs (deform_resnet50): native ONNX DeformConv (opset 19: ONNX Runtime, TensorRT 10.1+) or "
+        "grid-sample, their exact decomposition into GridSample + Conv (opset 16: also OpenVINO, TensorRT 8.6).",
+    ),
     fully_convolutional: bool = typer.Option(
         False,
         "--fully-convolutional",
@@ -184,6 +191,9 @@ def export_command(
     ),
     input_size: str = typer.Option(None, "--input-size", help="Input H or H,W (default: the model's)."),
     width_mult: float = typer.Option(None, "--width-mult", help="Width multiplier, for models that take one."),
+    num_classes: int = typer.Option(
+        None, "--num-classes", help="Classes of the head (default: the model's), e.g. for your own trained weights."
+    ),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export without BatchNorm folding / re-parameterization."),
     exporter: str = typer.Option(
         "torchscript",
@@ -269,11 +279,12 @@ def export_command(
             input_size=parse_input_size(input_size),
             fuse=not no_fuse,
             force=force,
-            model_kwargs=model_kwargs(width_mult),
+            model_kwargs=model_kwargs(width_mult, num_classes),
             on_step=steps,
             exporter=exporter,
             dynamic_size=dynamic_size,
             fully_convolutional=fully_convolutional,
+            deform_conv=deform_conv,
         )
     if json_output:
         print_json({"folder": str(manifest.folder), "unchanged": manifest.unchanged, **manifest.data})

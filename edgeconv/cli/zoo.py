@@ -39,6 +39,7 @@ def list_command(
             "input_shape": [1, *s.input_size],
             "params": count_params(s.name),
             "num_classes": s.num_classes,
+            "output": s.output,
             "paper": str(s.paper),
             "weights": [w.name for w in s.weights],
         }
@@ -48,11 +49,12 @@ def list_command(
         print_json(rows)
         return
     table = Table(title=f"edgeconv zoo ({len(rows)} models)")
-    for column in ("name", "family", "input", "params", "weights"):
+    for column in ("name", "family", "input", "output", "params", "weights"):
         table.add_column(column, justify="right" if column == "params" else "left")
     for r in rows:
         shape = "x".join(map(str, r["input_shape"][1:]))
-        table.add_row(r["name"], r["family"], shape, _millions(r["params"]), ",".join(r["weights"]) or "-")
+        output = "label map" if r["output"] == "label_map" else f"{r['num_classes']} scores"
+        table.add_row(r["name"], r["family"], shape, output, _millions(r["params"]), ",".join(r["weights"]) or "-")
     Console().print(table)
 
 
@@ -88,6 +90,9 @@ def info_command(
         "description": spec.description,
         "input_shape": [1, *spec.input_size],
         "num_classes": spec.num_classes,
+        "output": spec.output,
+        "min_input": spec.min_input,
+        "min_opset": spec.min_opset,
         "dataset": spec.dataset,
         "mean": spec.mean,
         "std": spec.std,

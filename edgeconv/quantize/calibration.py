@@ -356,11 +356,12 @@ def prepare_calibration(
     """Calibration + held-out crops for ``spec``'s preprocessing, per ``options`` (``split``: the folder as read
     already)."""
     prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
+    label_map = getattr(spec, "output", "scores") == "label_map"
     return load_calibration_data(
         options.calib_dir,
         prep,
         samples=options.calib_samples,
-        eval_samples=options.eval_samples,
+        eval_samples=min(options.eval_samples, options.label_map_eval_samples) if label_map else options.eval_samples,
         seed=options.seed,
         method=options.calib_method,
         progress=progress,

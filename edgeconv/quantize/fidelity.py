@@ -63,6 +63,9 @@ class FidelityReport:
     output_sqnr_db: float
     min_agreement: float = DEFAULT_MIN_AGREEMENT  # the gate this report is judged against
     min_confident_agreement: float = 0.0
+    unit: str = "image"  # what a sample is: an image (class scores), or a pixel of a label map
+    mean_iou: float = float("nan")  # label maps: mean over classes of IoU(FP32 map, test map)
+    images: int = 0  # label maps: the images the pixels come from
 
     @property
     def passed(self) -> bool:
@@ -79,15 +82,22 @@ class FidelityReport:
 
     def as_dict(self) -> dict[str, float | int]:
         """The measured figures (the gate is recorded beside them by whoever applied it: the manifest's ``gate``)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _GATE_FIELDS}
+        skip = _GATE_FIELDS | (_LABEL_MAP_FIELDS if self.unit == "image" else frozenset())
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}
 
     def summary(self) -> str:
         conf = (
-            f"{self.confident_agreement:.1%} of {self.confident_samples} confident"
+            f"{self.confident_agreement:.1%} of {self.confident_samples:,} confident"
             if self.confident_samples
             else "no confident samples"
         )
+        if self.unit == "pixel":
+            return (
+                f"per-pixel agreement {self.top1_agreement:.2%} of {self.samples:,} pixels in {self.images} images "
+                f"({conf}), mean IoU {self.mean_iou:.3f}, mean KL {self.mean_kl:.4f}, output SQNR "
+                f"{self.output_sqnr_db:.1f} dB"
+            )
         return (
             f"top-1 agreement {self.top1_agreement:.1%} of {self.samples} ({conf}), top-5 overlap "
             f"{self.top5_overlap:.1%}, mean KL {self.mean_kl:.4f}, output SQNR {self.output_sqnr_db:.1f} dB"
@@ -95,6 +105,7 @@ class FidelityReport:
 
 
 _GATE_FIELDS = frozenset({"min_agreement", "min_confident_agreement"})
+_LABEL_MAP_FIELDS = frozenset({"unit", "mean_iou", "images"})  # in a label map's figures only
 
 
 def compare_logits(
@@ -106,32 +117,64 @@ def compare_logits(
     min_confident: float = 0.0,
 ) -> FidelityReport:
     """Fidelity of ``test`` logits ``(N, classes)`` against ``reference`` logits of the same shape, judged against the
-    gate ``min_agreement`` (top-1, fraction) / ``min_confident`` (top-1 on confident samples)."""
+    gate ``min_agreement`` (top-1, fraction) / ``min_confident`` (top-1 on confident samples).
+
+    Label maps, ``(N, classes, H, W)`` class scores per pixel: every pixel is a sample (agreement of the two label
+    maps, confident pixels, top-5 overlap, KL), and ``mean_iou`` compares the FP32 and test label maps class by class
+    (intersection over union, averaged over the classes either map contains). Computed image by image, so that a
+    batch of 520x520 maps needs no more memory than one."""
     _check_gate_values(min_agreement, min_confident)
     ref = np.asarray(reference)
     out = np.asarray(test)
-    if ref.shape != out.shape or ref.ndim != 2 or ref.shape[0] == 0:
+    if ref.shape != out.shape or ref.ndim not in (2, 4) or ref.shape[0] == 0:
         raise InvalidArgumentError(
-            f"logits must be two equal (N, classes) arrays with N > 0, got {ref.shape} and {out.shape}"
+            "logits must be two equal (N, classes) or (N, classes, H, W) arrays with N > 0, got "
+            f"{ref.shape} and {out.shape}"
         )
-    p_ref, p_out = softmax(ref), softmax(out)
-    agree = ref.argmax(axis=1) == out.argmax(axis=1)
-    confident = p_ref.max(axis=1) > confident_probability
-    k = min(5, ref.shape[1])
-    top_ref = np.argsort(-ref, axis=1)[:, :k]
-    top_out = np.argsort(-out, axis=1)[:, :k]
-    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out, strict=True)])
-    kl = np.sum(p_ref * (np.log(np.clip(p_ref, 1e-12, None)) - np.log(np.clip(p_out, 1e-12, None))), axis=1)
+    pixels = ref.ndim == 4
+    classes = ref.shape[1]
+    k = min(5, classes)
+    agree = confident = confident_agree = 0
+    overlap = kl = signal = noise = 0.0
+    intersection, union = np.zeros(classes), np.zeros(classes)
+    chunks = (
+        ((r.reshape(classes, -1).T, o.reshape(classes, -1).T) for r, o in zip(ref, out, strict=True))
+        if pixels
+        else ((ref, out),)
+    )
+    for r, o in chunks:
+        r, o = r.astype(np.float64), o.astype(np.float64)
+        p_ref, p_out = softmax(r), softmax(o)
+        label_ref, label_out = r.argmax(axis=1), o.argmax(axis=1)
+        same = label_ref == label_out
+        sure = p_ref.max(axis=1) > confident_probability
+        agree += int(same.sum())
+        confident += int(sure.sum())
+        confident_agree += int((same & sure).sum())
+        top_ref, top_out = np.argsort(-r, axis=1)[:, :k], np.argsort(-o, axis=1)[:, :k]
+        overlap += float((top_ref[:, :, None] == top_out[:, None, :]).any(axis=2).sum()) / k
+        kl += float(np.sum(p_ref * (np.log(np.clip(p_ref, 1e-12, None)) - np.log(np.clip(p_out, 1e-12, None)))))
+        signal += float(np.sum(r * r))
+        noise += float(np.sum((r - o) ** 2))
+        if pixels:
+            both = np.bincount(label_ref[same], minlength=classes)
+            intersection += both
+            union += np.bincount(label_ref, minlength=classes) + np.bincount(label_out, minlength=classes) - both
+    samples = ref.shape[0] * (ref.shape[2] * ref.shape[3] if pixels else 1)
+    present = union > 0
     return FidelityReport(
-        samples=int(ref.shape[0]),
-        top1_agreement=float(agree.mean()),
-        confident_samples=int(confident.sum()),
-        confident_agreement=float(agree[confident].mean()) if confident.any() else float("nan"),
-        top5_overlap=float(overlap),
-        mean_kl=float(kl.mean()),
-        output_sqnr_db=sqnr_db(ref, out),
+        samples=int(samples),
+        top1_agreement=agree / samples,
+        confident_samples=confident,
+        confident_agreement=confident_agree / confident if confident else float("nan"),
+        top5_overlap=overlap / samples,
+        mean_kl=kl / samples,
+        output_sqnr_db=float("inf") if noise == 0.0 else float(10.0 * np.log10(max(signal, 1e-60) / noise)),
         min_agreement=min_agreement,
         min_confident_agreement=min_confident,
+        unit="pixel" if pixels else "image",
+        mean_iou=float(np.mean(intersection[present] / union[present])) if pixels else float("nan"),
+        images=int(ref.shape[0]),
     )
 
 

@@ -375,13 +375,16 @@ def _prepare(
         reference = model
     prep = spec if isinstance(spec, Preprocessing) else Preprocessing.from_spec(spec, options.input_size)
     dynamic = not isinstance(io.dims[0], int)
-    shape = [1 if dynamic else int(io.dims[0]), *(int(d) for d in io.dims[1:])]
+    dynamic_size = not all(isinstance(d, int) for d in io.dims[2:])  # H, W: the crops' size, and dynamic again
+    sizes = data.calibration.shape[2:] if dynamic_size else io.dims[2:]
+    shape = [1 if dynamic else int(io.dims[0]), int(io.dims[1]), *(int(d) for d in sizes)]
     report = export_onnx(
         model,
         prepared.path,
         shape,
         opset=io.opset,
         dynamic_batch=dynamic,
+        dynamic_size=dynamic_size,
         input_name=io.input_name,
         output_name=io.output_name,
         reference=reference,

@@ -62,6 +62,9 @@ class Int8Options:
     calib_method: str = DEFAULT_CALIBRATION_METHOD
     calib_samples: int = 128
     eval_samples: int = 300
+    # Label maps: every pixel of a held-out crop is a sample (a 520x520 crop has 270,400), and the FP32 and INT8 maps of
+    # 300 crops would not fit in memory (21 classes: 6.8 GB each); 32 crops give 8.7 M pixels.
+    label_map_eval_samples: int = 32
     seed: int = 0
     equalize: bool = True
     relu6: Literal["skip", "relu"] = "skip"

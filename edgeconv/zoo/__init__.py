@@ -43,6 +43,7 @@ from edgeconv.zoo import (  # noqa: E402,F401  isort: skip
     fcn,
     deeplab,
     deform,
+    dilation,
 )
 
 __all__ = [

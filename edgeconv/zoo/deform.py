@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from edgeconv.errors import BackendUnavailableError
 from edgeconv.zoo.registry import ModelSpec, Paper, register_model
 from edgeconv.zoo.resnet import RESNET_CONFIGS, Bottleneck, ResNet
 
@@ -54,7 +55,13 @@ class DeformConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        from torchvision.ops import DeformConv2d as TorchvisionDeformConv2d
+        try:
+            from torchvision.ops import DeformConv2d as TorchvisionDeformConv2d
+        except ImportError:
+            raise BackendUnavailableError(
+                "deformable convolution (deform_resnet50) computes with torchvision's deform_conv2d: "
+                "pip install torchvision"
+            ) from None
 
         if in_channels % offset_groups:
             raise ValueError(f"in_channels {in_channels} must divide by offset_groups {offset_groups}")
@@ -72,16 +79,74 @@ class DeformConv2d(nn.Module):
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
 
+    # ``True``: compute with ``deform_conv2d_grid_sample`` (ONNX GridSample + Conv, opset 16) instead of
+    # torchvision's op (ONNX DeformConv, opset 19): for runtimes without DeformConv. Same function.
+    grid_sample = False
+
     @property
     def fold_target(self) -> nn.Module:
         return self.conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         predicted = self.offset(x)
-        if not self.modulated:
-            return self.conv(x, predicted)
-        offset, mask = predicted[:, : 2 * self.taps], torch.sigmoid(predicted[:, 2 * self.taps :])
-        return self.conv(x, offset, mask)
+        offset, mask = predicted, None
+        if self.modulated:
+            offset, mask = predicted[:, : 2 * self.taps], torch.sigmoid(predicted[:, 2 * self.taps :])
+        if self.grid_sample:
+            conv = self.conv
+            return deform_conv2d_grid_sample(
+                x, offset, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, mask, conv.groups
+            )
+        return self.conv(x, offset) if mask is None else self.conv(x, offset, mask)
+
+
+def deform_conv2d_grid_sample(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    mask: torch.Tensor | None = None,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``torchvision.ops.deform_conv2d`` from ops every runtime has: one bilinear ``grid_sample`` per offset group
+    samples the input at every tap's shifted position (zero outside the image, as torchvision), the v2 mask scales
+    the samples, and a grouped 1x1 conv over the ``in_channels x taps`` sampled maps applies the weight.
+
+    Exact up to float rounding; the cost is the sampled maps, ``taps`` (9 for 3x3) times the input's channels at the
+    output's size, written to memory and read back (ONNX: GridSample, opset 16, and Conv)."""
+    n, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    taps = kh * kw
+    out_h, out_w = offset.shape[-2:]
+    offset_groups = offset.shape[1] // (2 * taps)
+    # Tap positions on the regular grid: output (y, x) and tap (i, j) sample at y * s - p + i * d (same for x).
+    ys = torch.arange(out_h, dtype=x.dtype, device=x.device) * stride[0] - padding[0]
+    xs = torch.arange(out_w, dtype=x.dtype, device=x.device) * stride[1] - padding[1]
+    ti = (torch.arange(kh, dtype=x.dtype, device=x.device) * dilation[0]).repeat_interleave(kw)  # (taps,)
+    tj = (torch.arange(kw, dtype=x.dtype, device=x.device) * dilation[1]).repeat(kh)
+    base_y = ti[:, None, None] + ys[None, :, None]  # (taps, out_h, 1)
+    base_x = tj[:, None, None] + xs[None, None, :]  # (taps, 1, out_w)
+    offset = offset.reshape(n, offset_groups, taps, 2, out_h, out_w)
+    py = base_y + offset[:, :, :, 0]  # (n, groups, taps, out_h, out_w), torchvision's (dy, dx) order
+    px = base_x + offset[:, :, :, 1]
+    # grid_sample's normalized coordinates (align_corners=False): pixel p is at (2 p + 1) / size - 1.
+    grid = torch.stack(((2 * px + 1) / width - 1, (2 * py + 1) / height - 1), dim=-1)
+    per_group = channels // offset_groups
+    sampled = []
+    for g in range(offset_groups):
+        part = x[:, g * per_group : (g + 1) * per_group]
+        where = grid[:, g].reshape(n, taps * out_h, out_w, 2)  # taps stacked along the height
+        sampled.append(
+            torch.nn.functional.grid_sample(part, where, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    columns = torch.cat(sampled, dim=1).reshape(n, offset_groups, per_group, taps, out_h, out_w)
+    if mask is not None:
+        columns = columns * mask.reshape(n, offset_groups, 1, taps, out_h, out_w)
+    columns = columns.reshape(n, channels * taps, out_h, out_w)  # (channel, tap) order, as weight.reshape flattens
+    return torch.nn.functional.conv2d(columns, weight.reshape(out_channels, -1, 1, 1), bias, groups=groups)
 
 
 def deformable_resnet(

@@ -58,16 +58,24 @@ def high_precision(
     for node in model.graph.node:
         if node.name in wanted and len(node.input) > 1 and node.input[1] in inits:
             trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-            axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b) else 0  # output channels
+            # the output-channel axis of the weight: (out, in, k, k) for Conv, (in, out, k, k) for ConvTranspose
+            axis = 1 if node.op_type in ("MatMul", "ConvTranspose") or (node.op_type == "Gemm" and not trans_b) else 0
             overrides[node.input[1]] = [{"quant_type": QuantType.QInt16, "axis": axis}]
     for tensor in tensors:
         overrides[tensor] = [{"quant_type": QuantType.QUInt16}]
     return {**extra, "TensorQuantOverrides": overrides, "UseQDQContribOps": True}
 
 
+# Ops between a network's last layer and its output that only move or interpolate values: the label map's bilinear
+# upsampling of the class scores, a classifier's flatten. The logits stay float through them.
+_TO_OUTPUT = ("Resize", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+
+
 def float_outputs(model: onnx.ModelProto) -> int:
     """Remove the QuantizeLinear -> DequantizeLinear pair in front of each graph output, so that the network's last
-    layer (mobilenet_v2's classifier Gemm) writes its output in float; returns how many were removed.
+    layer (mobilenet_v2's classifier Gemm) writes its output in float, and those between the last layer and the output
+    across the ops of ``_TO_OUTPUT`` (a segmentation network's final Resize then upsamples float class scores);
+    returns how many pairs were removed.
 
     ``quantize_static`` quantizes the output of every op it quantizes, the graph's too: the onnxruntime form's logits
     then went through uint8 (mobilenet_v2: 256 steps over [-9, 25], 0.13 per step, where the top two logits of a crop
@@ -78,15 +86,27 @@ def float_outputs(model: onnx.ModelProto) -> int:
     graph = Graph(model)
     removed = []
     for output in graph.outputs:
-        dq = graph.producer.get(output)
-        q = graph.producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or len(graph.consumers.get(q.output[0], [])) != 1:
-            continue
-        source = graph.producer.get(q.input[0])
-        if source is None or len(graph.consumers[q.input[0]]) != 1 or q.input[0] in graph.outputs:
-            continue  # the float tensor is also read elsewhere (or is a graph input): leave the pair
-        source.output[list(source.output).index(q.input[0])] = output
-        removed += [q, dq]
+        tensor = output
+        while True:
+            dq = graph.producer.get(tensor)
+            if dq is not None and dq.op_type in _TO_OUTPUT:  # float already: look further up
+                if len(graph.consumers.get(dq.input[0], [])) != 1:
+                    break
+                tensor = dq.input[0]
+                continue
+            q = graph.producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is None or q.op_type != "QuantizeLinear" or len(graph.consumers.get(q.output[0], [])) != 1:
+                break
+            if len(graph.consumers.get(tensor, [])) > 1:
+                break  # the DequantizeLinear's output is read elsewhere too
+            source = graph.producer.get(q.input[0])
+            if source is None or len(graph.consumers[q.input[0]]) != 1 or q.input[0] in graph.outputs:
+                break  # the float tensor is also read elsewhere (or is a graph input): leave the pair
+            source.output[list(source.output).index(q.input[0])] = tensor
+            removed += [q, dq]
+            if source.op_type not in _TO_OUTPUT:
+                break
+            tensor = source.input[0]
     for node in removed:
         model.graph.node.remove(node)
     still_read = {name for node in model.graph.node for name in node.input}

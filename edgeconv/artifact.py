@@ -167,9 +167,10 @@ def _artifact_manifest(folder: Path) -> dict[str, Any] | None:
 def check_destination(folder: Path, planned: dict[str, Any], *, force: bool = False) -> None:
     """Refuse, before any work, an output folder the export could not be installed in: a file, a folder inside
     another artifact, a non-empty folder that is not an artifact, an artifact that differs from the ``planned`` one
-    (model, model_kwargs, opset, fused, precisions, input_shape) without ``force``, or a place where nothing can be
-    created. The same checks run again at install time (another process may have written there meanwhile), where an
-    artifact that differs only in content (other weights, another exporter version) is found out too."""
+    (model, model_kwargs, opset, fused, precisions, input shape, dynamic size, output kind) without ``force``, or a
+    place where nothing can be created. The same checks run again at install time (another process may have written
+    there meanwhile), where an artifact that differs only in content (other weights, another exporter version) is
+    found out too."""
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"--out {folder} is a file; give a folder path (an artifact is a folder)")
     for parent in folder.absolute().parents:
@@ -187,6 +188,8 @@ def check_destination(folder: Path, planned: dict[str, Any], *, force: bool = Fa
             have = {
                 **{key: existing.get(key) for key in planned},
                 "input_shape": (existing.get("input") or {}).get("shape"),
+                "dynamic_size": bool((existing.get("input") or {}).get("dynamic_size", False)),
+                "output_kind": (existing.get("output") or {}).get("kind", "logits"),
             }
             differs = [key for key, value in planned.items() if have.get(key) != value]
             if differs:
@@ -380,6 +383,8 @@ def export_artifact(
         "fused": fuse,
         "precisions": ["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])],
         "input_shape": ["batch" if dynamic_batch else batch, *chw],
+        "dynamic_size": dynamic_size,
+        "output_kind": output_kind(spec.output, fully_convolutional),
     }
     check_destination(folder, planned, force=force)
     calibration_split = _check_int8(name, kwargs, int8_options) if int8 else None

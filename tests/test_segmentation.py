@@ -137,6 +137,15 @@ def test_cli_exports_a_label_map_with_dynamic_size(tmp_path: Path) -> None:
     assert picture.size == (photo.shape[1], photo.shape[0])
 
 
+def test_cli_refuses_to_replace_a_fixed_size_artifact_before_the_work(tmp_path: Path) -> None:
+    out = tmp_path / "seg"
+    first = ["export", "lraspp_mobilenet_v3_large", "--input-size", "64", "--out", str(out)]
+    assert runner.invoke(app, first).exit_code == 0
+    result = runner.invoke(app, [*first, "--dynamic-size"])
+    assert result.exit_code == 1 and "other dynamic_size" in result.stderr
+    assert "fold BatchNorm" not in result.stderr  # refused before building anything
+
+
 def test_cli_fully_convolutional_alexnet(tmp_path: Path) -> None:
     out = tmp_path / "alex"
     result = runner.invoke(app, ["export", "alexnet", "--fully-convolutional", "--out", str(out)])

@@ -44,7 +44,7 @@ HOWARD_2019 = Paper(
     2019,
     "Searching for MobileNetV3",
 )
-VOC_CLASSES = 21  # PASCAL VOC's 20 classes and background: torchvision's checkpoints (COCO images, VOC labels)
+VOC_NUM_CLASSES = 21  # PASCAL VOC's 20 classes and background: torchvision's checkpoints (COCO images, VOC labels)
 
 
 # --- dilation -------------------------------------------------------------------------------------------------------
@@ -235,13 +235,13 @@ def _resnet_backbone(depth: str, output_stride: int) -> ResNetBackbone:
     return ResNetBackbone(dilate_resnet(resnet, (False, output_stride == 8, True)))
 
 
-def fcn_resnet50(*, num_classes: int = VOC_CLASSES, aux: bool = False) -> SegmentationModel:
+def fcn_resnet50(*, num_classes: int = VOC_NUM_CLASSES, aux: bool = False) -> SegmentationModel:
     return SegmentationModel(
         _resnet_backbone("resnet50", 8), FCNHead(2048, num_classes), FCNHead(1024, num_classes) if aux else None
     )
 
 
-def fcn_resnet101(*, num_classes: int = VOC_CLASSES, aux: bool = False) -> SegmentationModel:
+def fcn_resnet101(*, num_classes: int = VOC_NUM_CLASSES, aux: bool = False) -> SegmentationModel:
     return SegmentationModel(
         _resnet_backbone("resnet101", 8), FCNHead(2048, num_classes), FCNHead(1024, num_classes) if aux else None
     )
@@ -249,7 +249,7 @@ def fcn_resnet101(*, num_classes: int = VOC_CLASSES, aux: bool = False) -> Segme
 
 def deeplabv3_resnet50(
     *,
-    num_classes: int = VOC_CLASSES,
+    num_classes: int = VOC_NUM_CLASSES,
     aux: bool = False,
     output_stride: int = 8,
     atrous_rates: tuple[int, int, int] = (12, 24, 36),
@@ -262,21 +262,21 @@ def deeplabv3_resnet50(
 
 
 def deeplabv3_mobilenet_v3_large(
-    *, num_classes: int = VOC_CLASSES, aux: bool = False, atrous_rates: tuple[int, int, int] = (12, 24, 36)
+    *, num_classes: int = VOC_NUM_CLASSES, aux: bool = False, atrous_rates: tuple[int, int, int] = (12, 24, 36)
 ) -> SegmentationModel:
     features, low = _mobilenet_features()
     aux_head = FCNHead(_out_channels(features[low]), num_classes) if aux else None
     return SegmentationModel(features, DeepLabHead(_out_channels(features[-1]), num_classes, atrous_rates), aux_head)
 
 
-def lraspp_mobilenet_v3_large(*, num_classes: int = VOC_CLASSES) -> LRASPP:
+def lraspp_mobilenet_v3_large(*, num_classes: int = VOC_NUM_CLASSES) -> LRASPP:
     features, low = _mobilenet_features()
     return LRASPP(features, low, num_classes)
 
 
 _SEGMENTATION = dict(
     input_size=(3, 520, 520),  # torchvision's evaluation size for these checkpoints (shorter side resized to 520)
-    num_classes=VOC_CLASSES,
+    num_classes=VOC_NUM_CLASSES,
     crop_pct=1.0,
     dataset="voc",
     output="label_map",

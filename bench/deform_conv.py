@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ def main() -> None:
     from edgeconv.zoo import create_model
     from edgeconv.zoo.deform import DeformConv2d
 
+    print("exporting deform_resnet50 twice (native, grid-sample) and checking both ...", file=sys.stderr, flush=True)
     torch.manual_seed(0)
     model = create_model("deform_resnet50")
     fused = fuse_model(model).model
@@ -111,6 +113,7 @@ def main() -> None:
             openvino_version = ov.get_version()
         except ImportError:
             openvino_version = "not installed"
+        print(f"timing {len(runners)} runtimes x {args.runs} runs ...", file=sys.stderr, flush=True)
         latency = _median_ms(runners, args.runs)
     base = latency["ONNX Runtime, native"]
     scale = float(np.abs(reference).max())
@@ -121,13 +124,13 @@ def main() -> None:
     profile = profile_model("deform_resnet50")
     deform_macs = sum(r.macs for r in profile.layers if r.op_type == "conv_deform")
     sampling = sum(r.other_ops for r in profile.layers if r.op_type == "conv_deform")
-    cpu = _cpu()
+    from edgeconv.bench import environment, environment_line
+
     text = [
         "# Deformable convolution: runtimes and the exact decomposition (bench/deform_conv.py)\n",
         f"Command: `python bench/deform_conv.py --runs {args.runs}`\n",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {cpu}; Python "
-        f"{platform.python_version()}, torch {torch.__version__}, onnxruntime {ort.__version__}, OpenVINO "
-        f"{openvino_version}",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {environment_line(environment(), 'machine')}"
+        f"; Python {platform.python_version()}, OpenVINO {openvino_version}",
         f"- deform_resnet50, 1x3x224x224, BatchNorm folded; ops written: native {ops['native']}, grid-sample "
         f"{ops['grid-sample']}; OpenVINO on the native file: {openvino_native}",
         f"- Profile (edgeconv profile deform_resnet50): {profile.macs / 1e9:.2f} G mult-adds, of which the 13 "
@@ -142,13 +145,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(text) + "\n")
     print(out.read_text())
-
-
-def _cpu() -> str:
-    from edgeconv.bench import environment
-
-    cpu = environment().get("cpu") or {}
-    return f"{cpu.get('model', platform.processor())} ({cpu.get('usable_cores')} cores; {' '.join(cpu.get('isa', []))})"
 
 
 if __name__ == "__main__":

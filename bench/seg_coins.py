@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "seg_coins.md"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    from edgeconv.bench import environment, environment_line
+
     torch.set_num_threads(2)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -238,8 +240,7 @@ def main() -> None:
     lines = [
         "# Segmentation on scikit-image's coins: true IoU in FP32, FP16 and INT8 (bench/seg_coins.py)\n",
         f"Command: `{command}`\n",
-        f"- Date: {started}; machine: {_cpu()}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"onnxruntime {_version('onnxruntime')}",
+        f"- Date: {started}; {environment_line(environment(), 'machine')}; Python {platform.python_version()}",
         "- Test tile: columns 256-383, rows 0-295 of coins (8 coins not seen in training; coin pixels "
         f"{test_mask.mean():.1%}); labels and protocol in the script's docstring",
         "- INT8 gate columns: per-pixel agreement with FP32 and mean IoU between the two label maps on 16 held-out "
@@ -275,19 +276,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines + table + [""] + notes) + "\n")
     print(out.read_text())
-
-
-def _cpu() -> str:
-    from edgeconv.bench import environment
-
-    cpu = environment().get("cpu") or {}
-    return f"{cpu.get('model', platform.processor())} ({cpu.get('usable_cores')} cores; {' '.join(cpu.get('isa', []))})"
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(package)
 
 
 if __name__ == "__main__":

@@ -339,7 +339,8 @@ def export_artifact(
     spec = get_spec(name)
     if deform_conv not in DEFORM_CONV_FORMS:
         raise InvalidArgumentError(f"--deform-conv {deform_conv!r} is not one of {', '.join(DEFORM_CONV_FORMS)}")
-    if deform_conv != "native" and spec.min_opset != DEFORM_CONV_OPSET:
+    deformable = spec.min_opset == DEFORM_CONV_OPSET  # the zoo's models with deformable convs need DeformConv's opset
+    if deform_conv != "native" and not deformable:
         raise InvalidArgumentError(
             f"--deform-conv applies to models with deformable convs (deform_resnet50), not {name}"
         )
@@ -516,7 +517,7 @@ def export_artifact(
             "int8": int8_manifest,
             "export_warnings": fp32.warnings,
             "runtime_notes": fp32.runtime_notes,
-            **({"deform_conv": deform_conv} if spec.min_opset == DEFORM_CONV_OPSET else {}),
+            **({"deform_conv": deform_conv} if deformable else {}),
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)

@@ -530,12 +530,7 @@ def find_unexportable_module(
 
 
 def _dynamic_axes(
-    model: nn.Module,
-    example: tuple[torch.Tensor, ...],
-    input_name: str,
-    output_name: str,
-    dynamic_batch: bool,
-    dynamic_size: bool,
+    input_name: str, output_name: str, output_rank: int, dynamic_batch: bool, dynamic_size: bool
 ) -> dict[str, dict[int, str]] | None:
     """``torch.onnx.export``'s dynamic axes: the batch, and the height and width of the input and of a 4-D output (a
     label map, a dense score map); a 2-D output (class scores) keeps its class axis fixed."""
@@ -545,25 +540,19 @@ def _dynamic_axes(
     outputs = dict(inputs)
     if dynamic_size:
         inputs.update({2: "height", 3: "width"})
-        with torch.no_grad():
-            if model(*example).dim() == 4:
-                outputs.update({2: "out_height", 3: "out_width"})
+        if output_rank == 4:
+            outputs.update({2: "out_height", 3: "out_width"})
     return {input_name: inputs, output_name: outputs}
 
 
-def _pin_output_dims(
-    proto: Any, model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: dict[int, str]
-) -> tuple[int, ...]:
-    """The model's output shape at ``example``; in place, every axis of the graph output that is not declared dynamic
-    gets its size (the exporter names the class axis of a Resize output ``Resizelogits_dim_1``)."""
-    with torch.no_grad():
-        shape = tuple(int(v) for v in model(*example).shape)
+def _pin_output_dims(proto: Any, shape: tuple[int, ...], dynamic: dict[int, str]) -> None:
+    """In place, every axis of the graph output that is not declared dynamic gets its size from ``shape`` (the
+    exporter names the class axis of a Resize output ``Resizelogits_dim_1``)."""
     dims = proto.graph.output[0].type.tensor_type.shape.dim
     if len(dims) == len(shape):
         for axis, dim in enumerate(dims):
             if axis not in dynamic:
                 dim.dim_value = shape[axis]
-    return shape
 
 
 def export_onnx(
@@ -616,7 +605,14 @@ def export_onnx(
     example = (torch.randn(trace_batch, *shape[1:]),)
     if dynamic_size and second_size is not None and tuple(second_size) == shape[2:]:
         raise InvalidArgumentError(f"second_size {tuple(second_size)} is the export size; give another (H, W)")
-    dynamic_axes = _dynamic_axes(model, example, input_name, output_name, dynamic_batch, dynamic_size)
+    try:
+        with torch.no_grad():  # the output's shape: which axes are dynamic, and the sizes of the others
+            output_shape = tuple(int(v) for v in model(*example).shape)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        if isinstance(exc, InvalidArgumentError):
+            raise
+        raise ExportError(f"the model cannot run on input {'x'.join(map(str, shape))}: {first_line(exc)}") from exc
+    dynamic_axes = _dynamic_axes(input_name, output_name, len(output_shape), dynamic_batch, dynamic_size)
     caught: list[str] = []
 
     def try_export(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -656,9 +652,8 @@ def export_onnx(
         raise ExportError(f"torch.onnx cannot export {where} at opset {opset}: {first_line(exc)}") from exc
 
     proto = onnx.load_from_string(buffer.getvalue())
-    output_shape = _pin_output_dims(proto, model, example, dynamic_axes.get(output_name, {}) if dynamic_axes else {})
-    if dynamic_batch:
-        output_shape = (shape[0], *output_shape[1:])
+    _pin_output_dims(proto, output_shape, dynamic_axes.get(output_name, {}) if dynamic_axes else {})
+    output_shape = (shape[0], *output_shape[1:])  # traced at trace_batch; reported at the batch asked
     written_opset = graph_opset(proto)  # the dynamo exporter keeps 18 where the version converter fails
     try:
         onnx.checker.check_model(proto, full_check=True)

@@ -164,6 +164,7 @@ def test_cli_fully_convolutional_alexnet(tmp_path: Path) -> None:
         (["export", "unet_padded", "--input-size", "500"], "use 496 or 512"),
         (["export", "deform_resnet50", "--opset", "17"], "needs ONNX opset 19"),
         (["export", "alexnet", "--fully-convolutional", "--int8"], "--int8 with --fully-convolutional"),
+        (["export", "lraspp_mobilenet_v3_large", "--num-classes", "-3"], "--num-classes -3 is not valid"),
     ],
 )
 def test_cli_refuses_bad_dense_requests_in_one_line(args: list[str], needle: str, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from edgeconv.errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, InvalidArgumentError
 
 try:  # typer >= 0.24 vendors click
     from typer._click.exceptions import UsageError
@@ -132,5 +132,9 @@ def model_kwargs(width_mult: float | None = None, num_classes: int | None = None
     if width_mult is not None:
         kwargs["width_mult"] = width_mult
     if num_classes is not None:
+        if not 1 <= num_classes <= 100_000:
+            raise InvalidArgumentError(
+                f"--num-classes {num_classes} is not valid; give the number of classes of your head, 1..100000"
+            )
         kwargs["num_classes"] = num_classes
     return kwargs

@@ -61,6 +61,13 @@ class _Steps:
         self.progress.__exit__(exc_type, *rest)
 
 
+def _agreement(figures: dict[str, Any]) -> str:
+    """An export check's agreement: per image for class scores, per pixel for a label map."""
+    if figures.get("unit") == "pixel":
+        return f"{figures['top1_agreement']:.2%} of {figures['units']:,} px"
+    return f"{figures['top1_agreement']:.0%} of {figures['images']}"
+
+
 def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
     table = Table(title=f"{manifest['model']} -> {folder}", title_justify="left")
     for column in ("precision", "file", "size", "max abs diff", "max rel error", "top-1 agreement", "check"):
@@ -77,13 +84,10 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
                 "gate passed" if manifest["int8"].get("gate", {}).get("passed") else "below gate (--force)",
             ]
         elif figures:
-            pixels = figures.get("unit") == "pixel"
             row = [
                 f"{figures['max_abs_diff']:.2e}",
                 f"{figures['max_rel_error']:.2e}",
-                f"{figures['top1_agreement']:.2%} of {figures['units']:,} px"
-                if pixels
-                else f"{figures['top1_agreement']:.0%} of {figures['images']}",
+                _agreement(figures),
                 f"[green]pass[/green] (rel <= {figures['tolerance']:g})" if figures["passed"] else "[red]fail[/red]",
             ]
         else:
@@ -307,8 +311,7 @@ def export_command(
         height, width = resized["input_size"]
         stdout.print(
             f"dynamic size: fp32 also checked at {height}x{width}: max rel error {resized['max_rel_error']:.2e}, "
-            f"{'per-pixel argmax' if resized.get('unit') == 'pixel' else 'top-1'} agreement "
-            f"{resized['top1_agreement']:.2%}, " + ("pass" if resized["passed"] else "fail")
+            f"agreement {_agreement(resized)}, " + ("pass" if resized["passed"] else "fail")
         )
     for note in manifest.data.get("runtime_notes") or []:
         stdout.print(f"[yellow]note:[/yellow] {note}")

@@ -28,21 +28,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from edgeconv.zoo.mobilenet import MobileNetV3, V3InvertedResidual, mobilenet_v3_large
+from edgeconv.zoo.fcn import LONG_2015
+from edgeconv.zoo.mobilenet import HOWARD_2019, MobileNetV3, V3InvertedResidual, mobilenet_v3_large
 from edgeconv.zoo.registry import ModelSpec, Paper, register_model
 from edgeconv.zoo.resnet import RESNET_CONFIGS, ResNet
 
-LONG_2015 = Paper("J. Long, E. Shelhamer, T. Darrell", 2015, "Fully Convolutional Networks for Semantic Segmentation")
 CHEN_2017 = Paper(
     "L.-C. Chen, G. Papandreou, F. Schroff, H. Adam",
     2017,
     "Rethinking Atrous Convolution for Semantic Image Segmentation",
-)
-HOWARD_2019 = Paper(
-    "A. Howard, M. Sandler, G. Chu, L.-C. Chen, B. Chen, M. Tan, W. Wang, Y. Zhu, R. Pang, V. Vasudevan, Q. V. Le, "
-    "H. Adam",
-    2019,
-    "Searching for MobileNetV3",
 )
 VOC_NUM_CLASSES = 21  # PASCAL VOC's 20 classes and background: torchvision's checkpoints (COCO images, VOC labels)
 
@@ -235,16 +229,17 @@ def _resnet_backbone(depth: str, output_stride: int) -> ResNetBackbone:
     return ResNetBackbone(dilate_resnet(resnet, (False, output_stride == 8, True)))
 
 
+def _fcn_resnet(depth: str, num_classes: int, aux: bool) -> SegmentationModel:
+    aux_head = FCNHead(1024, num_classes) if aux else None
+    return SegmentationModel(_resnet_backbone(depth, 8), FCNHead(2048, num_classes), aux_head)
+
+
 def fcn_resnet50(*, num_classes: int = VOC_NUM_CLASSES, aux: bool = False) -> SegmentationModel:
-    return SegmentationModel(
-        _resnet_backbone("resnet50", 8), FCNHead(2048, num_classes), FCNHead(1024, num_classes) if aux else None
-    )
+    return _fcn_resnet("resnet50", num_classes, aux)
 
 
 def fcn_resnet101(*, num_classes: int = VOC_NUM_CLASSES, aux: bool = False) -> SegmentationModel:
-    return SegmentationModel(
-        _resnet_backbone("resnet101", 8), FCNHead(2048, num_classes), FCNHead(1024, num_classes) if aux else None
-    )
+    return _fcn_resnet("resnet101", num_classes, aux)
 
 
 def deeplabv3_resnet50(

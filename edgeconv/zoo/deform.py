@@ -182,7 +182,8 @@ def deform_resnet50(*, num_classes: int = 1000, modulated: bool = False, zero_of
     """ResNet-50 with deformable 3x3 convs in conv3_x .. conv5_x (13 layers; Zhu et al. 2019's setting, which Dai et
     al. 2017 Table 1 extends from conv5 to conv3-5). ``zero_offsets``: the papers' start for fine-tuning (the network
     is then exactly a ResNet-50); the zoo's default draws the offset predictors with PyTorch's conv init, so that an
-    untrained network samples off the grid (sub-pixel to pixel offsets) and every check exercises the deformation."""
+    untrained network samples off the grid (offsets of about a pixel in conv3, tens of pixels in conv5, on a photo at
+    224) and every check exercises the deformation."""
     model = deformable_resnet(
         ResNet.from_config(RESNET_CONFIGS["resnet50"], num_classes=num_classes), modulated=modulated
     )

@@ -96,7 +96,7 @@ class ModelSpec:
     # "scores": (N, num_classes) class scores per image; "label_map": (N, num_classes, H', W') class scores per pixel
     # (a segmentation network: the label map is their argmax over the class axis).
     output: str = "scores"
-    # The smallest square input side the model takes, where a size rule exists (the paper's U-Net: 16 m + 124).
+    # The smallest square input side the model takes, where a size rule exists (the paper's U-Net: 188, then + 16 k).
     min_input: int | None = None
     # The lowest ONNX opset that has every op of the model (DeformConv: 19); exports default to it where it is higher.
     min_opset: int | None = None

@@ -95,20 +95,27 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def _valid_output(size: int, depth: int) -> int | None:
+    """The paper's valid-conv U-Net on a side of ``size`` pixels: the label map's side, or None where the side does
+    not go through (a pooled map of odd side, whose up-convolved map would sit half a pixel off the cropped skip, or
+    nothing left). Each valid 3x3 conv loses a pixel on each side: two per double conv, 4 pixels."""
+    for _ in range(depth):
+        size -= 4
+        if size < 2 or size % 2:
+            return None
+        size //= 2
+    size -= 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    return size if size >= 1 else None
+
+
 def takes_size(size: int, depth: int = 4, padding: int = 0) -> bool:
     """Whether a side of ``size`` pixels goes through: every map that is pooled must have an even side (the 2x2 up-
     convolutions must meet the skip maps), and the paper's valid convs must leave at least one output pixel."""
     if padding:
         return size > 0 and size % 2**depth == 0
-    for _ in range(depth):
-        size -= 4
-        if size < 2 or size % 2:
-            return False
-        size //= 2
-    size -= 4
-    for _ in range(depth):
-        size = size * 2 - 4
-    return size >= 1
+    return _valid_output(size, depth) is not None
 
 
 def smallest_size(depth: int = 4, padding: int = 0) -> int:
@@ -119,10 +126,9 @@ def smallest_size(depth: int = 4, padding: int = 0) -> int:
 def nearest_sizes(size: int, depth: int = 4, padding: int = 0) -> list[int]:
     """The sides closest to ``size`` that the network takes: one below (where there is one) and one above."""
     step, first = 2**depth, smallest_size(depth, padding)
-    above = first + max(0, -(-(size - first) // step)) * step
-    above += step if above == size else 0
-    below = above - step if above - step >= first and above - step != size else above - 2 * step
-    return [s for s in (below, above) if s >= first]
+    near = [first + k * step for k in range(max(0, (size - first) // step - 1), max(0, (size - first) // step) + 3)]
+    below = [s for s in near if s < size]
+    return [*below[-1:], next(s for s in near if s > size)]
 
 
 def size_error(size: int, depth: int = 4, padding: int = 0) -> str:
@@ -133,16 +139,11 @@ def size_error(size: int, depth: int = 4, padding: int = 0) -> str:
 
 
 def output_size(input_size: int, depth: int = 4, padding: int = 0) -> int:
-    """The label map's side for a square input tile (the paper's valid convs: each 3x3 conv loses 2 pixels)."""
-    if padding:
-        return input_size
-    size = input_size
-    for _ in range(depth):
-        size = (size - 4) // 2
-    size -= 4
-    for _ in range(depth):
-        size = size * 2 - 4
-    return size
+    """The label map's side for a square input tile the network takes (``takes_size``)."""
+    side = input_size if padding else _valid_output(input_size, depth)
+    if side is None or not takes_size(input_size, depth, padding):
+        raise InvalidArgumentError(size_error(input_size, depth, padding))
+    return side
 
 
 def unet(

@@ -2,6 +2,8 @@
 
     python bench/run_bench.py                 # full run: writes bench/results/<machine>.{json,md} + plots
     python bench/run_bench.py --quick         # smoke check: 2 models, few iterations, <machine>-quick.*
+    python bench/run_bench.py --models dense --machine NAME-dense
+                                              # segmentation networks at 256 and 512 (--input-sizes)
 
 Run the full mode on a quiet machine (nothing else running, fixed CPU governor, on a Jetson a fixed nvpmodel mode and
 ``jetson_clocks``): every row records the environment, including the 1-minute load average at the time of the run.
@@ -16,6 +18,14 @@ On a GPU (bench/gpu_check.sh runs this):
 
     python bench/run_bench.py --device cuda --backends torch --batch 1,8 --precisions fp32,fp16 \
         --torch-variants eager,cuda-graph,compile,compile+cuda-graph --compile-budget 150
+
+Dense prediction (``--models dense``, or any models with ``--input-sizes 256,512``): each model runs at every size
+from one artifact exported with ``--dynamic-size`` (the driver exports the FP32 one at the first size; export the INT8
+one yourself, e.g. ``edgeconv export lraspp_mobilenet_v3_large --int8 --dynamic-size --dynamic-batch --input-size 256
+--out models/lraspp_mobilenet_v3_large``), a side its size rule refuses moved to the next one it takes (the valid-conv
+U-Net's 188 + 16 k); the fidelity of a label map is per-pixel agreement and mean IoU with FP32 on at most
+``DENSE_FIDELITY`` held-out crops (a 512x512 map has 262,144 pixels), and the per-op-class breakdown is measured at
+each size.
 
 Every row carries the fidelity of its outputs against PyTorch FP32 on the CPU (``--fidelity N`` held-out crops plus
 the export check's four photos; ``--fidelity -1`` skips it): max relative error within the export check's tolerance
@@ -64,6 +74,15 @@ COMPARISON_SET = (
     "resnet18", "resnet50", "repvgg_a0", "nasnet_a_mobile",
 )  # fmt: skip
 QUICK_SET = ("mobilenet_v2", "shufflenet_v2_x1_0")
+# The dense-prediction networks of the seeds, mobile ones first, and the deformable ResNet-50 of the same lecture
+# (a classifier): run at DENSE_SIZES unless --input-sizes.
+DENSE_SET = (
+    "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_padded", "unet", "fcn8s", "fcn_resnet50",
+    "deeplabv3_resnet50", "dilation8", "deform_resnet50",
+)  # fmt: skip
+SETS = {"comparison": COMPARISON_SET, "dense": DENSE_SET}
+DENSE_SIZES = (256, 512)
+DENSE_FIDELITY = 16  # held-out crops for a label map's fidelity: 16 x 21 classes x 512 x 512 floats is 350 MB
 TORCH_VARIANTS = ("eager", "cuda-graph", "compile", "compile+cuda-graph", "eager+tf32", "eager+channels-last")
 # Deployment form for the PyTorch baseline too: RepVGG is benchmarked re-parameterized (the exported ONNX is fused).
 REPARAMETERIZE = {"repvgg_a0"}
@@ -129,12 +148,13 @@ def machine_name(env: dict[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(base).lower()).strip("-")
 
 
-def model_figures(name: str) -> dict[str, Any]:
-    """Mult-adds and params of the model at its default input (edgeconv's profiler, meta device)."""
+def model_figures(name: str, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Mult-adds and params of the model at input ``size`` (H, W; default its spec's) (edgeconv's profiler, meta
+    device)."""
     try:
         from edgeconv.profile import profile_model
 
-        report = profile_model(name)
+        report = profile_model(name, size)
         return {"macs": report.macs, "params": report.params}
     except (EdgeconvError, ImportError, RuntimeError) as exc:
         log.warning("no mult-add count for %s: %s", name, exc)
@@ -177,31 +197,56 @@ def build_module(name: str, weights: str) -> tuple[Any, str | None]:
 
 def artifact_target(name: str, args: argparse.Namespace) -> Target:
     """models/NAME resolved as a benchmark target, exported first (FP32, dynamic batch, catalog weights per
-    ``--weights``) when it is not there yet."""
+    ``--weights``; with ``--input-sizes`` dynamic height and width too, at the first size) when it is not there yet."""
     folder = Path(args.models_dir) / name
     if not any(folder.glob("*.onnx")):
         from edgeconv.artifact import export_artifact
 
-        export_artifact(name, folder, weights=chosen_weights(name, args.weights), dynamic_batch=True)
+        sizes = {"dynamic_size": True, "input_size": fitted_size(name, args.input_sizes[0])} if args.input_sizes else {}
+        export_artifact(name, folder, weights=chosen_weights(name, args.weights), dynamic_batch=True, **sizes)
     return resolve_target(str(folder), models_dir=Path(args.models_dir))
 
 
-def torch_target(name: str, module: Any) -> Target:
+def fitted_size(name: str, side: int) -> tuple[int, int]:
+    """(side, side), or for a model with a size rule (the valid-conv U-Net) the first side at or above it that the
+    model takes (checked on the meta device)."""
+    from edgeconv.profile import profile_model
+    from edgeconv.zoo import get_spec
+
+    if get_spec(name).min_input is None:
+        return side, side
+    for candidate in range(max(side, get_spec(name).min_input or 1), side + 257):
+        try:
+            profile_model(name, (candidate, candidate))
+        except (EdgeconvError, ValueError, RuntimeError):
+            continue
+        if candidate != side:
+            log.info("%s takes no %d-pixel side: %d instead", name, side, candidate)
+        return candidate, candidate
+    raise InvalidArgumentError(f"{name} takes no side from {side} to {side + 256}")
+
+
+def torch_target(name: str, module: Any, size: tuple[int, int] | None = None) -> Target:
     """A target for the torch backend alone: no ONNX export needed (the GPU machine runs torch only)."""
     from edgeconv.zoo import get_spec
 
-    return Target(name=name, onnx={}, input_name="input", input_shape=(-1, *get_spec(name).input_size),
+    channels, *spatial = get_spec(name).input_size
+    return Target(name=name, onnx={}, input_name="input", input_shape=(-1, channels, *(size or spatial)),
                   zoo_name=name, module_factory=lambda: module)  # fmt: skip
 
 
 def run_model(
-    name: str, available: dict[str, Any], args: argparse.Namespace, compile_spent: float
+    name: str,
+    available: dict[str, Any],
+    args: argparse.Namespace,
+    compile_spent: float,
+    size: tuple[int, int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str], float]:
-    """Measure one model in every configuration; returns its rows, what was not run (and why), and the seconds its
-    compiled configurations spent in their first (compiling) runs."""
+    """Measure one model in every configuration (at input ``size``, (H, W), with ``--input-sizes``); returns its rows,
+    what was not run (and why), and the seconds its compiled configurations spent in their first (compiling) runs."""
     if set(b for entries in available.values() for b, _, _ in entries) == {"torch"}:
         module, weights = build_module(name, args.weights)
-        target = torch_target(name, module)
+        target = torch_target(name, module, size)
     else:
         # ONNX engines run the artifact in models/NAME (exported here with the catalog weights when missing); the torch
         # rows run the model it was exported from, rebuilt from its manifest, so every row computes the same function.
@@ -234,8 +279,9 @@ def run_model(
                 options = CaseOptions(device=device, threads=args.threads, ort_provider=provider,
                                       openvino_precisions=args.ov_precisions, **flags)  # fmt: skip
                 found, why = make_cases(
-                    target, backends=[backend], precisions=precisions_here, batches=args.batch, options=options
-                )
+                    target, backends=[backend], precisions=precisions_here, batches=args.batch, options=options,
+                    size=size,
+                )  # fmt: skip
                 for case in found:
                     case.info["weights"] = weights or "random"
                     case.info["gate"] = gate
@@ -243,7 +289,11 @@ def run_model(
                 skipped += why
     images = reference = None
     if args.fidelity >= 0:
-        images, reference, described = target_reference(target, args.fidelity)
+        from edgeconv.zoo import get_spec
+
+        dense = get_spec(name).output == "label_map"
+        crops = min(args.fidelity, DENSE_FIDELITY) if dense else args.fidelity
+        images, reference, described = target_reference(target, crops, size if target.dynamic_size else None)
 
     def check(case: BenchCase) -> dict[str, Any]:
         return {**fidelity_check(case, images, reference), "reference": described}
@@ -263,28 +313,46 @@ def run_model(
     return rows, skipped, compile_spent
 
 
-def breakdowns(name: str, args: argparse.Namespace, available: dict[str, Any]) -> list[dict[str, Any]]:
+def breakdowns(
+    name: str, args: argparse.Namespace, available: dict[str, Any], size: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """Per-op-class latency at batch 1 of the FP32 and (where the artifact has one) INT8 ONNX, on ONNX Runtime CPU
+    and native TensorRT where installed."""
     from edgeconv.profile.latency import profile_latency
 
+    target = resolve_target(name, models_dir=Path(args.models_dir))
+    precisions = [p for p in ("fp32", "int8") if p in args.precisions and p in target.onnx]
     out = []
     backends = ["onnxruntime"] + (["tensorrt"] if any(b == "tensorrt" for b, _, _ in available.get("cuda", [])) else [])
     for backend in backends:
-        try:
-            result = profile_latency(
-                name, backend=backend, batch=1, warmup=args.warmup, runs=args.profile_runs, threads=args.threads,
-                device="cuda" if backend == "tensorrt" else "cpu", models_dir=args.models_dir,
-            )  # fmt: skip
-        except EdgeconvError as exc:
-            log.warning("no %s breakdown for %s: %s", backend, name, exc)
-            continue
-        data = result.to_dict()
-        data["by_module"] = result.by_module()[:10]
-        out.append(data)
+        for precision in precisions:
+            try:
+                result = profile_latency(
+                    name, backend=backend, precision=precision, batch=1, warmup=args.warmup, runs=args.profile_runs,
+                    threads=args.threads, device="cuda" if backend == "tensorrt" else "cpu",
+                    models_dir=args.models_dir, input_size=size if target.dynamic_size else None,
+                )  # fmt: skip
+            except EdgeconvError as exc:
+                log.warning("no %s %s breakdown for %s: %s", backend, precision, name, exc)
+                continue
+            data = result.to_dict()
+            data["by_module"] = result.by_module()[:10]
+            if size is not None:
+                data["input_size"] = f"{size[0]}x{size[1]}"
+            out.append(data)
     return out
 
 
 def config_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r["model"], r["backend"], r.get("provider"), r.get("variant"), r["precision"], r["device"], r["batch"])
+    return (
+        r["model"], r.get("input_size"), r["backend"], r.get("provider"), r.get("variant"), r["precision"], r["device"],
+        r["batch"],
+    )  # fmt: skip
+
+
+def model_label(r: dict[str, Any]) -> str:
+    """A row's model, with its input size where the run had several (``--input-sizes``)."""
+    return r["model"] + (f" @{r['input_size']}" if r.get("input_size") else "")
 
 
 def spread(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
@@ -311,16 +379,16 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(chosen)
     # PyTorch eager FP32 on the same device and batch is the baseline of the speed-up column.
     base = {
-        (r["model"], r["device"], r["batch"]): r["p50_ms"]
+        (model_label(r), r["device"], r["batch"]): r["p50_ms"]
         for r in out
         if r["backend"] == "torch" and r.get("variant", "eager") == "eager" and r["precision"] == "fp32"
     }
     for r in out:
-        b = base.get((r["model"], r["device"], r["batch"]))
+        b = base.get((model_label(r), r["device"], r["batch"]))
         r["vs_torch"] = r["p50_ms"] / b if b else None
-    # The recommendation: per model and batch, the fastest row whose fidelity passes the artifact's gate.
-    for model in dict.fromkeys(r["model"] for r in out):
-        rows = [r for r in out if r["model"] == model and r.get("gate")]
+    # The recommendation: per model (and input size) and batch, the fastest row whose fidelity passes the gate.
+    for model in dict.fromkeys(model_label(r) for r in out):
+        rows = [r for r in out if model_label(r) == model and r.get("gate")]
         if rows:
             for r in recommend(rows, Gate(**rows[0]["gate"])).values():
                 r["recommended"] = True
@@ -341,8 +409,11 @@ def fidelity_cells(check: dict[str, Any] | None) -> str:
         return " |  |  | "
     ok = {True: "ok", False: "**no**", None: "-"}[check.get("passed")]
     confident = check.get("confident_agreement")
-    conf = f"{100 * confident:.1f}% of {check['confident_samples']}" if confident is not None else "-"
-    return f"{check['max_rel_error']:.1e} | {ok} | {100 * check['top1_agreement']:.1f}% | {conf}"
+    conf = f"{100 * confident:.1f}% of {check['confident_samples']:,}" if confident is not None else "-"
+    agree = f"{100 * check['top1_agreement']:.1f}%"
+    if check.get("unit") == "pixel":  # a label map: per-pixel agreement, and the mean IoU of the two maps
+        agree = f"{100 * check['top1_agreement']:.2f}% of px, mIoU {check['mean_iou']:.3f}"
+    return f"{check['max_rel_error']:.1e} | {ok} | {agree} | {conf}"
 
 
 def paper_section(results: Path, summary: list[dict[str, Any]], env: dict[str, Any]) -> list[str]:
@@ -350,6 +421,8 @@ def paper_section(results: Path, summary: list[dict[str, Any]], env: dict[str, A
     Markdown): only its measured rows, so nothing is profiled each time the file is rewritten."""
     from edgeconv.profile.tables import GPU_SPEED_METRIC, LATENCY_METRIC, BenchResults, compute_table, get_table
 
+    if not any(r["model"].startswith("shufflenet_v2") for r in summary):
+        return []  # the table's rows are ShuffleNet V2's (a dense-prediction run has none)
     devices = {r.get("device") for r in summary}
     wanted = {m for m, device in ((LATENCY_METRIC, "cpu"), (GPU_SPEED_METRIC, "cuda")) if device in devices}
     spec = get_table("shufflenet_v2")
@@ -408,11 +481,12 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         + (str(args.threads) if args.threads else "library default"),
         "",
         "Fidelity: each configuration's outputs against "
-        + (f"{reference_of(summary)}, on {summary[0]['check']['samples']} images (the export check's 4 photos + "
+        + (f"{reference_of(summary)}, on {fidelity_images_of(summary)} images (the export check's 4 photos + "
            "held-out crops of calibration/eval)" if summary and summary[0].get("check") else "nothing (--fidelity -1)")
         + ": max relative error (tolerance by the arithmetic a row runs: FP32 1e-4, FP16/TF32 1e-2, bf16 8e-2; ok = "
         "within it and no top-1 change beyond a near tie; INT8 has the gate instead), top-1 agreement overall and "
-        "where FP32 is confident (p > 0.5).",
+        "where FP32 is confident (p > 0.5); for a label map, per-pixel agreement (px) and the mean IoU of its map and "
+        "FP32's.",
         "",
         "| model | M mult-adds | M params | weights | backend | precision | device | batch | p50 ms | p90 ms | p99 ms "
         "| mean ms | std ms | img/s | cold ms | vs torch | spread | max rel err | ok | top-1 agree | confident agree |",
@@ -425,7 +499,7 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         vs = f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else ""
         sp = f"{100 * r['p50_spread']:.1f}%" if r.get("p50_spread") is not None else ""
         lines.append(
-            f"| {r['model']} | {macs} | {params} | {r.get('weights', '')} | {backend} | {r['precision']} | "
+            f"| {model_label(r)} | {macs} | {params} | {r.get('weights', '')} | {backend} | {r['precision']} | "
             f"{r['device']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | "
             f"{r['mean_ms']:.3f} | {r['std_ms']:.3f} | {r['throughput']:.1f} | {r['cold_ms']:.1f} | {vs} | {sp} | "
             + fidelity_cells(r.get("check"))
@@ -437,7 +511,7 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
         lines += ["", f"## Recommendation: the fastest row that passes the gate ({gate.describe()})", ""]
         for r in recommended:
             lines.append(
-                f"- {r['model']}, batch {r['batch']}: {engine_label(r)} {r['precision']} on {r['device']}, "
+                f"- {model_label(r)}, batch {r['batch']}: {engine_label(r)} {r['precision']} on {r['device']}, "
                 f"p50 {r['p50_ms']:.3f} ms, top-1 agreement {100 * r['check']['top1_agreement']:.1f}%"
             )
     lines += paper_section(path, summary, env)
@@ -446,15 +520,18 @@ def markdown(summary: list[dict[str, Any]], parts: list[dict[str, Any]], env: di
             "",
             "## Runtime by operator class (ShuffleNet V2, Ma et al. 2018, Fig. 2), batch 1, % of end-to-end",
             "",
-            "| model | backend | end-to-end ms | " + " | ".join(CLASS_ORDER) + " |",
-            "|---|---|---:|" + "---:|" * len(CLASS_ORDER),
+            "| model | backend | precision | end-to-end ms | " + " | ".join(CLASS_ORDER) + " |",
+            "|---|---|---|---:|" + "---:|" * len(CLASS_ORDER),
         ]
         for p in parts:
             cells = " | ".join(f"{p['classes'][c]['pct']:.1f}" for c in CLASS_ORDER)
-            lines.append(f"| {p['model']} | {p['backend']} | {p['end_to_end_ms']:.3f} | {cells} |")
+            lines.append(
+                f"| {model_label(p)} | {p['backend']} | {p.get('precision', 'fp32')} | {p['end_to_end_ms']:.3f} | "
+                f"{cells} |"
+            )
         lines += ["", "'Not in any layer' is the measured end-to-end time minus the sum of per-layer kernel times."]
     if skipped:
-        lines += ["", "## Not run", ""] + [f"- {s}" for s in not_run(skipped)]
+        lines += ["", "## Not run", ""] + [f"- {s}" for s in not_run(skipped, bool(getattr(args, "input_sizes", None)))]
     return "\n".join(lines) + "\n"
 
 
@@ -464,17 +541,24 @@ def reference_of(summary: list[dict[str, Any]]) -> str:
     return " / ".join(found) if found else "PyTorch FP32 on the CPU"
 
 
-def not_run(skipped: list[str]) -> list[str]:
+def not_run(skipped: list[str], dynamic_size: bool = False) -> list[str]:
     """The 'Not run' list, with the models that have no INT8 file (the usual case) folded into one line."""
     no_int8 = sorted({s.split()[0] for s in skipped if "has no int8 ONNX" in s})
     rest = sorted({s for s in skipped if "has no int8 ONNX" not in s})
     if no_int8:
+        flags = "--int8 --dynamic-size --dynamic-batch --input-size N" if dynamic_size else "--int8"
         rest.insert(
             0,
             f"int8 rows of {', '.join(no_int8)}: no INT8 artifact in models/ (export one with "
-            "`edgeconv export NAME --int8`; an INT8 export takes minutes, so the driver never makes one)",
+            f"`edgeconv export NAME {flags}`; an INT8 export takes minutes, so the driver never makes one)",
         )
     return rest
+
+
+def fidelity_images_of(summary: list[dict[str, Any]]) -> str:
+    """How many images the rows' fidelity was measured on (a label map's ``samples`` counts pixels)."""
+    counts = dict.fromkeys(r["check"].get("images") or r["check"]["samples"] for r in summary if r.get("check"))
+    return " / ".join(map(str, counts))
 
 
 def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path) -> list[Path]:
@@ -497,7 +581,7 @@ def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path
         rows = sorted(rows, key=lambda r: r["macs"])
         ax.plot([r["macs"] / 1e6 for r in rows], [r["p50_ms"] for r in rows], "o", label=label)
         for r in rows:
-            ax.annotate(r["model"], (r["macs"] / 1e6, r["p50_ms"]), fontsize=6, alpha=0.7)
+            ax.annotate(model_label(r), (r["macs"] / 1e6, r["p50_ms"]), fontsize=6, alpha=0.7)
     ax.set_xlabel("mult-adds [M]")
     ax.set_ylabel("p50 latency [ms], batch 1")
     ax.set_title("Latency vs mult-adds")
@@ -509,7 +593,7 @@ def plots(summary: list[dict[str, Any]], parts: list[dict[str, Any]], stem: Path
     written.append(path)
     if parts:
         fig, ax = plt.subplots(figsize=(8, 0.4 * len(parts) + 1.5))
-        labels = [f"{p['model']} ({p['backend']})" for p in parts]
+        labels = [f"{model_label(p)} ({p['backend']} {p.get('precision', 'fp32')})" for p in parts]
         left = [0.0] * len(parts)
         for name in CLASS_ORDER:
             values = [max(p["classes"][name]["pct"], 0.0) for p in parts]
@@ -576,7 +660,12 @@ def render(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke check: 2 models, batch 1, few iterations")
-    parser.add_argument("--models", default=None, help="comma list (default: the comparison set)")
+    parser.add_argument("--models", default=None,
+                        help="comma list of zoo names, or a set: comparison (the default: MobileNet / ShuffleNet "
+                        "papers' models), dense (segmentation networks, at --input-sizes 256,512)")  # fmt: skip
+    parser.add_argument("--input-sizes", default=None,
+                        help="comma list of square input sides: every model runs at each one from a --dynamic-size "
+                        "artifact (default: the artifact's size; 256,512 for --models dense)")  # fmt: skip
     parser.add_argument("--device", default=None, help="comma list of cpu, cuda (default: every one detected)")
     parser.add_argument("--backends", default=None, help="comma list of torch, onnxruntime, tensorrt (default: all)")
     parser.add_argument("--batch", default=None, help="comma list of batch sizes (default 1; quick 1)")
@@ -627,7 +716,15 @@ def main(argv: list[str] | None = None) -> int:
     args.command = " ".join(["python bench/run_bench.py", *(argv if argv is not None else sys.argv[1:])])
 
     quick = args.quick
-    models = args.models.split(",") if args.models else list(QUICK_SET if quick else COMPARISON_SET)
+    chosen = args.models or ("quick" if quick else "comparison")
+    models = list({**SETS, "quick": QUICK_SET}.get(chosen) or chosen.split(","))
+    try:
+        sides = args.input_sizes or (",".join(map(str, DENSE_SIZES)) if chosen == "dense" else "")
+        args.input_sizes = [int(v) for v in sides.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--input-sizes {args.input_sizes!r}: give square sides separated by commas, e.g. 256,512")
+    if any(v < 16 for v in args.input_sizes):
+        parser.error(f"--input-sizes {args.input_sizes}: sides must be at least 16 pixels")
     args.batch = [int(b) for b in (args.batch or "1").split(",")]
     args.precisions = args.precisions.split(",")
     args.torch_variants = [v.strip() for v in args.torch_variants.split(",") if v.strip()]
@@ -667,19 +764,28 @@ def main(argv: list[str] | None = None) -> int:
         if name not in registered:
             skipped.append(f"{name}: not in the zoo")
             continue
-        log.info("== %s", name)
-        try:
-            model_rows, why, compile_spent = run_model(name, available, args, compile_spent)
-        except EdgeconvError as exc:
-            skipped.append(f"{name}: {exc}")
-            continue
-        figures = model_figures(name)
-        rows += [{**r, **figures} for r in model_rows]
-        skipped += [f"{name} {w}" for w in why]
-        if with_ort and not args.no_breakdown:
-            parts += breakdowns(name, args, available)
-        if rows:  # after every model: an interrupted run keeps what it measured
-            write_results(stem, env, args, rows, parts, skipped, start, final=False)
+        sizes: list[tuple[int, int] | None] = [None]
+        if args.input_sizes:
+            try:
+                sizes = list(dict.fromkeys(fitted_size(name, side) for side in args.input_sizes))
+            except EdgeconvError as exc:
+                skipped.append(f"{name}: {exc}")
+                continue
+        for size in sizes:
+            label = name + (f" @{size[0]}x{size[1]}" if size else "")
+            log.info("== %s", label)
+            try:
+                model_rows, why, compile_spent = run_model(name, available, args, compile_spent, size)
+            except EdgeconvError as exc:
+                skipped.append(f"{label}: {exc}")
+                continue
+            figures = model_figures(name, size)
+            rows += [{**r, **figures} for r in model_rows]
+            skipped += [f"{label} {w}" for w in why]
+            if with_ort and not args.no_breakdown:
+                parts += breakdowns(name, args, available, size)
+            if rows:  # after every model: an interrupted run keeps what it measured
+                write_results(stem, env, args, rows, parts, skipped, start, final=False)
     if not rows:
         log.error("nothing ran: %s", "; ".join(skipped))
         return 1

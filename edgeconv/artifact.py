@@ -337,6 +337,11 @@ def export_artifact(
 
     step = on_step or (lambda label: logger.info("%s", label))
     spec = get_spec(name)
+    if spec.is_clip:  # calibration, validation photos, the manifest and the runtime take images so far
+        raise InvalidArgumentError(
+            f"{name} is a video clip model (input {'x'.join(map(str, spec.input_size))}, C x T x H x W): exporting "
+            f"clip models is not supported yet; `edgeconv profile {name}` counts it, edgeconv.zoo.create_model runs it"
+        )
     if deform_conv not in DEFORM_CONV_FORMS:
         raise InvalidArgumentError(f"--deform-conv {deform_conv!r} is not one of {', '.join(DEFORM_CONV_FORMS)}")
     deformable = spec.min_opset == DEFORM_CONV_OPSET  # the zoo's models with deformable convs need DeformConv's opset

@@ -524,9 +524,11 @@ def make_cases(
     precisions: Sequence[str],
     batches: Sequence[int],
     options: CaseOptions = CaseOptions(),
+    size: tuple[int, int] | None = None,
 ) -> tuple[list[BenchCase], list[str]]:
     """Runners (not yet active) for every backend x precision x batch; combinations a backend cannot run are skipped
-    with the reason (second return value). ``target`` is an ``edgeconv.backends.artifacts.Target``."""
+    with the reason (second return value). ``target`` is an ``edgeconv.backends.artifacts.Target``; ``size`` (H, W)
+    runs a dynamic-size artifact (``--dynamic-size``) at that input size."""
     from edgeconv.backends.base import BACKENDS, PRECISIONS, check_choice
     from edgeconv.errors import ArtifactError, CudaCallError
 
@@ -546,7 +548,9 @@ def make_cases(
                     "threads": options.threads,
                 }
                 try:
-                    shape = target.batch_shape(batch)
+                    shape = target.batch_shape(batch, size)
+                    if size is not None:
+                        info["input_size"] = f"{shape[2]}x{shape[3]}"
                     x = np.random.default_rng(options.seed).standard_normal(shape, dtype=np.float32)
                     runner: BackendRunner
                     if backend == "torch":
@@ -575,6 +579,11 @@ def make_cases(
                     else:
                         from edgeconv.backends.tensorrt import TensorRTRunner, engine_for
 
+                        if target.dynamic_size:
+                            raise ArtifactError(
+                                "engines are built for the batch range only; export the model at this input size "
+                                "without --dynamic-size for a TensorRT engine"
+                            )
                         engine_path, record = engine_for(
                             target, precision=precision, batch=batch, max_batch=max(batches)
                         )
@@ -674,9 +683,10 @@ def fidelity_images(
     interpolation: str | None = None,
 ) -> np.ndarray:
     """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
-    used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it (or, without
-    one, for ``input_size`` (C, H, W) with ``mean``/``std``, ImageNet's by default, and ``resize_ratio`` /
-    ``interpolation``, an artifact manifest's): ``(N, C, H, W)`` float32."""
+    used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it, at
+    ``input_size`` (C, H, W) when given, else the spec's (or, without a name, for ``input_size`` with ``mean`` /
+    ``std``, ImageNet's by default, and ``resize_ratio`` / ``interpolation``, an artifact manifest's):
+    ``(N, C, H, W)`` float32."""
     from edgeconv.export import validation_images
     from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
@@ -685,7 +695,8 @@ def fidelity_images(
         from edgeconv.zoo import get_spec
 
         spec = get_spec(name)
-        input_size, mean, std = spec.input_size, spec.mean, spec.std
+        input_size = spec.input_size if input_size is None else input_size
+        mean, std = spec.mean, spec.std
         resize_ratio, interpolation = spec.crop_pct, spec.interpolation
     if input_size is None:
         raise InvalidArgumentError("fidelity images need a zoo model name or an input size (C, H, W)")
@@ -703,22 +714,28 @@ def fidelity_images(
     return np.concatenate([photos, extra]).astype(np.float32)
 
 
-def target_reference(target: Any, crops: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Fidelity images for a benchmark target and the FP32 logits every row is compared with: ONNX Runtime CPU on the
-    artifact's FP32 ONNX (checked against PyTorch at export, 1e-4), else the PyTorch model on the CPU."""
+def target_reference(
+    target: Any, crops: int, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Fidelity images for a benchmark target (at ``size``, (H, W), for a dynamic-size one) and the FP32 outputs
+    every row is compared with: ONNX Runtime CPU on the artifact's FP32 ONNX (checked against PyTorch at export,
+    1e-4), else the PyTorch model on the CPU."""
     from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
     from edgeconv.errors import ArtifactError
 
     preprocessing = (target.manifest or {}).get("preprocessing") or {}
+    chw = (target.input_shape[1], *size) if size is not None else tuple(target.input_shape[1:])
+    if any(d < 0 for d in chw):
+        raise InvalidArgumentError(f"{target.name} has a dynamic input size {target.input_shape}: give the size to run")
     images = fidelity_images(
-        target.zoo_name, crops, input_size=target.input_shape[1:], mean=preprocessing.get("mean"),
-        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio"),
-        interpolation=preprocessing.get("resize"),
+        target.zoo_name, crops, input_size=chw, mean=preprocessing.get("mean"), std=preprocessing.get("std"),
+        resize_ratio=preprocessing.get("resize_ratio"), interpolation=preprocessing.get("resize"),
     )  # fmt: skip
     if "fp32" in target.onnx:
         with OnnxRuntimeRunner(target.onnx["fp32"]) as runner:
             fixed = runner.input_shape is not None and runner.input_shape[0] > 0
-            logits = run_batched(runner, images, runner.input_shape[0] if fixed else len(images))
+            # 16 at a time: a batch of 200 label maps at 512x512 takes gigabytes
+            logits = run_batched(runner, images, runner.input_shape[0] if fixed else min(16, len(images)))
         return images, logits, f"ONNX Runtime CPU, FP32 ({Path(target.onnx['fp32']).name})"
     if target.module_factory is not None:
         import torch
@@ -812,8 +829,9 @@ def fidelity_check(case: BenchCase, images: np.ndarray, reference: np.ndarray) -
     from edgeconv.export import compare_outputs
     from edgeconv.quantize.fidelity import compare_logits
 
-    outputs = run_batched(case.runner, images, case.batch).reshape(len(images), -1)
-    reference = reference.reshape(len(images), -1)
+    outputs = run_batched(case.runner, images, case.batch)
+    if reference.ndim != 4:  # class scores; a label map (N, classes, H, W) is compared pixel by pixel
+        outputs, reference = outputs.reshape(len(images), -1), reference.reshape(len(images), -1)
     tolerance = output_tolerance(case.info.get("precision", "fp32"), case.info.get("variant"))
     comparison = compare_outputs(reference, outputs, tolerance if tolerance is not None else float("inf"))
     report = compare_logits(reference, outputs).as_dict()

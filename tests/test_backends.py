@@ -274,6 +274,32 @@ def test_fidelity_check_verdicts() -> None:
     assert json.dumps(bad)  # confident agreement of flat logits is None, not NaN: valid JSON
 
 
+class _OnePixelOff(BackendRunner):
+    """Returns its input as class scores per pixel, with the first pixel of the first image ranked in reverse."""
+
+    backend = "one-pixel-off"
+
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None: ...
+
+    def _infer(self, inputs: np.ndarray) -> np.ndarray:
+        out = inputs.copy()
+        out[0, :, 0, 0] = -out[0, :, 0, 0]
+        return out
+
+
+def test_fidelity_check_of_a_label_map_is_per_pixel() -> None:
+    """A label map (N, classes, H, W) is compared pixel by pixel, with the mean IoU of the two maps (not flattened
+    into one row of class scores per image)."""
+    scores = np.random.default_rng(5).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    with _OnePixelOff() as runner:
+        check = fidelity_check(BenchCase(runner, scores[:2], {"precision": "int8"}), scores, scores)
+    assert check["unit"] == "pixel" and check["images"] == 2 and check["samples"] == 2 * 4 * 4
+    assert check["top1_agreement"] == pytest.approx(31 / 32)
+    assert 0.8 < check["mean_iou"] < 1.0 and check["passed"] is None  # INT8: judged by the gate, not a tolerance
+
+
 def test_ort_profile_maps_nodes_to_modules(small_onnx: Path) -> None:
     x = np.random.default_rng(1).standard_normal((2, 3, 16, 16), dtype=np.float32)
     with OnnxRuntimeRunner(small_onnx, threads=1, profile=True) as runner:
@@ -490,3 +516,30 @@ def test_resolve_artifact_folder_by_graph_precision(small_onnx: Path, tmp_path: 
     assert target.module_factory is None  # no manifest naming a zoo model: no torch backend
     with pytest.raises(ArtifactError, match="no fp16 ONNX"):
         target.onnx_for("fp16")
+
+
+def test_dynamic_size_target_runs_at_a_given_size(tmp_path: Path) -> None:
+    """A --dynamic-size artifact is run at the size asked; a fixed one refuses another size in one line."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeconv.backends.artifacts import resolve_target
+
+    def write(folder: Path, dims: list[int | str]) -> Path:
+        folder.mkdir()
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)
+        y = helper.make_tensor_value_info("out", TensorProto.FLOAT, dims)
+        graph = helper.make_graph([helper.make_node("Relu", ["input"], ["out"])], "g", [x], [y])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
+        return folder
+
+    dynamic = resolve_target(str(write(tmp_path / "dyn", ["batch", 3, "height", "width"])))
+    assert dynamic.dynamic_size
+    assert dynamic.batch_shape(2, (96, 128)) == (2, 3, 96, 128)
+    with pytest.raises(InvalidArgumentError, match="dynamic height and width"):
+        dynamic.batch_shape(1)
+    fixed = resolve_target(str(write(tmp_path / "fixed", ["batch", 3, 64, 64])))
+    assert not fixed.dynamic_size
+    assert fixed.batch_shape(1, (64, 64)) == fixed.batch_shape(1) == (1, 3, 64, 64)
+    with pytest.raises(InvalidArgumentError, match="for 64x64 inputs, not 96x96; export it with --dynamic-size"):
+        fixed.batch_shape(1, (96, 96))

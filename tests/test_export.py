@@ -28,7 +28,7 @@ from edgeconv.export import (
     validation_batch,
 )
 from edgeconv.fuse import fuse_model
-from edgeconv.zoo import create_model, get_spec
+from edgeconv.zoo import create_model, get_spec, list_specs
 
 
 def reduced_input(name: str, model: nn.Module) -> tuple[int, int, int]:
@@ -48,7 +48,12 @@ def reduced_input(name: str, model: nn.Module) -> tuple[int, int, int]:
     return channels, height, width
 
 
-@pytest.mark.parametrize("name", registry_sweep())
+# Clip models (inputs="clip": r3d_18, c3d ...) have no export stage yet; export_artifact refuses them in one line
+# (tests/test_zoo_video.py checks the refusal).
+IMAGE_MODELS = [spec.name for spec in list_specs() if not spec.is_clip]
+
+
+@pytest.mark.parametrize("name", registry_sweep(IMAGE_MODELS))
 def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_model: Callable[..., nn.Module]) -> None:
     spec = get_spec(name)
     model = zoo_model(name)

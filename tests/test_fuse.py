@@ -40,21 +40,22 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 
 def sample_input(name: str, model: nn.Module) -> torch.Tensor:
-    """One image at the smallest of a few reduced resolutions that the model accepts, else at its default size."""
+    """One image (or clip, of the model's frames) at the smallest of a few reduced resolutions that the model accepts,
+    else at its default size."""
     spec = get_spec(name)
-    channels, height, width = spec.input_size
+    channels, *frames, height, width = spec.input_size  # frames: [T] for a clip model (C, T, H, W)
     side = max(height, width)
     candidates = [s for s in (16, 32, 64, 96, 160) if s < side and s >= side // 8] if side > 32 else [16]
     candidates = ([spec.min_input] if spec.min_input else []) + candidates
     for size in candidates:
-        small = torch.randn(1, channels, size, size)
+        small = torch.randn(1, channels, *frames, size, size)
         try:
             with torch.inference_mode():
                 model(small)
             return small
         except Exception:  # fixed-size classifier heads, cells that need a minimum map size
             continue
-    return torch.randn(1, channels, height, width)
+    return torch.randn(1, *spec.input_size)
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

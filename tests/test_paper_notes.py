@@ -203,6 +203,13 @@ NOTE_CLAIMS: dict[str, list[Claim]] = {
         C(rf"^{N} here", lambda: params("inception_v4")),
         C(rf"Mult-adds here: {D}G", lambda: macs("inception_v4"), G),
     ],
+    "ji2013_3dcnn": [
+        C(rf"^{N} here", lambda: params("ji2013_3dcnn")),
+        C(
+            rf"bias per output map, {N} parameters",
+            lambda: sum(p.numel() for p in meta_model("ji2013_3dcnn").c6.parameters()),
+        ),
+    ],
     "lenet5": [C(rf"^{N} here", lambda: params("lenet5"))],
     "mobilenet_v1": [
         C(rf"^{N} here", lambda: params("mobilenet_v1")),
@@ -304,6 +311,7 @@ FROM_ELSEWHERE: dict[str, set[str]] = {
     "efficientnet_lite0": {"407 M", "2,640"},
     "googlenet": {"159K", "6.8M", "1.5G"},
     "inception_v4": {"48M", "3.4M", "46M", "13B"},
+    "ji2013_3dcnn": {"289,536"},  # the paper's C6: 128 x 78 x (7 x 4 + 1)
     "lenet5": {"1,516"},
     "mobilenet_v2": {"3.4M"},
     "mobilenet_v2_140": {"6.9M"},

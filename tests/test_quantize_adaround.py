@@ -94,6 +94,26 @@ def test_adaround_keeps_the_grid_and_brings_outputs_closer(target: str, tmp_path
     assert after > before + 1.0, (before, after)
 
 
+def test_layers_over_the_weight_limit_keep_nearest_rounding(tmp_path: Path) -> None:
+    """AdaRound holds ~15 floats per weight while it learns: a layer with more than ``max_weights`` (VGG's fc6, 103M)
+    keeps the quantizer's nearest rounding, and the layers around it are still learned."""
+    fp32 = _export(_outlier_model(), tmp_path / "outlier.onnx")
+    options = Int8Options(target="onnxruntime", **OPTIONS)  # type: ignore[arg-type]
+    data = prepare_calibration(PREP, options)
+    graphs, rounded = {}, []
+    for adaround in (False, True):
+        work = tmp_path / str(adaround)
+        work.mkdir()
+        quantizer = StaticQuantizer(fp32, work, data.calibration, "input", replace(options, adaround=adaround), None)
+        quantizer.adaround_options = replace(quantizer.adaround_options, max_weights=32 * 32 * 9 - 1)  # layer "2"
+        graphs[adaround] = _weights(quantizer(work / "q.onnx"))
+        rounded = quantizer.rounded
+    assert [r.module for r in rounded] == ["0", "4"]
+    big = next(name for name, (q, _) in graphs[True].items() if q.size == 32 * 32 * 9)
+    assert np.array_equal(graphs[True][big][0], graphs[False][big][0])
+    assert any(not np.array_equal(graphs[True][n][0], graphs[False][n][0]) for n in graphs[True] if n != big)
+
+
 def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path) -> None:
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
     options = Int8Options(**{**OPTIONS, "adaround": True})

@@ -90,3 +90,30 @@ def test_driver_rejects_bad_variant_in_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2 and "torch variant 'turbo' is not valid" in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_dense_models_run_at_each_input_size(run_bench: ModuleType, tmp_path: Path) -> None:
+    """--input-sizes: one --dynamic-size artifact (exported by the driver) runs at every size, a label map's fidelity is
+    per pixel with its mean IoU, the per-op-class breakdown is measured at each size, and a side the valid-conv
+    U-Net's size rule refuses is moved to the next one it takes."""
+    assert run_bench.fitted_size("unet", 256) == (268, 268)
+    assert run_bench.fitted_size("lraspp_mobilenet_v3_large", 70) == (70, 70)
+    out = tmp_path / "out"
+    code = run_bench.main([
+        "--models", "lraspp_mobilenet_v3_large", "--input-sizes", "64,80", "--backends", "onnxruntime",
+        "--precisions", "fp32", "--iters", "2", "--warmup", "0", "--repeats", "1", "--fidelity", "0",
+        "--profile-runs", "1", "--models-dir", str(tmp_path / "models"), "--out", str(out), "--machine", "t",
+    ])  # fmt: skip
+    assert code == 0
+    document = json.loads((out / "t.json").read_text())
+    manifest = json.loads((tmp_path / "models" / "lraspp_mobilenet_v3_large" / "manifest.json").read_text())
+    assert manifest["input"]["dynamic_size"]
+    rows = {r["input_size"]: r for r in document["summary"]}
+    assert set(rows) == {"64x64", "80x80"} and rows["80x80"]["macs"] > rows["64x64"]["macs"]
+    for row in rows.values():
+        check = row["check"]
+        assert check["unit"] == "pixel" and check["images"] == 4 and check["passed"] and check["mean_iou"] == 1.0
+    assert {(p["input_size"], p["precision"]) for p in document["breakdowns"]} == {("64x64", "fp32"), ("80x80", "fp32")}
+    markdown = (out / "t.md").read_text()
+    assert "| lraspp_mobilenet_v3_large @80x80 |" in markdown and "of px, mIoU 1.000" in markdown
+    assert "ShuffleNet V2 paper" not in markdown

@@ -397,7 +397,9 @@ def test_bench_skips_a_case_whose_cuda_call_fails(monkeypatch: pytest.MonkeyPatc
         raise CudaCallError("cudaMalloc failed: cudaErrorMemoryAllocation (2)")
 
     monkeypatch.setattr(trt_backend, "engine_for", engine_for_without_memory)
-    target = SimpleNamespace(name="m", batch_shape=lambda batch: (batch, 4), input_shape=(-1, 4))
+    target = SimpleNamespace(
+        name="m", batch_shape=lambda batch, size=None: (batch, 4), input_shape=(-1, 4), dynamic_size=False
+    )
     cases, skipped = make_cases(target, backends=["tensorrt"], precisions=["fp16"], batches=[1])
     assert cases == [] and skipped == ["tensorrt/fp16/batch 1: cudaMalloc failed: cudaErrorMemoryAllocation (2)"]
 

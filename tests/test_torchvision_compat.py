@@ -31,9 +31,11 @@ def test_torchvision_state_dict_loads_strictly_and_outputs_match(
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     ours.load_state_dict(reference.state_dict(), strict=True)
-    channels, height, width = spec.input_size
-    # Same weights at any resolution: cap the input at 256 so EfficientNet-B5..B7 stay fast (test_zoo runs them native).
-    x = torch.randn(1, channels, min(height, 256), min(width, 256))
+    channels, *frames, height, width = spec.input_size  # frames: [T] for a clip model (C, T, H, W)
+    # Same weights at any resolution: cap the input at 256 so EfficientNet-B5..B7 stay fast (test_zoo runs them native),
+    # and a clip at 8 frames of 64x64 (the video ResNets pool globally over T x H x W).
+    cap = 64 if spec.is_clip else 256
+    x = torch.randn(1, channels, *(min(t, 8) for t in frames), min(height, cap), min(width, cap))
     with torch.inference_mode():
         expected, actual = reference(x), ours(x)
     if isinstance(expected, dict):  # torchvision's segmentation models: {"out": label map scores, "aux": ...}

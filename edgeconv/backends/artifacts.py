@@ -76,19 +76,43 @@ class Target:
             f"export one with `edgeconv export {self.zoo_name or 'MODEL'} {hints.get(precision, '')}`".rstrip()
         )
 
-    def batch_shape(self, batch: int) -> tuple[int, ...]:
-        """The input shape for ``batch``; checks that a static-batch ONNX is asked for its own batch."""
+    def batch_shape(self, batch: int, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """The input shape for ``batch`` (and ``size``, (H, W): required when the ONNX's height and width are dynamic,
+        and then any size the model takes); checks that a static ONNX is asked for its own batch and size."""
         if batch < 1:
             raise InvalidArgumentError(f"batch {batch} must be >= 1")
-        if any(d < 0 for d in self.input_shape[1:]):
-            raise ArtifactError(f"{self.name}: only the batch dimension may be dynamic, input is {self.input_shape}")
         static = self.input_shape[0]
         if static > 0 and static != batch:
             raise InvalidArgumentError(
                 f"{self.name} was exported with a static batch of {static}; batch {batch} needs an export with "
                 "--dynamic-batch (or --batch N)"
             )
-        return (batch, *self.input_shape[1:])
+        channels, *spatial = self.input_shape[1:]
+        if channels < 0 or (any(d < 0 for d in spatial) and len(spatial) != 2):
+            raise ArtifactError(
+                f"{self.name}: only the batch, height and width may be dynamic, input is {self.input_shape}"
+            )
+        if size is None:
+            if any(d < 0 for d in spatial):
+                raise InvalidArgumentError(
+                    f"{self.name} has a dynamic height and width ({self.input_shape}): give the input size to run"
+                )
+            return (batch, *self.input_shape[1:])
+        wanted = (int(size[0]), int(size[1]))
+        if min(wanted) < 1:
+            raise InvalidArgumentError(f"input size {wanted[0]}x{wanted[1]} must be positive")
+        fixed = [d for d in spatial if d > 0]
+        if fixed and tuple(spatial) != wanted:
+            raise InvalidArgumentError(
+                f"{self.name} was exported for {'x'.join(map(str, spatial))} inputs, not {wanted[0]}x{wanted[1]}; "
+                "export it with --dynamic-size (or --input-size N)"
+            )
+        return (batch, channels, *wanted)
+
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether the ONNX's height and width are dynamic (``edgeconv export --dynamic-size``)."""
+        return len(self.input_shape) == 4 and any(d < 0 for d in self.input_shape[2:])
 
 
 def _manifest_files(manifest: Manifest) -> dict[str, Path]:

@@ -36,7 +36,9 @@ def list_command(
         {
             "name": s.name,
             "family": s.family,
+            "inputs": s.inputs,
             "input_shape": [1, *s.input_size],
+            "input_layout": s.input_layout,
             "params": count_params(s.name),
             "num_classes": s.num_classes,
             "output": s.output,
@@ -53,6 +55,8 @@ def list_command(
         table.add_column(column, justify="right" if column == "params" else "left")
     for r in rows:
         shape = "x".join(map(str, r["input_shape"][1:]))
+        if r["inputs"] == "clip":  # C x T x H x W: T frames
+            shape = f"clip {shape}"
         output = "label map" if r["output"] == "label_map" else f"{r['num_classes']} scores"
         table.add_row(r["name"], r["family"], shape, output, _millions(r["params"]), ",".join(r["weights"]) or "-")
     Console().print(table)
@@ -88,7 +92,9 @@ def info_command(
         "family": spec.family,
         "paper": str(spec.paper),
         "description": spec.description,
+        "inputs": spec.inputs,
         "input_shape": [1, *spec.input_size],
+        "input_layout": spec.input_layout,
         "num_classes": spec.num_classes,
         "output": spec.output,
         "min_input": spec.min_input,

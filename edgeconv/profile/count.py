@@ -4,9 +4,9 @@ Counting convention (the one the MobileNet and ShuffleNet papers use; "FLOPs" in
 the same):
 
 - **mult-adds (MACs)**: one multiply-accumulate of a convolution or fully connected layer. A conv layer costs
-  ``output elements x (in_channels / groups) x kernel area``; a transposed conv ``input elements x (out_channels /
-  groups) x kernel area``; a linear layer ``output elements x in_features``; a matmul ``M x N x K``. Bias additions are
-  *not* mult-adds.
+  ``output elements x (in_channels / groups) x kernel area`` (a 3D conv on a clip: ``out_c x in_c / groups x kT x kH
+  x kW x T' x H' x W'``); a transposed conv ``input elements x (out_channels / groups) x kernel area``; a linear
+  layer ``output elements x in_features``; a matmul ``M x N x K``. Bias additions are *not* mult-adds.
 - **other ops**: everything else that computes, counted separately and never folded into mult-adds: one op per output
   element for a bias add, an activation, an element-wise add / multiply (residuals, SE scaling); two per element for
   BatchNorm / other normalization at inference (scale and shift); one per element read by the window for pooling
@@ -402,11 +402,12 @@ def _input_shape(
     size = (input_size,) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     if len(size) == 1:
         size = size * 2
-    if len(size) == 2:  # H, W: channels from the model's default input
-        channels = default[0] if default else 3
-        size = (channels, *size)
-    if len(size) != 3 or min(size) < 1:
-        raise InvalidArgumentError(f"input_size {input_size!r} is not valid; use H, (H, W) or (C, H, W)")
+    clip = default is not None and len(default) == 4  # (C, T, H, W): a video clip model
+    if len(size) == 2:  # H, W: channels (and a clip's frames) from the model's default input
+        size = (*(default[:-2] if default else (3,)), *size)
+    if len(size) != (4 if clip else 3) or min(size) < 1:
+        shapes = "H, (H, W) or (C, T, H, W) for a clip model" if clip else "H, (H, W) or (C, H, W)"
+        raise InvalidArgumentError(f"input_size {input_size!r} is not valid; use {shapes}")
     return (batch, *size)
 
 
@@ -418,7 +419,8 @@ def profile_model(
 ) -> ProfileReport:
     """Count params, mult-adds, other ops and memory per layer of a zoo model (by name) or of any ``nn.Module``.
 
-    ``input_size``: H, (H, W) or (C, H, W) for a zoo model (``None``: the spec's default input); for a module, the
+    ``input_size``: H, (H, W) or (C, H, W) for a zoo model, (C, T, H, W) for a clip model (H and (H, W) keep its
+    channels and frames); ``None``: the spec's default input. For a module, the
     shape of one sample as a tuple (``(3, 224, 224)``, ``(20,)``) or H for a 3-channel HxH image.
     ``model_kwargs`` go to the zoo builder (``width_mult``, ``num_classes`` ...).
     A zoo model is built and run on the meta device (shapes only); a

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeconv.backends.base import LayerProfile
-from edgeconv.errors import InvalidArgumentError
+from edgeconv.errors import EdgeconvError, InvalidArgumentError
 from edgeconv.onnxgraph import module_name
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ OP_CLASSES = ("Conv", "Elementwise", "Data movement", "Other")
 
 # Conv also holds the fully connected layer (Gemm/MatMul): both are the mult-add layers of the profiler.
 _CONV_OPS = {"Conv", "FusedConv", "ConvTranspose", "QLinearConv", "ConvInteger", "NhwcConv", "NhwcFusedConv",
-             "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QLinearMatMul", "MatMulInteger", "QGemm"}  # fmt: skip
+             "DeformConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QLinearMatMul", "MatMulInteger",
+             "QGemm"}  # fmt: skip
 _ELEMENTWISE_OPS = {
     "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu",
     "Mish", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Neg", "Abs", "Max", "Min", "Erf", "Where", "Sum",
@@ -271,9 +272,16 @@ def breakdown(
     )
 
 
-def macs_by_module(onnx_path: str | os.PathLike[str], batch: int = 1, *, zoo_name: str | None = None) -> dict[str, int]:
+def macs_by_module(
+    onnx_path: str | os.PathLike[str],
+    batch: int = 1,
+    *,
+    zoo_name: str | None = None,
+    input_size: tuple[int, ...] | None = None,
+) -> dict[str, int]:
     """Mult-adds per PyTorch module from the profiler: its PyTorch count when the zoo model is known (module names
-    are exactly the keys the node names map to), else its ONNX count (same node-name rule as the timings).
+    are exactly the keys the node names map to), at ``input_size`` (C, H, W; default the ONNX input's), else its ONNX
+    count (same node-name rule as the timings).
 
     The PyTorch count is preferred because ONNX shape inference cannot follow every dynamic-batch graph (the
     reshapes of a channel shuffle computed from ``Shape`` leave later nodes without shapes, hence uncounted).
@@ -285,7 +293,7 @@ def macs_by_module(onnx_path: str | os.PathLike[str], batch: int = 1, *, zoo_nam
 
         model = onnx.load(str(onnx_path), load_external_data=False)
         dims = model.graph.input[0].type.tensor_type.shape.dim
-        size = tuple(d.dim_value for d in dims[1:])
+        size = tuple(input_size) if input_size is not None else tuple(d.dim_value for d in dims[1:])
         report = profile_model(zoo_name, size if len(size) == 3 and min(size) > 0 else None, batch=batch)
     else:
         report = profile_onnx(onnx_path, batch=batch)
@@ -308,8 +316,10 @@ def profile_latency(
     device: str = "cpu",
     models_dir: str | os.PathLike[str] = "models",
     seed: int = 0,
+    input_size: tuple[int, int] | None = None,
 ) -> LatencyBreakdown:
-    """Measure per-layer latency of ``target`` (zoo name, artifact folder or .onnx) on ``backend``.
+    """Measure per-layer latency of ``target`` (zoo name, artifact folder or .onnx) on ``backend``, at ``input_size``
+    (H, W) when its ONNX has a dynamic height and width.
 
     ``warmup`` runs are profiled too but dropped; the remaining ``runs`` are averaged.
     """
@@ -318,7 +328,7 @@ def profile_latency(
     from edgeconv.backends.artifacts import resolve_target
 
     resolved = resolve_target(target, models_dir=Path(models_dir))
-    shape = resolved.batch_shape(batch)
+    shape = resolved.batch_shape(batch, input_size)
     x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     profile: LayerProfile | None
     if backend == "onnxruntime":
@@ -351,10 +361,17 @@ def profile_latency(
     # The PyTorch count names modules of the zoo model as built; a graph exported after fusion/re-parameterization
     # (RepVGG) has other convolutions, so fall back to the ONNX count when the first leaves convolutions without one.
     for zoo_name in dict.fromkeys([resolved.zoo_name, None]):
+        try:
+            macs = macs_by_module(onnx_path, batch=batch, zoo_name=zoo_name, input_size=shape[1:])
+        except EdgeconvError as exc:  # the ONNX count of a dynamic-size graph: keep the PyTorch count's result
+            if not results:
+                raise
+            log.info("no ONNX mult-add count for %s (%s); the PyTorch count's breakdown is kept", onnx_path, exc)
+            break
         result = breakdown(
             profile,
             graph,
-            macs_by_module=macs_by_module(onnx_path, batch=batch, zoo_name=zoo_name),
+            macs_by_module=macs,
             model=resolved.name,
             precision=precision,
             batch=batch,

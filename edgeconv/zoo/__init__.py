@@ -44,6 +44,7 @@ from edgeconv.zoo import (  # noqa: E402,F401  isort: skip
     deeplab,
     deform,
     dilation,
+    video,
 )
 
 __all__ = [

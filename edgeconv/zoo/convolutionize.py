@@ -43,7 +43,7 @@ class FullyConvolutional(nn.Module):
         return self.classifier(self.features(x))
 
 
-def convolutionize(model: nn.Module, input_size: tuple[int, int, int]) -> FullyConvolutional:
+def convolutionize(model: nn.Module, input_size: tuple[int, ...]) -> FullyConvolutional:
     """The fully convolutional equivalent of ``model`` for its native ``input_size`` ``(C, H, W)``, sharing no
     parameters with it (``model`` is left unchanged)."""
     features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)

@@ -69,6 +69,8 @@ class WeightsEntry:
 
 
 OUTPUTS = ("scores", "label_map")
+# "image": input_size is (C, H, W); "clip": a video clip, input_size (C, T, H, W) with T frames (batch: NCTHW).
+INPUTS = ("image", "clip")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class ModelSpec:
     family: str
     paper: Paper
     builder: Callable[..., nn.Module]
-    input_size: tuple[int, int, int] = (3, 224, 224)
+    input_size: tuple[int, ...] = (3, 224, 224)  # (C, H, W); (C, T, H, W) where inputs == "clip"
     num_classes: int = 1000
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -100,10 +102,28 @@ class ModelSpec:
     min_input: int | None = None
     # The lowest ONNX opset that has every op of the model (DeformConv: 19); exports default to it where it is higher.
     min_opset: int | None = None
+    # What one sample is: an image (C, H, W) or a video clip (C, T, H, W); see INPUTS.
+    inputs: str = "image"
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
             raise ValueError(f"{self.name}: output {self.output!r} is not one of {', '.join(OUTPUTS)}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"{self.name}: inputs {self.inputs!r} is not one of {', '.join(INPUTS)}")
+        dims = 4 if self.inputs == "clip" else 3
+        if len(self.input_size) != dims:
+            layout = "(C, T, H, W)" if dims == 4 else "(C, H, W)"
+            raise ValueError(f"{self.name}: input_size {self.input_size} must be {layout} for inputs={self.inputs!r}")
+
+    @property
+    def is_clip(self) -> bool:
+        """A video clip classifier: one sample is (C, T, H, W), T frames."""
+        return self.inputs == "clip"
+
+    @property
+    def input_layout(self) -> str:
+        """The axes of ``input_size`` with the batch: ``NCHW`` or ``NCTHW``."""
+        return "NCTHW" if self.is_clip else "NCHW"
 
     def builder_kwargs(self) -> list[str]:
         """The keyword arguments ``create_model`` accepts for this model."""

@@ -60,6 +60,11 @@ class AdaRoundOptions:
     samples: int = 64
     seed: int = 0
     window: int = 28  # Conv outputs larger than window x window are learned on random windows of that size
+    # Layers with more weights keep nearest rounding: learning holds about 15 floats per weight (V, its gradient, Adam's
+    # two moments, the soft weight and the autograd buffers), so fc6 of a convolutionized VGG-16 (103M weights) needs
+    # ~6 GB on top of the graphs, and fcn8s's export was OOM-killed at 12 GB RSS with it (10 GB peak without AdaRound).
+    # 20M keeps VGG's fc7 (16.8M) and every conv of the zoo.
+    max_weights: int = 20_000_000
 
 
 @dataclass
@@ -120,6 +125,16 @@ def adaround(
         inputs = quantized.advance(layer.node.name).get(layer.node.input[0])
         targets = reference.produce(layer.target)
         if inputs is None or targets is None:
+            continue
+        if layer.float_weight.size > options.max_weights:
+            logger.info(
+                "adaround %s: %.1fM weights, more than %.1fM: nearest rounding kept",
+                layer.node.name,
+                layer.float_weight.size / 1e6,
+                options.max_weights / 1e6,
+            )
+            if progress:
+                progress(index + 1, len(layers))
             continue
         started = time.perf_counter()
         q, nearest, error = _optimize(layer, torch.from_numpy(inputs), torch.from_numpy(targets), options, generator)

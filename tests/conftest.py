@@ -124,3 +124,16 @@ def zoo_model() -> Iterator[Callable[..., nn.Module]]:
 
     yield build
     cache.clear()
+
+
+def fvcore_count(name: str, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """fvcore's count per operator of zoo model ``name`` on zeros of ``input_shape`` (one "flop" per mult-add for
+    conv / linear), its warnings about ops it has no handler for silenced."""
+    from fvcore.nn import FlopCountAnalysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(create_model(name), torch.zeros(input_shape))
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        return dict(analysis.by_operator())

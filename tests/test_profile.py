@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fvcore_count
 from torch import nn
 from typer.testing import CliRunner
 
@@ -237,16 +238,8 @@ FVCORE_OTHER_OPS = {
 
 @pytest.mark.parametrize(("name", "size"), FVCORE_MODELS)
 def test_matches_fvcore(name: str, size: int | None) -> None:
-    from fvcore.nn import FlopCountAnalysis
-
     report = profile_model(name, size)  # meta device, shapes only (test_lenet5_... shows meta == CPU counts)
-    model = create_model(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        analysis = FlopCountAnalysis(model, torch.zeros(report.input_shape))
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        by_operator = dict(analysis.by_operator())
+    by_operator = fvcore_count(name, report.input_shape)
     macs = sum(v for k, v in by_operator.items() if k in FVCORE_MAC_OPS)
     assert macs == report.macs, by_operator
     unexplained = set(by_operator) - FVCORE_MAC_OPS - FVCORE_OTHER_OPS

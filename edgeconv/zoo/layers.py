@@ -92,11 +92,12 @@ class SqueezeExcitation(nn.Module):
 
 
 def init_resnet_style(model: nn.Module, zero_linear_bias: bool = False) -> None:
-    """He (fan-out) init for convs, unit-scale BN, as torchvision's ResNet; optionally zero the linear biases."""
+    """He (fan-out) init for convs, unit-scale BN, as torchvision's ResNet (2D and video); optionally zero the linear
+    biases."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif zero_linear_bias and isinstance(m, nn.Linear):

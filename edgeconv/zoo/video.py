@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from edgeconv.zoo.layers import init_resnet_style
 from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
 
 TRAN_2018 = Paper(
@@ -157,16 +158,8 @@ class VideoResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(512, num_classes)
-        # torchvision's init: He (fan-out) for convs, unit BN, N(0, 0.01) for the FC with zero bias.
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self, zero_linear_bias=True)
+        nn.init.normal_(self.fc.weight, 0, 0.01)  # torchvision's video ResNets: N(0, 0.01) for the FC
 
     def _make_layer(self, kind: ConvKind, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None

@@ -51,10 +51,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from edgeconv.export import EXPORTERS  # noqa: E402  (after the path above)
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "exporters"
 WEIGHTED_OPS = ("Conv", "Gemm")
+COMPARED = ("torchscript", "dynamo")  # export_onnx's exporter="auto" picks between these two (bench/exporter_auto.py)
 # export_onnx's divergence message: "max abs diff 0.0123, max relative error 4.5e-05 (tolerance ..."
 _NUMBERS = re.compile(r"max abs diff (\S+), max relative error (\S+) ")
 
@@ -247,7 +247,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         by_model.setdefault(row["model"], {})[row["exporter"]] = row
     summary: dict[str, Any] = {"models": len(by_model)}
-    for exporter in EXPORTERS:
+    for exporter in COMPARED:
         done = [r for r in rows if r["exporter"] == exporter]
         ok = [r for r in done if r["ok"]]
         mapped = [r["name_mapping"] for r in ok if r.get("name_mapping")]
@@ -346,7 +346,7 @@ def render(result: dict[str, Any]) -> str:
     failures = []
     for name, pair in by_model.items():
         cells = [name, "x".join(str(v) for v in pair[next(iter(pair))].get("input_shape", []))]
-        for exporter in EXPORTERS:
+        for exporter in COMPARED:
             row = pair.get(exporter)
             if row is None:
                 cells += ["not run"] + ["-"] * (4 if exporter == "torchscript" else 6)
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=None, help="comma-separated names or globs (default: the whole zoo)")
-    parser.add_argument("--exporters", default=",".join(EXPORTERS), help="comma-separated, of " + ", ".join(EXPORTERS))
+    parser.add_argument("--exporters", default=",".join(COMPARED), help="comma-separated, of " + ", ".join(COMPARED))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--seed", type=int, default=0)
@@ -404,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgeconv.zoo import create_model, get_spec, list_models
 
     exporters = [e.strip() for e in args.exporters.split(",") if e.strip()]
-    unknown = [e for e in exporters if e not in EXPORTERS]
+    unknown = [e for e in exporters if e not in COMPARED]
     if unknown:
-        parser.error(f"unknown exporter(s) {unknown}; use {', '.join(EXPORTERS)}")
+        parser.error(f"unknown exporter(s) {unknown}; use {', '.join(COMPARED)}")
     names: list[str] = []
     for pattern in args.models.split(",") if args.models else [None]:
         pattern = pattern.strip() if pattern else None

@@ -27,6 +27,10 @@ U-Net's 188 + 16 k); the fidelity of a label map is per-pixel agreement and mean
 ``DENSE_FIDELITY`` held-out crops (a 512x512 map has 262,144 pixels), and the per-op-class breakdown is measured at
 each size.
 
+Video (``--models video``): the 3D CNNs at their own clip size (batch 1), fidelity on clips panning across the
+held-out photos; export their INT8 artifacts yourself (``edgeconv export r3d_18 --int8``; the onnxruntime form keeps
+the thin 3D convs ORT runs slower in INT8 in float, bench/results/int8_conv3d.md).
+
 Every row carries the fidelity of its outputs against PyTorch FP32 on the CPU (``--fidelity N`` held-out crops plus
 the export check's four photos; ``--fidelity -1`` skips it): max relative error within the export check's tolerance
 (FP32 1e-4, FP16 and TF32 1e-2) and top-1 agreement. Models with a catalog checkpoint run with it (``--weights
@@ -80,7 +84,9 @@ DENSE_SET = (
     "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_padded", "unet", "fcn8s", "fcn_resnet50",
     "deeplabv3_resnet50", "dilation8", "deform_resnet50",
 )  # fmt: skip
-SETS = {"comparison": COMPARISON_SET, "dense": DENSE_SET}
+# Seed 004's 3D CNNs (clip classifiers, batch 1 at their own clip size): INT8 3D convolution on ONNX Runtime CPU.
+VIDEO_SET = ("r3d_18", "mc3_18", "r2plus1d_18", "c3d", "ji2013_3dcnn")
+SETS = {"comparison": COMPARISON_SET, "dense": DENSE_SET, "video": VIDEO_SET}
 DENSE_SIZES = (256, 512)
 DENSE_FIDELITY = 16  # held-out crops for a label map's fidelity: 16 x 21 classes x 512 x 512 floats is 350 MB
 TORCH_VARIANTS = ("eager", "cuda-graph", "compile", "compile+cuda-graph", "eager+tf32", "eager+channels-last")
@@ -662,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke check: 2 models, batch 1, few iterations")
     parser.add_argument("--models", default=None,
                         help="comma list of zoo names, or a set: comparison (the default: MobileNet / ShuffleNet "
-                        "papers' models), dense (segmentation networks, at --input-sizes 256,512)")  # fmt: skip
+                        "papers' models), dense (segmentation networks, at --input-sizes 256,512), "
+                        "video (3D CNNs)")  # fmt: skip
     parser.add_argument("--input-sizes", default=None,
                         help="comma list of square input sides: every model runs at each one from a --dynamic-size "
                         "artifact (default: the artifact's size; 256,512 for --models dense)")  # fmt: skip

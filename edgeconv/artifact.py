@@ -234,7 +234,7 @@ def _check_input_size(name: str, chw: tuple[int, ...], kwargs: dict[str, Any]) -
     shapes-only pass on the meta device (``profile_model`` raises ``InputError`` naming the size and the default)."""
     from edgeconv.profile import profile_model
 
-    profile_model(name, tuple(chw[1:]), **kwargs)
+    profile_model(name, tuple(chw[-2:]), **kwargs)  # (H, W): channels and a clip's frames are the model's
 
 
 def output_kind(spec_output: str, fully_convolutional: bool) -> str:
@@ -298,7 +298,7 @@ def export_artifact(
     force: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     on_step: StepCallback | None = None,
-    exporter: str = "torchscript",
+    exporter: str = "auto",
     dynamic_size: bool = False,
     fully_convolutional: bool = False,
     deform_conv: str = "native",
@@ -310,9 +310,11 @@ def export_artifact(
     fixed seed, so the same command produces the same artifact. ``input_size``: (H, W) overriding the spec's.
     ``int8`` hands the fused PyTorch model and the FP32 ONNX to ``edgeconv.quantize.quantize_int8`` with
     ``int8_options`` (an ``Int8Options``). ``on_step`` is called with a short label before each step (CLI progress).
-    ``exporter``: ``torchscript`` or ``dynamo`` (``edgeconv.export.export_onnx``); the manifest records it and the
-    opset written. ``dynamic_size``: the height and width become dynamic, and the graph is validated at a second size
-    too (``second_size``). ``fully_convolutional``: export the classifier convolutionized
+    ``exporter``: ``auto``, ``dynamo`` or ``torchscript`` (``edgeconv.export.export_onnx``); the manifest records the
+    one that wrote the graph, why ``auto`` fell back to TorchScript, and the opset written. ``dynamic_size``: the
+    height and width become dynamic, and the graph is validated at a second size too (``second_size``). A video clip
+    model (``spec.is_clip``) exports at one size, validated on clips panning across the photos.
+    ``fully_convolutional``: export the classifier convolutionized
     (``edgeconv.zoo.convolutionize``: a dense map of class scores at any input size the features take); implies
     ``dynamic_size``. ``deform_conv``: ``native`` writes deformable convs as ONNX DeformConv (opset 19),
     ``grid-sample`` as their exact decomposition (GridSample + Conv, opset 16) for runtimes without DeformConv.
@@ -337,10 +339,10 @@ def export_artifact(
 
     step = on_step or (lambda label: logger.info("%s", label))
     spec = get_spec(name)
-    if spec.is_clip:  # calibration, validation photos, the manifest and the runtime take images so far
+    if spec.is_clip and (dynamic_size or fully_convolutional):
         raise InvalidArgumentError(
-            f"{name} is a video clip model (input {'x'.join(map(str, spec.input_size))}, C x T x H x W): exporting "
-            f"clip models is not supported yet; `edgeconv profile {name}` counts it, edgeconv.zoo.create_model runs it"
+            f"{name} is a video clip model (C x T x H x W): --dynamic-size and --fully-convolutional are for image "
+            "models; export it at one size (--input-size H,W changes the frame size)"
         )
     if deform_conv not in DEFORM_CONV_FORMS:
         raise InvalidArgumentError(f"--deform-conv {deform_conv!r} is not one of {', '.join(DEFORM_CONV_FORMS)}")
@@ -358,12 +360,11 @@ def export_artifact(
     opset = max(DEFAULT_OPSET, needed) if opset is None else opset
     if batch < 1 or batch > 4096:
         raise InvalidArgumentError(f"batch {batch} must be in 1..4096")
-    channels = spec.input_size[0]
     if input_size is not None:
         size = tuple(int(v) for v in input_size)
         if len(size) != 2 or min(size) < 8:
             raise InvalidArgumentError(f"input_size {input_size} must be (H, W) with H, W >= 8")
-        chw: tuple[int, ...] = (channels, *size)
+        chw: tuple[int, ...] = (*spec.input_size[:-2], *size)  # a clip keeps its frames: (C, T, H, W)
     else:
         chw = tuple(spec.input_size)
     folder = Path(out_dir) if out_dir is not None else Path("models") / name
@@ -458,6 +459,7 @@ def export_artifact(
             exporter=exporter,  # type: ignore[arg-type]  # checked above
             dynamic_size=dynamic_size,
             second_size=second,
+            clip_format=spec.clip_format,
         )
         validation: dict[str, Any] = {"fp32": fp32.validation.to_dict() if fp32.validation else None}
         if fp32.validation_resized is not None and second is not None:
@@ -466,7 +468,7 @@ def export_artifact(
         if fp16:
             step("convert to FP16 and validate")
             convert_fp16(staging / FILES["fp32"], staging / FILES["fp16"])
-            images = validation_batch(chw, spec.mean, spec.std)
+            images = validation_batch(chw, spec.mean, spec.std, spec.clip_format)
             comparison = validate_fp16(staging / FILES["fp16"], model, images, batch=None if dynamic_batch else batch)
             validation["fp16"] = comparison.to_dict()
             files["fp16"] = {"path": FILES["fp16"], "precision": "fp16"}
@@ -474,7 +476,7 @@ def export_artifact(
         if int8:
             step("quantize to INT8 and validate")
             if int8_options is not None and int8_options.input_size is None:  # calibrate at the export's size
-                int8_options = dataclasses.replace(int8_options, input_size=(int(chw[1]), int(chw[2])))
+                int8_options = dataclasses.replace(int8_options, input_size=(int(chw[-2]), int(chw[-1])))
             int8_manifest = _quantize(
                 spec, export_model, staging / FILES["fp32"], staging / FILES["int8"], int8_options, calibration_split
             )
@@ -493,7 +495,7 @@ def export_artifact(
                 "name": fp32.input_name,
                 "shape": list(input_shape),  # the export size; with dynamic_size any size the model takes
                 "dtype": "float32",
-                "layout": "NCHW",
+                "layout": spec.input_layout,  # NCHW, or NCTHW for a clip (T frames)
                 "dynamic_size": dynamic_size,
             },
             "output": {
@@ -507,14 +509,16 @@ def export_artifact(
             "precisions": list(files),
             "files": files,
             "opset": fp32.opset,  # the opset written: the dynamo exporter keeps 18 where conversion fails
-            "exporter": fp32.exporter,
+            "exporter": fp32.exporter,  # the one that wrote model.onnx
+            "exporter_fallback": fp32.exporter_fallback,  # --exporter auto: why not dynamo (None: dynamo wrote it)
             "simplified": fp32.simplified,
             "fused": fuse,
             "fusion": fusion,
             "weights": weights_info,
             "versions": environment_versions(),
             "validation": {
-                "images": "scikit-image photos: coffee, chelsea, astronaut, rocket",
+                "images": "scikit-image photos: coffee, chelsea, astronaut, rocket"
+                + (" (a clip panning across each)" if spec.is_clip else ""),
                 "runtime": "onnxruntime CPUExecutionProvider",
                 "reference": "PyTorch FP32, unfused",
                 **validation,

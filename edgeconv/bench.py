@@ -686,7 +686,7 @@ def fidelity_images(
     used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it, at
     ``input_size`` (C, H, W) when given, else the spec's (or, without a name, for ``input_size`` with ``mean`` /
     ``std``, ImageNet's by default, and ``resize_ratio`` / ``interpolation``, an artifact manifest's):
-    ``(N, C, H, W)`` float32."""
+    ``(N, C, H, W)`` float32; for a clip model's ``(C, T, H, W)``, clips panning across them, ``(N, C, T, H, W)``."""
     from edgeconv.export import validation_images
     from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
@@ -700,12 +700,14 @@ def fidelity_images(
         resize_ratio, interpolation = spec.crop_pct, spec.interpolation
     if input_size is None:
         raise InvalidArgumentError("fidelity images need a zoo model name or an input size (C, H, W)")
-    chw = (int(input_size[0]), int(input_size[1]), int(input_size[2]))
+    channels, *frames, height, width = (int(v) for v in input_size)
+    chw = (channels, height, width)
     mean = tuple(mean or IMAGENET_MEAN)
     std = tuple(std or IMAGENET_STD)
     if resize_ratio is None:  # no spec, no manifest: whole images for small inputs (CIFAR-like), else ImageNet's crop
         resize_ratio = 0.875 if chw[1] >= 96 else 1.0
-    preprocessing = Preprocessing(chw, mean, std, float(resize_ratio), interpolation or "bilinear")
+    clip = {"frames": frames[0], "clip_format": spec.clip_format if name is not None else "rgb"} if frames else {}
+    preprocessing = Preprocessing(chw, mean, std, float(resize_ratio), interpolation or "bilinear", **clip)
     photos = np.stack([preprocessing(image) for image in validation_images()])
     if crops <= 0:
         return photos

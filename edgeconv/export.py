@@ -1,20 +1,18 @@
 """PyTorch -> ONNX export, checked: onnx.checker, shape inference, simplification, and a numerical comparison against
 PyTorch on ONNX Runtime CPU with real photographs.
 
-Exporter choice: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``), because
-  * it emits opset 17 natively. The torch.export-based exporter (default since torch 2.9) implements opset >= 18 only
-    and reaches 17 through the ONNX version converter, which can fail per operator and then silently keeps 18
-    (torch 2.14 logs "Setting ONNX exporter to use operator set version 18"); TensorRT 8.6 (JetPack 6.0) parses at
-    most opset 17;
-  * it behaves the same on torch 2.11 (the GPU machine) and 2.14 (here), and its node names carry the module path
-    (``/layer1/layer1.0/conv1/Conv``), which is how a numerical divergence is traced back to a named module;
-  * the zoo's models are static graphs (fixed control flow at a given input size), exactly what tracing captures, and
-    it is ~30x faster per model, which keeps the registry-wide export test inside CI's budget.
-It is deprecated upstream; ``exporter="dynamo"`` selects the torch.export-based one for models or torch releases
-that need it, and is used automatically if a future torch drops ``dynamo=False``. Its graph is exported at opset 18,
-its nodes renamed from their module-path metadata the TorchScript way (``scope_node_names``), then brought down to
-the opset asked by the ONNX version converter; where that fails (LRN's Pad) opset 18 is written, with a warning, and
-``ExportReport.opset`` says so (bench/results/exporters.md compares the two exporters on the zoo).
+Exporter choice (``exporter="auto"``, the default): the torch.export-based exporter (dynamo; upstream's default since
+torch 2.9, the TorchScript one is deprecated) wherever its graph validates against PyTorch at the opset asked, else the
+TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), and ``ExportReport.exporter_fallback`` says why:
+  * dynamo implements opset >= 18 only and reaches 17 through the ONNX version converter, which can fail per operator
+    (LRN's Pad) and then keeps 18; TensorRT 8.6 (JetPack 6.0) parses at most opset 17, so such a graph is not kept;
+  * it exports a dynamic batch only here: ``dynamic_size`` graphs go to TorchScript directly;
+  * an op it cannot export (torchvision's deformable conv) or a graph that fails the numerical check.
+Dynamo's graph is exported at opset 18, its nodes renamed from their module-path metadata the TorchScript way
+(``scope_node_names``: ``/layer1/layer1.0/conv1/Conv``, how a numerical divergence is traced back to a named module),
+then brought down to the opset asked. It takes about twice as long (bench/results/exporters.md compares the two on the
+zoo; ``bench/exporter_auto.py`` lists what ``auto`` picks per model). ``exporter="torchscript"`` or ``"dynamo"``
+forces one; a forced dynamo export keeps opset 18 with a warning where the conversion fails.
 
 Simplifier: onnxslim. It is pure Python (installs wherever onnx does), actively maintained and released, and keeps
 opset, names and dynamic axes; onnxsim (onnx-simplifier) is a C++ extension whose wheels have lagged new Python and
@@ -60,8 +58,8 @@ FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
 VALIDATION_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 
-Exporter = Literal["torchscript", "dynamo"]
-EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
+Exporter = Literal["auto", "torchscript", "dynamo"]
+EXPORTERS: tuple[str, ...] = ("auto", "torchscript", "dynamo")
 
 
 @dataclass
@@ -107,7 +105,7 @@ PIXEL_DISAGREEMENT = 1e-3
 class ExportReport:
     path: Path
     opset: int  # the opset written (the dynamo exporter may keep 18 where a lower one was asked)
-    exporter: str
+    exporter: str  # the one that wrote the file: "dynamo" or "torchscript"
     input_name: str
     output_name: str
     input_shape: tuple[int, ...]
@@ -120,6 +118,7 @@ class ExportReport:
     dynamic_size: bool = False
     validation_resized: Comparison | None = None  # at ``second_size``, for a dynamic-size export
     output_shape: tuple[int, ...] = ()  # at the export's input shape
+    exporter_fallback: str | None = None  # exporter="auto": why the TorchScript exporter wrote it instead of dynamo
 
 
 def compare_outputs(reference: np.ndarray, actual: np.ndarray, tolerance: float) -> Comparison:
@@ -178,12 +177,23 @@ def validation_images(names: Sequence[str] = VALIDATION_PHOTOS) -> list[np.ndarr
 
 
 def validation_batch(
-    input_shape: Sequence[int], mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    input_shape: Sequence[int],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    clip_format: str = "rgb",
 ) -> np.ndarray:
-    """The validation photos preprocessed for a (C, H, W) input, stacked into an (N, C, H, W) float32 batch."""
-    from edgeconv.preprocess import preprocess_image
+    """The validation photos preprocessed for a (C, H, W) input, stacked into an (N, C, H, W) float32 batch; for a
+    (C, T, H, W) clip input, one clip per photo panning across it (``preprocess.pan_clip``), (N, C, T, H, W)."""
+    from edgeconv.preprocess import pan_clip, preprocess_image
 
     channels = int(input_shape[0])
+    if len(input_shape) == 4:
+        clips = [
+            pan_clip(img, input_shape, mean=mean or (0.45, 0.45, 0.45), std=std or (0.225, 0.225, 0.225),
+                     clip_format=clip_format)
+            for img in validation_images()
+        ]  # fmt: skip
+        return np.concatenate(clips, axis=0)
     mean = mean or ((0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels)
     std = std or ((0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
     images = [preprocess_image(img, input_size=tuple(input_shape), mean=mean, std=std) for img in validation_images()]
@@ -555,6 +565,48 @@ def _pin_output_dims(proto: Any, shape: tuple[int, ...], dynamic: dict[int, str]
                 dim.dim_value = shape[axis]
 
 
+class _Unless(logging.Filter):
+    """Drops the records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _export_auto(model: nn.Module, path: Path, input_shape: Sequence[int], **options: Any) -> ExportReport:
+    """``exporter="auto"``: the torch.export-based exporter where it writes a graph that validates at the opset asked,
+    else the TorchScript one; the report says which wrote the file and why dynamo did not."""
+    why = "dynamic height and width: the torch.export path here makes only the batch dynamic"
+    if not options["dynamic_size"]:
+        attempt = path.with_name(path.name + ".dynamo")
+        quiet = _Unless("exporter: ")  # dynamo's warnings matter only if its graph is kept
+        logger.addFilter(quiet)
+        try:
+            report: ExportReport | None = export_onnx(model, attempt, input_shape, exporter="dynamo", **options)
+        except ExportError as exc:
+            report, why = None, f"it failed: {first_line(exc)}"
+        finally:
+            logger.removeFilter(quiet)
+        try:
+            if report is not None and report.opset == options["opset"]:
+                os.replace(attempt, path)
+                report.path = path
+                for text in report.warnings:
+                    logger.warning("exporter: %s", text)
+                return report
+            if report is not None:
+                why = f"it wrote opset {report.opset}, not the {options['opset']} asked"
+        finally:
+            attempt.unlink(missing_ok=True)
+    logger.info("ONNX export with the TorchScript exporter; dynamo's was not used (%s)", why)
+    report = export_onnx(model, path, input_shape, exporter="torchscript", **options)
+    report.exporter_fallback = why
+    return report
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -570,9 +622,10 @@ def export_onnx(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     tolerance: float = FP32_TOLERANCE,
-    exporter: Exporter = "torchscript",
+    exporter: Exporter = "auto",
     dynamic_size: bool = False,
     second_size: tuple[int, int] | None = None,
+    clip_format: str = "rgb",
 ) -> ExportReport:
     """Export ``model`` (eval mode, CPU, float32) to ``path`` and check it.
 
@@ -581,7 +634,8 @@ def export_onnx(
     ``out_height`` / ``out_width``), and the graph is validated again at ``second_size`` (H, W) when given, a size the
     model takes other than the export size (``edgeconv export --dynamic-size`` always gives one). ``reference`` is the
     PyTorch model the ONNX output is compared with (default: ``model``; pass the unfused original to cover fusion
-    too). ``mean`` / ``std`` normalize the validation photos.
+    too). ``mean`` / ``std`` normalize the validation photos. A 5-D ``input_shape`` (batch, C, T, H, W) is a video clip
+    model's: it is validated on clips panning across the photos, with ``clip_format``'s channels.
     Raises ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
     The file is written atomically: on any failure nothing is left at ``path``.
     """
@@ -594,6 +648,25 @@ def export_onnx(
         )
     if exporter not in EXPORTERS:
         raise InvalidArgumentError(f"exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
+    if exporter == "auto":
+        return _export_auto(
+            model,
+            Path(path),
+            input_shape,
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            input_name=input_name,
+            output_name=output_name,
+            simplify=simplify,
+            validate=validate,
+            reference=reference,
+            mean=mean,
+            std=std,
+            tolerance=tolerance,
+            dynamic_size=dynamic_size,
+            second_size=second_size,
+            clip_format=clip_format,
+        )
     shape = tuple(int(v) for v in input_shape)
     if len(shape) < 2 or min(shape) < 1:
         raise InvalidArgumentError(
@@ -674,7 +747,7 @@ def export_onnx(
 
     comparison = resized = None
     if validate:
-        images = validation_batch(shape[1:], mean, std)
+        images = validation_batch(shape[1:], mean, std, clip_format)
         reference = (reference or model).eval().float().cpu()
         comparison = validate_onnx(
             data, reference, images, tolerance=tolerance, batch=None if dynamic_batch else shape[0]

@@ -107,12 +107,94 @@ def preprocess_image(
     return np.ascontiguousarray(normalized.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+# A video clip's channels: "rgb" (each frame's colour, normalized) or "gray_flow" (Ji et al. 2013: gray, then the
+# optical flow's x and y in pixels per frame, flow t being frame t -> t + 1 and the last frame's flow zero).
+CLIP_FORMATS = ("rgb", "gray_flow")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, Pillow's "L"
+
+
+def pan_clip(
+    image: Image.Image | np.ndarray,
+    input_size: Sequence[int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    shift: tuple[int, int] = (1, 2),
+    resize_ratio: float = DEFAULT_CROP_PCT,
+    interpolation: str = DEFAULT_INTERPOLATION,
+    clip_format: str = "rgb",
+) -> np.ndarray:
+    """A clip made from one photo: ``T`` frames of an ``H x W`` window panning across it by ``shift = (dy, dx)``
+    pixels per frame (a camera pan over a still scene), ``(1, C, T, H, W)`` float32.
+
+    The photo is resized as ``preprocess_image`` does (shorter side to ``H / resize_ratio``), larger where the pan
+    needs room; the middle of the pan is the centre crop. The true optical flow of such a clip is known exactly: the
+    scene moves by ``(-dx, -dy)`` per frame, which is what the ``gray_flow`` format's flow channels carry.
+    """
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 4:
+        raise InputError(f"input_size {size} must be (channels, frames, height, width)")
+    channels, frames, height, width = size
+    if clip_format not in CLIP_FORMATS:
+        raise InputError(f"clip format {clip_format!r} is not known; use one of {', '.join(CLIP_FORMATS)}")
+    if channels != 3 or len(mean) != 3 or len(std) != 3:
+        raise InputError(f"a clip has 3 channels (RGB, or gray + flow x, y), got {channels} and mean {tuple(mean)}")
+    dy, dx = (int(v) for v in shift)
+    span_y, span_x = abs(dy) * (frames - 1), abs(dx) * (frames - 1)
+    pil = _to_pil(image, 3)
+    target_h = max(math.floor(height / resize_ratio), height + span_y)
+    target_w = max(math.floor(width / resize_ratio), width + span_x)
+    scale = max(target_h / pil.height, target_w / pil.width)
+    new_h, new_w = max(round(pil.height * scale), target_h), max(round(pil.width * scale), target_w)
+    pixels = np.asarray(pil.resize((new_w, new_h), INTERPOLATIONS[interpolation]), dtype=np.float32) / np.float32(255)
+    top0 = (new_h - height - span_y) // 2 + (span_y if dy < 0 else 0)
+    left0 = (new_w - width - span_x) // 2 + (span_x if dx < 0 else 0)
+    windows = np.stack(
+        [pixels[top0 + t * dy : top0 + t * dy + height, left0 + t * dx : left0 + t * dx + width] for t in range(frames)]
+    )  # (T, H, W, 3)
+    if clip_format == "rgb":
+        clip = windows.transpose(3, 0, 1, 2)
+    else:
+        clip = np.zeros((3, frames, height, width), dtype=np.float32)
+        clip[0] = windows @ np.asarray(LUMA, dtype=np.float32)
+        clip[1, :-1], clip[2, :-1] = -dx, -dy  # frame t -> t + 1: the scene moves against the window
+    normalized = (clip - np.asarray(mean, np.float32).reshape(3, 1, 1, 1)) / np.asarray(std, np.float32).reshape(
+        3, 1, 1, 1
+    )
+    return np.ascontiguousarray(normalized[None], dtype=np.float32)
+
+
+def preprocess_clip(
+    frames: Sequence[Image.Image | np.ndarray],
+    input_size: Sequence[int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize_ratio: float = DEFAULT_CROP_PCT,
+    interpolation: str = DEFAULT_INTERPOLATION,
+) -> np.ndarray:
+    """``T`` RGB video frames -> ``(1, 3, T, H, W)`` float32, each frame as ``preprocess_image`` treats an image."""
+    channels, count, height, width = (int(v) for v in input_size)
+    if len(frames) != count:
+        raise InputError(f"the model takes clips of {count} frames; got {len(frames)}")
+    per_frame = [
+        preprocess_image(f, input_size=(channels, height, width), mean=mean, std=std, resize_ratio=resize_ratio,
+                         interpolation=interpolation)[0]
+        for f in frames
+    ]  # fmt: skip
+    return np.ascontiguousarray(np.stack(per_frame, axis=1)[None], dtype=np.float32)
+
+
 def manifest_preprocessing(spec: Any, input_size: Sequence[int] | None = None) -> dict[str, Any]:
-    """The ``preprocessing`` entry of an artifact's manifest for zoo spec ``spec`` (input ``(C, H, W)``, the spec's
-    unless given): what :func:`preprocess_from_manifest` applies at deployment, equal to the preprocessing that
-    calibrated and evaluated the model (``Preprocessing.from_spec``)."""
-    channels = int((input_size if input_size is not None else getattr(spec, "input_size", (3, 224, 224)))[0])
+    """The ``preprocessing`` entry of an artifact's manifest for zoo spec ``spec`` (input ``(C, H, W)``, or a clip's
+    ``(C, T, H, W)``: each of its ``frames`` preprocessed as an image; the spec's unless given): what
+    :func:`preprocess_from_manifest` applies at deployment, equal to the preprocessing that calibrated and evaluated
+    the model (``Preprocessing.from_spec``)."""
+    size = tuple(input_size if input_size is not None else getattr(spec, "input_size", (3, 224, 224)))
+    channels = int(size[0])
+    clip = {"frames": int(size[1]), "clip_format": getattr(spec, "clip_format", "rgb")} if len(size) == 4 else {}
     return {
+        **clip,
         "color": "L" if channels == 1 else "RGB",
         "scale": 1 / 255,
         "mean": [float(v) for v in getattr(spec, "mean", IMAGENET_MEAN)],

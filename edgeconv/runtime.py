@@ -131,41 +131,67 @@ class Engine:
                 self._labels = []
         return self._labels
 
-    def preprocess(self, image: Any) -> np.ndarray:
-        """An image (path, PIL image or HxW[xC] array) -> the model's input array, per the manifest."""
-        from PIL import Image, UnidentifiedImageError
-
-        from edgeconv.preprocess import preprocess_from_manifest
-
+    def _preprocessing(self) -> dict[str, Any]:
         prep = self._manifest.preprocessing
         if not prep:
             raise ArtifactError(
                 f"{self.model_path} has no manifest.json with preprocessing; classify() needs one (use run() with "
                 "your own preprocessed array, or export with `edgeconv export`)"
             )
-        if isinstance(image, (str, os.PathLike)):
-            try:
-                with Image.open(image) as opened:
-                    image = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-                raise InputError(
-                    f"cannot read image {image}: {reason}; give a readable JPEG or PNG file (or a PIL image or array)"
-                ) from None
+        return prep
+
+    @property
+    def is_clip(self) -> bool:
+        """A video clip model: its input is (batch, C, T, H, W), and ``classify`` takes T frames."""
+        return (self.manifest.get("input") or {}).get("layout") == "NCTHW" or len(self.input_shape) == 5
+
+    def preprocess(self, image: Any) -> np.ndarray:
+        """An image (path, PIL image or HxW[xC] array) -> the model's input array, per the manifest; for a clip
+        model, a sequence of its T frames (each a path, PIL image or array)."""
+        from edgeconv.preprocess import preprocess_from_manifest
+
+        prep = self._preprocessing()
+        if self.is_clip:
+            return self._fill_batch(self._clip(image, prep))
         chw = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
         exported = (self.manifest.get("input") or {}).get("shape") or []
         if len(chw) != 3 and len(exported) == 4:  # dynamic height and width: the export size, as validated
             chw = tuple(int(d) for d in exported[1:])
         if len(chw) != 3:
             raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, H, W)")
-        array = preprocess_from_manifest(image, prep, chw)
+        return self._fill_batch(preprocess_from_manifest(_read_image(image), prep, chw))
+
+    def _clip(self, frames: Any, prep: dict[str, Any]) -> np.ndarray:
+        from edgeconv.preprocess import preprocess_clip
+
+        size = tuple(int(d) for d in self.input_shape[1:] if isinstance(d, int))
+        if len(size) != 4:
+            raise ArtifactError(f"{self.model_path} input {_format_shape(self.input_shape)} is not (batch, C, T, H, W)")
+        if prep.get("clip_format", "rgb") != "rgb":
+            raise InputError(
+                f"{self.model_path} takes {prep['clip_format']} clips (gray and optical flow, not frames alone): "
+                "build the (1, C, T, H, W) array with your flow and call run()"
+            )
+        if isinstance(frames, (str, os.PathLike, np.ndarray)) or not hasattr(frames, "__len__"):
+            raise InputError(f"{self.model_path} is a video clip model: give a list of its {size[1]} frames")
+        return preprocess_clip(
+            [_read_image(frame) for frame in frames],
+            size,
+            mean=prep["mean"],
+            std=prep["std"],
+            resize_ratio=float(prep.get("resize_ratio", 0.875)),
+            interpolation=str(prep.get("resize") or "bilinear"),
+        )
+
+    def _fill_batch(self, array: np.ndarray) -> np.ndarray:
         batch = self.input_shape[0]
         if isinstance(batch, int) and batch > 1:  # a static batch-N model: fill the batch, read the first row
             array = np.repeat(array, batch, axis=0)
         return array
 
     def classify(self, image: Any, top_k: int = 5) -> list[tuple[str, float]]:
-        """Top-``top_k`` (label, probability) for one image (path, PIL image or array), softmax over the logits."""
+        """Top-``top_k`` (label, probability) for one image (path, PIL image or array), softmax over the logits; for
+        a clip model, for one clip given as the list of its frames."""
         if top_k < 1:
             raise InputError(f"top_k {top_k} must be at least 1")
         logits = self.run(self.preprocess(image))[0].astype(np.float64)
@@ -196,6 +222,22 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({str(self.model_path)!r}, input {self.input_name}{_format_shape(self.input_shape)})"
+
+
+def _read_image(image: Any) -> Any:
+    """A path is opened as RGB (one line naming it if it cannot be); a PIL image or array is passed through."""
+    if not isinstance(image, (str, os.PathLike)):
+        return image
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as opened:
+            return opened.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise InputError(
+            f"cannot read image {image}: {reason}; give a readable JPEG or PNG file (or a PIL image or array)"
+        ) from None
 
 
 def palette(classes: int) -> np.ndarray:

@@ -31,9 +31,17 @@ from edgeconv.fuse import fuse_model
 from edgeconv.zoo import create_model, get_spec, list_specs
 
 
-def reduced_input(name: str, model: nn.Module) -> tuple[int, int, int]:
-    """(C, H, W) at the smallest of a few reduced resolutions the model accepts, else the model's default."""
+def reduced_input(name: str, model: nn.Module) -> tuple[int, ...]:
+    """(C, H, W) at the smallest of a few reduced resolutions the model accepts, else the model's default; a clip
+    model's (C, T, H, W): 4 frames of 32 x 32 where it takes them (the video ResNets), else its default."""
     spec = get_spec(name)
+    if spec.is_clip:
+        try:
+            with torch.inference_mode():
+                model(torch.zeros(1, spec.input_size[0], 4, 32, 32))
+            return (spec.input_size[0], 4, 32, 32)
+        except Exception:  # C3D's fc6 and Ji et al.'s C6 take their paper's clip only
+            return spec.input_size
     channels, height, width = spec.input_size
     side = max(height, width)
     candidates = [s for s in (32, 64, 96, 160) if s < side and s >= side // 8]
@@ -48,12 +56,7 @@ def reduced_input(name: str, model: nn.Module) -> tuple[int, int, int]:
     return channels, height, width
 
 
-# Clip models (inputs="clip": r3d_18, c3d ...) have no export stage yet; export_artifact refuses them in one line
-# (tests/test_zoo_video.py checks the refusal).
-IMAGE_MODELS = [spec.name for spec in list_specs() if not spec.is_clip]
-
-
-@pytest.mark.parametrize("name", registry_sweep(IMAGE_MODELS))
+@pytest.mark.parametrize("name", registry_sweep([spec.name for spec in list_specs()]))
 def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_model: Callable[..., nn.Module]) -> None:
     spec = get_spec(name)
     model = zoo_model(name)
@@ -62,8 +65,9 @@ def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_mo
     opset = max(DEFAULT_OPSET, spec.min_opset or 0)
     try:
         report = export_onnx(
-            fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std, opset=opset
-        )
+            fused, tmp_path / "m.onnx", (1, *chw), reference=model, mean=spec.mean, std=spec.std, opset=opset,
+            clip_format=spec.clip_format,
+        )  # fmt: skip
     except ExportError as exc:
         # AdaptiveAvgPool2d((7, 7)) / ((6, 6)) heads (VGG, AlexNet, ZFNet) export only when the map is a multiple of the
         # output size and its size is known to the tracer, which holds at the model's own input size.
@@ -129,8 +133,11 @@ class FrozenScale(nn.Module):
 def test_divergence_fails_loudly_naming_the_first_diverging_layer(tmp_path) -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), FrozenScale(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).eval()
     with pytest.raises(ExportError, match=r"first diverging layer: '2' \(FrozenScale"):
-        export_onnx(model, tmp_path / "f.onnx", (1, 1, 32, 32))
+        export_onnx(model, tmp_path / "f.onnx", (1, 1, 32, 32), exporter="torchscript")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+    # torch.export keeps the data-dependent scale in the graph: the default exporter writes a faithful one
+    report = export_onnx(model, tmp_path / "f.onnx", (1, 1, 32, 32))
+    assert report.exporter == "dynamo" and report.validation and report.validation.passed
 
 
 @pytest.mark.parametrize(
@@ -247,6 +254,23 @@ def test_dynamo_exporter_keeps_opset_18_with_a_warning_where_conversion_fails(tm
     assert any(w.startswith("wrote opset 18, not 17") and "TensorRT 8.6" in w for w in report.warnings)
 
 
+def test_auto_exporter_uses_dynamo_where_it_validates_at_the_opset_asked(tmp_path) -> None:
+    """The default: dynamo wrote the small convnet at 17; LRN's graph cannot go below 18 with dynamo, so the
+    TorchScript exporter writes it at 17 and the report says why; no attempt file is left beside either."""
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    report = export_onnx(plain, tmp_path / "p.onnx", (1, 3, 32, 32))
+    assert (report.exporter, report.opset, report.exporter_fallback) == ("dynamo", 17, None)
+    lrn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    report = export_onnx(lrn, tmp_path / "l.onnx", (1, 3, 32, 32))
+    assert (report.exporter, report.opset) == ("torchscript", 17)
+    assert report.exporter_fallback == "it wrote opset 18, not the 17 asked"
+    assert not any("opset" in w for w in report.warnings)  # dynamo's 18 warning is not the file's
+    assert onnx.load(tmp_path / "l.onnx").opset_import[0].version == 17
+    dynamic = export_onnx(plain, tmp_path / "d.onnx", (1, 3, 32, 32), dynamic_size=True, second_size=(40, 40))
+    assert dynamic.exporter == "torchscript" and "dynamic height and width" in (dynamic.exporter_fallback or "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.onnx", "l.onnx", "p.onnx"]
+
+
 def test_cli_export_exporter_option_lands_in_the_manifest(tmp_path) -> None:
     import json
 
@@ -260,8 +284,12 @@ def test_cli_export_exporter_option_lands_in_the_manifest(tmp_path) -> None:
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["exporter"] == "dynamo" and manifest["opset"] == 17
     assert json.loads(result.stdout)["exporter"] == "dynamo"
+    forced = CliRunner().invoke(app, ["export", "lenet5", "--exporter", "torchscript", "--out", str(tmp_path / "c")])
+    assert forced.exit_code == 0, forced.stderr
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["exporter"] == "torchscript" and manifest["exporter_fallback"] is None
     bad = CliRunner().invoke(app, ["export", "lenet5", "--exporter", "jit", "--out", str(tmp_path / "b")])
-    assert bad.exit_code != 0 and "torchscript, dynamo" in bad.stderr and not (tmp_path / "b").exists()
+    assert bad.exit_code != 0 and "auto, torchscript, dynamo" in bad.stderr and not (tmp_path / "b").exists()
 
 
 def test_dynamo_exporter_graph_serves_the_divergence_locator(tmp_path) -> None:

@@ -8,12 +8,14 @@ import torch
 from torch import nn
 
 from edgeconv.quantize.equalize import (
+    ChannelClip,
     IdentitySplitConv,
     PaddedConv2d,
     ShiftedClip,
     WeightQuantScheme,
     center_unsigned_activations,
     correct_bias,
+    equalize_depthwise_inputs,
     equalize_model,
     find_equalization_pairs,
     split_identity_taps,
@@ -335,3 +337,51 @@ def test_split_shared_activations_rewrites_only_the_owner_forward() -> None:
     assert not torch.equal(net(x), reference)
     clone = copy.deepcopy(net)  # deep copies (fuse_model, the int8 passes) keep the rewritten forward
     assert torch.equal(clone(x), net(x)) and clone[1].act_1 is not net[1].act_1
+
+
+def _depthwise_input_ranges(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    return net[:2](x).transpose(0, 1).flatten(1).amax(1)
+
+
+def test_depthwise_input_equalization_is_exact_and_evens_the_relu6_ranges() -> None:
+    net = _net(nn.ReLU6)
+    original = copy.deepcopy(net)
+    x = torch.randn(8, 3, 16, 16) * 3
+    spread = _depthwise_input_ranges(net, x)
+    assert spread.max() / spread.min() > 30  # the dense conv's channels span three decades
+    scales = equalize_depthwise_inputs(net, [x[:4], x[4:]], max_scale=100.0)
+    assert list(scales) == ["1"]  # only dense -> ReLU6 -> depthwise; depthwise -> ReLU6 -> 1x1 is left alone
+    assert isinstance(net[1], ChannelClip) and isinstance(net[3], nn.ReLU6)
+    for probe in (x, torch.randn(4, 3, 16, 16) * 10):  # exact in float, beyond the calibration ranges too
+        torch.testing.assert_close(net(probe), original(probe), rtol=1e-5, atol=1e-5)
+    # every channel now spans the widest one's range (at most 100x its own): one uint8 scale suits them all
+    expected = torch.minimum(spread * 100, spread.max())
+    torch.testing.assert_close(_depthwise_input_ranges(net, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_merged_channel_clips_fuse_and_agree_inside_the_calibration_ranges() -> None:
+    import io
+
+    import numpy as np
+    import onnx
+
+    from edgeconv.onnxgraph import run_onnx
+    from edgeconv.quantize.qdq.clips import merge_channel_clips
+
+    net = _net(nn.ReLU6)
+    original = copy.deepcopy(net)
+    x = torch.randn(8, 3, 16, 16) * 3
+    equalize_depthwise_inputs(net, [x])
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (x[:1],), buffer, opset_version=17, dynamo=False, input_names=["input"])
+    model = onnx.load_from_string(buffer.getvalue())
+    assert [n.op_type for n in model.graph.node].count("Min") == 1
+    assert merge_channel_clips(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Min" not in ops and ops.count("Relu") == 1 and ops.count("Clip") == 2  # Conv + Clip: what ORT fuses
+    clip = next(n for n in model.graph.node if n.op_type == "Clip" and n.input[1].endswith("clip_low"))
+    high = next(i for i in model.graph.initializer if i.name == clip.input[2])
+    assert float(onnx.numpy_helper.to_array(high)) == 6.0  # the saturated channel keeps ReLU6's clip
+    got = run_onnx(model.SerializeToString(), x.numpy())
+    np.testing.assert_allclose(got, original(x).detach().numpy(), rtol=1e-4, atol=1e-5)

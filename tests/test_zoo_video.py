@@ -1,9 +1,10 @@
 """The 3D CNNs of seed 004 (issue 19), zoo and profile stages: the video ResNets against torchvision (layout, parameter
 counts and the ops torchvision documents), C3D's and Ji et al.'s shapes and parameters against their papers, Conv3d
-mult-adds by hand and against fvcore, clip inputs through ``profile_model`` and the CLI, and the export stage's refusal.
+mult-adds by hand and against fvcore, clip inputs through ``profile_model`` and the CLI, clips panning across photos
+(validation and calibration), export with FP16, and the runtime on a clip's frames.
 
-The registry-wide sweeps (test_zoo, test_fuse, test_profile, test_torchvision_compat, test_paper_notes) cover these
-models too; test_export leaves clip models out until their export stage exists.
+The registry-wide sweeps (test_zoo, test_fuse, test_profile, test_torchvision_compat, test_paper_notes, test_export)
+cover these models too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import fvcore_count, meta_model
@@ -18,7 +20,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from edgeconv.cli import app
-from edgeconv.errors import InvalidArgumentError
+from edgeconv.errors import InputError, InvalidArgumentError
 from edgeconv.profile import profile_model
 from edgeconv.zoo import ModelSpec, create_model, get_spec, list_specs
 from edgeconv.zoo.registry import count_params
@@ -314,11 +316,130 @@ def test_cli_profile_clip_model() -> None:
     assert "conv_kxk 3x3x3" in data["by_type"] and "conv_kxk 1x3x3" in data["by_type"]
 
 
-@pytest.mark.parametrize("name", ["r3d_18", "ji2013_3dcnn"])
-def test_cli_export_refuses_clip_models_in_one_line(name: str, tmp_path: Path, monkeypatch) -> None:
+def test_pan_clip_frames_are_shifted_windows_of_one_photo() -> None:
+    from edgeconv.export import validation_images
+    from edgeconv.preprocess import pan_clip
+
+    photo = validation_images()[0]
+    clip = pan_clip(photo, (3, 5, 24, 32), mean=(0, 0, 0), std=(1, 1, 1), shift=(1, 2))[0]
+    assert clip.shape == (3, 5, 24, 32) and 0 <= clip.min() and clip.max() <= 1
+    for t in range(4):  # frame t + 1 is frame t moved by (1, 2): the scene moves by (-1, -2)
+        np.testing.assert_array_equal(clip[:, t + 1, :-1, :-2], clip[:, t, 1:, 2:])
+    assert not np.array_equal(clip[:, 0], clip[:, 1])
+    gray = pan_clip(photo, (3, 5, 24, 32), mean=(0, 0, 0), std=(1, 1, 1), shift=(-1, 2), clip_format="gray_flow")[0]
+    assert np.all(gray[1, :-1] == -2) and np.all(gray[2, :-1] == 1)  # optical flow x, y: the scene's motion
+    assert np.all(gray[1:, -1] == 0)  # the last frame has no next frame
+    np.testing.assert_array_equal(gray[0, 1, 1:, :-2], gray[0, 0, :-1, 2:])  # gray pans up and right
+    np.testing.assert_allclose(gray[0, 2], clip[:, 2].transpose(1, 2, 0) @ np.array([0.299, 0.587, 0.114]), atol=1e-5)
+
+
+def test_calibration_crops_of_a_clip_model_are_clips() -> None:
+    from edgeconv.export import validation_images
+    from edgeconv.quantize.calibration import Preprocessing, random_crops
+
+    prep = Preprocessing.from_spec(get_spec("r3d_18"), (32, 40))
+    assert prep.sample_shape == (3, 16, 32, 40) and prep.frames == 16
+    from PIL import Image
+
+    crops = random_crops([Image.fromarray(photo) for photo in validation_images()], 6, prep, seed=1)
+    assert crops.shape == (6, 3, 16, 32, 40) and np.isfinite(crops).all()
+    assert Preprocessing.from_spec(get_spec("ji2013_3dcnn")).clip_format == "gray_flow"
+    image = Preprocessing.from_spec(get_spec("mobilenet_v2"))
+    assert image.sample_shape == (3, 224, 224) and image.frames == 0
+
+
+def test_cli_export_of_a_clip_model_validates_fp32_and_fp16_on_panning_clips(tmp_path: Path) -> None:
+    out = tmp_path / "ji"
+    result = runner.invoke(app, ["export", "ji2013_3dcnn", "--fp16", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["shape"] == [1, 3, 7, 60, 40] and manifest["input"]["layout"] == "NCTHW"
+    assert manifest["preprocessing"]["frames"] == 7 and manifest["preprocessing"]["clip_format"] == "gray_flow"
+    fp32, fp16 = manifest["validation"]["fp32"], manifest["validation"]["fp16"]
+    assert fp32["passed"] and fp32["images"] == 4 and fp32["max_rel_error"] <= 1e-4
+    assert fp16["passed"] and fp16["max_rel_error"] <= 1e-2
+
+
+def test_engine_classifies_a_clip_from_its_frames_like_pytorch(tmp_path: Path) -> None:
+    """A video ResNet exported at a reduced frame size; ``Engine.classify`` takes the clip as its list of frames, with
+    no torch on its path, and ranks the classes as PyTorch does on the same preprocessed clip."""
+    from edgeconv.artifact import export_artifact
+    from edgeconv.export import validation_images
+    from edgeconv.preprocess import preprocess_clip
+    from edgeconv.runtime import Engine
+
+    spec = get_spec("r3d_18")
+    export_artifact("r3d_18", out_dir=tmp_path / "r3d", input_size=(32, 32))
+    engine = Engine(tmp_path / "r3d")
+    assert engine.is_clip and engine.input_shape == (1, 3, 16, 32, 32)
+    photo = np.asarray(validation_images()[1])
+    frames = [photo[8 * t : 8 * t + 300, 4 * t : 4 * t + 300] for t in range(16)]  # a pan over the photo
+    top = engine.classify(frames, top_k=3)
+    torch.manual_seed(0)
+    model = create_model("r3d_18").eval()
+    clip = preprocess_clip(frames, (3, 16, 32, 32), mean=spec.mean, std=spec.std, resize_ratio=spec.crop_pct)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(clip))[0].double(), 0)
+    assert [label for label, _ in top] == [engine.labels[i] for i in probs.argsort(descending=True)[:3].tolist()]
+    np.testing.assert_allclose([p for _, p in top], probs.sort(descending=True).values[:3].numpy(), rtol=1e-3)
+    with pytest.raises(InputError, match="give a list of its 16 frames"):
+        engine.classify(photo)
+    with pytest.raises(InputError, match="takes clips of 16 frames; got 2"):
+        engine.classify(frames[:2])
+
+
+def test_cli_int8_export_of_a_clip_model_quantizes_its_3d_convs_and_gates_on_clips(tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "ji8"
+    args = ["export", "ji2013_3dcnn", "--int8", "--calib-samples", "16", "--no-adaround", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    int8 = json.loads((out / "manifest.json").read_text())["int8"]
+    assert int8["gate"]["passed"] and int8["fidelity"]["samples"] == 300  # held-out clips, top-1 agreement
+    assert int8["fidelity"]["top1_agreement"] >= 0.9
+    # Every 3D conv of this network reads 1 channel per group: ORT CPU runs those slower in INT8 than in float
+    # (bench/results/int8_conv3d.md), so they stay in float (16-bit Q/DQ); C6 and the output layer are INT8.
+    assert int8["float_for_speed"] == ["hardwired", "motion.c2", "appearance.c2", "motion.c4", "appearance.c4"]
+    graph = onnx.load(out / "model_int8.onnx").graph
+    weights = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def weight_type(node: onnx.NodeProto) -> int:
+        dq = producer[node.input[1]]
+        assert dq.op_type == "DequantizeLinear"
+        return weights[dq.input[0]].data_type
+
+    convs = {n.name: weight_type(n) for n in graph.node if n.op_type in ("Conv", "Gemm")}
+    assert sorted(t for name, t in convs.items() if "/c6/" in name or "/fc/" in name) == [onnx.TensorProto.INT8] * 2
+    assert sum(t == onnx.TensorProto.INT16 for t in convs.values()) == 5
+
+
+def test_thin_3d_convs_are_the_ones_ort_runs_slower_in_int8() -> None:
+    import io
+
+    import onnx
+
+    from edgeconv.quantize.qdq.weights import thin_3d_convs
+
+    net = nn.Sequential(
+        nn.Conv3d(3, 8, 3),  # a stem on RGB frames: thin
+        nn.Conv3d(8, 8, 3, groups=8),  # depthwise: ORT has a kernel for it
+        nn.Conv3d(8, 16, 1),  # dense: INT8 pays
+        nn.Conv3d(16, 32, 1, groups=16),  # one channel in, two out per group: thin
+        nn.Flatten(2),
+        nn.Conv1d(32, 4, 1),  # not 3D
+    ).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(1, 3, 6, 8, 8),), buffer, dynamo=False, opset_version=17)
+    names = thin_3d_convs(onnx.load_from_string(buffer.getvalue()))
+    assert names == ["/0/Conv", "/3/Conv"]
+
+
+def test_cli_export_refuses_dynamic_size_for_clip_models_in_one_line(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["export", name])
+    result = runner.invoke(app, ["export", "r3d_18", "--dynamic-size"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "exporting clip models is not supported yet" in lines[0], result.stderr
+    assert len(lines) == 1 and "--dynamic-size and --fully-convolutional are for image models" in lines[0]
     assert not any(tmp_path.iterdir())  # nothing written, models/ not even created

@@ -116,8 +116,17 @@ def export_command(
         "percentile", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."
     ),
     calib_samples: int = typer.Option(128, "--calib-samples", help="INT8: random crops of the calibration photos."),
+    eval_samples: int = typer.Option(
+        300, "--eval-samples", help="INT8: held-out crops of other photos that the fidelity gate scores."
+    ),
     no_equalize: bool = typer.Option(
         False, "--no-equalize", help="INT8: skip cross-layer equalization (conv pairs and residual streams)."
+    ),
+    equalize_depthwise: bool = typer.Option(
+        False,
+        "--equalize-depthwise",
+        help="INT8, onnxruntime target: one range for every channel of each depthwise conv's ReLU6 input (mobilenet_v2 "
+        "+2.1 points, efficientnet_lite0 -3.9: see bench/results/int8.md).",
     ),
     bias_correction: bool = typer.Option(
         False,
@@ -200,11 +209,12 @@ def export_command(
     ),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export without BatchNorm folding / re-parameterization."),
     exporter: str = typer.Option(
-        "torchscript",
+        "auto",
         "--exporter",
-        metavar="[torchscript|dynamo]",
-        help="ONNX exporter: torchscript (default, ~2x faster, opset 17 native) or dynamo (torch.export-based, "
-        "upstream's future; opset 17 via the ONNX version converter, else 18 with a warning).",
+        metavar="[auto|dynamo|torchscript]",
+        help="ONNX exporter: auto (default) uses the torch.export-based one (dynamo) where its graph validates at the "
+        "opset asked, else the TorchScript one, and the manifest says which and why; dynamo or torchscript forces "
+        "one (dynamo keeps opset 18 with a warning where the version converter cannot go lower).",
     ),
     out: Path = typer.Option(None, "--out", help="Output folder (default: models/MODEL)."),
     force: bool = typer.Option(
@@ -245,7 +255,9 @@ def export_command(
                 calib_dir=calib,
                 calib_method=calib_method,
                 calib_samples=calib_samples,
+                eval_samples=eval_samples,
                 equalize=not no_equalize,
+                equalize_depthwise=equalize_depthwise,
                 bias_correction=bias_correction,
                 adaround=adaround,
                 center_activations=center,
@@ -265,10 +277,11 @@ def export_command(
             or target != "onnxruntime"
             or fallback != "auto"
             or cpu_kernels != "auto"
+            or equalize_depthwise
         ):
             raise InvalidArgumentError(
-                "--target, --calib, --fallback, --cpu-kernels, --min-agreement and --min-confident-agreement "
-                "configure INT8; add --int8"
+                "--target, --calib, --fallback, --cpu-kernels, --equalize-depthwise, --min-agreement and "
+                "--min-confident-agreement configure INT8; add --int8"
             )
         manifest = export_artifact(
             model,

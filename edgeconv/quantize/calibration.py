@@ -47,22 +47,46 @@ class Preprocessing:
     """The model's own input pipeline: shorter side to ``H / resize_ratio`` (``interpolation``), centre crop
     ``H x W``, mean/std -- ``edgeconv.preprocess.preprocess_image``, as deployment runs it."""
 
-    input_size: tuple[int, int, int] = (3, 224, 224)
+    input_size: tuple[int, int, int] = (3, 224, 224)  # one image or one frame: (C, H, W)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     resize_ratio: float = 0.875
     interpolation: str = "bilinear"
+    frames: int = 0  # a video clip model's T (samples are clips panning across a photo); 0 for an image model
+    clip_format: str = "rgb"  # a clip's channels (edgeconv.preprocess.CLIP_FORMATS)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, input_size: tuple[int, int] | None = None) -> Preprocessing:
         """The spec's evaluation preprocessing: its ``crop_pct`` (1.0 for whole-image CIFAR / MNIST models) and
         ``interpolation``, what an artifact's manifest records for deployment."""
-        channels, height, width = spec.input_size
+        channels, *frames, height, width = spec.input_size
         if input_size is not None:
             height, width = input_size
         ratio = float(getattr(spec, "crop_pct", 0.875))
         interpolation = str(getattr(spec, "interpolation", "bilinear"))
-        return cls((channels, height, width), tuple(spec.mean), tuple(spec.std), ratio, interpolation)
+        clip = {"frames": int(frames[0]), "clip_format": spec.clip_format} if frames else {}
+        return cls((channels, height, width), tuple(spec.mean), tuple(spec.std), ratio, interpolation, **clip)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(C, H, W)``, or ``(C, T, H, W)`` for a clip."""
+        channels, height, width = self.input_size
+        return (channels, self.frames, height, width) if self.frames else self.input_size
+
+    def clip(self, image: PILImage.Image | np.ndarray, shift: tuple[int, int] = (1, 2)) -> np.ndarray:
+        """A ``(C, T, H, W)`` clip panning across ``image`` by ``shift`` (dy, dx) pixels per frame."""
+        from edgeconv.preprocess import pan_clip
+
+        return pan_clip(
+            image,
+            self.sample_shape,
+            mean=self.mean,
+            std=self.std,
+            shift=shift,
+            resize_ratio=self.resize_ratio,
+            interpolation=self.interpolation,
+            clip_format=self.clip_format,
+        )[0]
 
     @classmethod
     def from_manifest(cls, preprocessing: Mapping[str, Any], input_size: Sequence[int]) -> Preprocessing:
@@ -77,8 +101,12 @@ class Preprocessing:
         )
 
     def __call__(self, image: PILImage.Image | np.ndarray) -> np.ndarray:
-        """One PIL image (or ``preprocess_image``'s uint8 / [0, 1] float array) -> ``(C, H, W)`` float32."""
+        """One PIL image (or ``preprocess_image``'s uint8 / [0, 1] float array) -> ``(C, H, W)`` float32 (a clip
+        model's: the ``(C, T, H, W)`` clip panning across it)."""
         from edgeconv.preprocess import preprocess_image
+
+        if self.frames:
+            return self.clip(image)
 
         out = preprocess_image(
             image,
@@ -218,7 +246,8 @@ def random_crops(
     min_area: float = 0.08,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
-    """``count`` random resized crops (with horizontal flips) of ``images`` (PIL), each preprocessed -> ``(N,C,H,W)``.
+    """``count`` random resized crops (with horizontal flips) of ``images`` (PIL), each preprocessed -> ``(N,C,H,W)``;
+    for a clip model, each crop panned at a random speed -> ``(N, C, T, H, W)``.
 
     Images are visited round-robin, so every image contributes equally; boxes and flips come from ``seed``.
     """
@@ -229,7 +258,7 @@ def random_crops(
     if not images:
         raise CalibrationError("no images to crop from")
     rng = np.random.default_rng(seed)
-    out = np.empty((count, *preprocessing.input_size), dtype=np.float32)
+    out = np.empty((count, *preprocessing.sample_shape), dtype=np.float32)
     for i in range(count):
         image = images[i % len(images)]
         width, height = image.size
@@ -245,7 +274,11 @@ def random_crops(
         crop = image.crop((left, top, left + w, top + h))
         if rng.random() < 0.5:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        out[i] = preprocessing(crop)
+        if preprocessing.frames:  # a clip: the crop panned at a random speed and direction, up to 2 px a frame
+            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+            out[i] = preprocessing.clip(crop, (dy, dx))
+        else:
+            out[i] = preprocessing(crop)
         if progress is not None:
             progress(i + 1, count)
     return out

@@ -514,6 +514,77 @@ def center_unsigned_activations(
     return done
 
 
+class ChannelClip(nn.Module):
+    """``min(relu(x), upper[c])``: a ReLU6 whose channel ``c`` was multiplied by ``k_c`` (its clip point moved to
+    ``6 k_c``); exports as ONNX Relu + Min (``equalize_depthwise_inputs``)."""
+
+    def __init__(self, upper: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("upper", upper.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.relu(x), self.upper)
+
+
+@torch.no_grad()
+def equalize_depthwise_inputs(
+    model: nn.Module, samples: Iterable[torch.Tensor], max_scale: float = 100.0
+) -> dict[str, float]:
+    """Give every channel of a depthwise conv's ReLU6 input the same range, in place, so that one activation scale
+    per tensor quantizes it as finely as one scale per channel would; returns ``{activation name: largest k_c}``.
+
+    MobileNet's expansion conv -> ReLU6 -> depthwise conv pairs carry channels whose calibration maximum ``r_c`` runs
+    from 6 (saturated) down to a few hundredths, and a per-tensor uint8 grid of step ``6 / 255`` gives the small ones a
+    handful of levels. NNCF quantizes these inputs per channel (ORT's integer kernels cannot run that: its graph is
+    2x slower than FP32); scaling instead gives each channel the whole grid at per-tensor cost: ``k_c = R / r_c``
+    (``R = max r_c``, at most ``max_scale``) multiplies output channel ``c`` of ``conv1`` (weights and bias), divides
+    depthwise filter ``c`` of ``conv2``, and the ReLU6 becomes ``ChannelClip(6 k_c)``: exact in float. Both convs'
+    weights are quantized per output channel, so their grids do not change. ``merge_channel_clips`` then turns the
+    exported Relu + Min into one per-tensor ``Clip(0, min 6 k_c)`` for ORT's fused Conv + Clip kernel: a channel
+    with ``k_c > 1`` then saturates at ``6 / k_c >= r_c`` of its old units, where a per-channel quantizer with range
+    ``r_c`` saturates too. Pairs CLE equalized (ReLU) are left to CLE: this is for the ReLU6 pairs it skips.
+    """
+    pairs = []
+    for n1, na, n2 in find_equalization_pairs(model):
+        conv1, act, conv2 = model.get_submodule(n1), model.get_submodule(na), model.get_submodule(n2)
+        depthwise = isinstance(conv2, nn.Conv2d) and conv2.groups == conv2.in_channels == conv2.out_channels > 1
+        if isinstance(conv1, nn.Conv2d) and isinstance(act, _RELU6) and depthwise and _compatible(conv1, conv2) is None:
+            pairs.append((conv1, na, act, conv2))
+    if not pairs:
+        return {}
+    ranges: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):  # noqa: ANN202 -- closure for a forward hook
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
+            ranges[name] = top if name not in ranges else torch.maximum(ranges[name], top)
+
+        return hook
+
+    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _ in pairs]
+    try:
+        for batch in samples:
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    done = {}
+    for conv1, na, _, conv2 in pairs:
+        r = ranges.get(na)
+        if r is None or float(r.max()) <= 0:
+            continue
+        top = r.max()
+        k = (top / r.clamp_min(float(top) / max_scale)).clamp(1.0, max_scale)
+        conv1.weight.copy_((conv1.weight.double() * k.reshape(-1, 1, 1, 1)).to(conv1.weight.dtype))
+        if conv1.bias is not None:
+            conv1.bias.copy_((conv1.bias.double() * k).to(conv1.bias.dtype))
+        conv2.weight.copy_((conv2.weight.double() / k.reshape(-1, 1, 1, 1)).to(conv2.weight.dtype))
+        _set_module(model, na, ChannelClip((6.0 * k).to(conv1.weight.dtype)))
+        done[na] = float(k.max())
+    logger.info("equalized the ReLU6 inputs of %d depthwise convs", len(done))
+    return done
+
+
 class IdentitySplitConv(nn.Module):
     """``conv(x) + identity(x)``: a square stride-1 conv with the outlying part of its diagonal centre taps moved into
     a depthwise 1x1 conv ``identity`` (``split_identity_taps``)."""

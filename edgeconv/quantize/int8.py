@@ -213,6 +213,8 @@ def quantize_int8(
         min_agreement=options.min_agreement,
         min_confident_agreement=options.min_confident_agreement,
         equalized_pairs=prepared.eq_pairs,
+        depthwise_equalized=prepared.depthwise,
+        float_for_speed=[module_name(n) or n for n in quantizer.slow_in_int8],
         equalized_streams=prepared.streams,
         equalization_skipped=prepared.eq_skipped,
         bias_corrected_layers=prepared.bc_layers,
@@ -325,6 +327,7 @@ class _Prepared:
     offsets: dict[str, float] = field(default_factory=dict)  # centred activation (module name) -> shift
     split: list[str] = field(default_factory=list)  # convs whose identity taps were split out
     split_activations: list[str] = field(default_factory=list)  # activation modules given one copy per call site
+    depthwise: int = 0  # depthwise convs whose ReLU6 input was equalized
     exporter: str | None = None
 
 
@@ -346,6 +349,7 @@ def _prepare(
         batches,
         center_unsigned_activations,
         correct_bias,
+        equalize_depthwise_inputs,
         equalize_model,
         equalize_residual_streams,
         split_identity_taps,
@@ -363,6 +367,9 @@ def _prepare(
         eq = equalize_model(model, relu6=options.relu6)
         prepared.eq_pairs, prepared.eq_skipped = len(eq.equalized), len(eq.skipped)
         prepared.streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
+        if options.equalize_depthwise and options.target == "onnxruntime":
+            depthwise = equalize_depthwise_inputs(model, batches(data.calibration[:64], 16))
+            prepared.depthwise = len(depthwise)
     if _centers(options):
         prepared.offsets = center_unsigned_activations(model, batches(data.calibration[:64], 16), options.percentile)
     if options.split_identity:  # last: exact for any kernel, and it must not hide convs from the passes above
@@ -393,4 +400,12 @@ def _prepare(
         tolerance=max(FP32_TOLERANCE, options.prepared_tolerance),
     )
     prepared.exporter = report.exporter
+    if prepared.depthwise:  # the per-channel clips of the equalized ReLU6s become one fusable Clip each
+        import onnx
+
+        from edgeconv.quantize.qdq.clips import merge_channel_clips
+
+        graph = onnx.load(prepared.path)
+        merge_channel_clips(graph)
+        write_atomic(prepared.path, graph.SerializeToString())
     return prepared

@@ -44,6 +44,8 @@ class Int8Report:
     cpu_kernels: str = "auto"  # the --cpu-kernels the form was chosen for
     exporter: str | None = None  # the exporter that wrote the prepared graph
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage
+    float_for_speed: list[str] = field(default_factory=list)  # convs ORT CPU runs slower in INT8 (thin_3d_convs)
+    depthwise_equalized: int = 0  # depthwise convs whose ReLU6 input channels were given one range
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class Int8Report:
             },
             "equalized_pairs": self.equalized_pairs,
             "equalized_residual_streams": self.equalized_streams,
+            "equalized_depthwise_inputs": self.depthwise_equalized,
+            "float_for_speed": self.float_for_speed,
             "bias_corrected_layers": self.bias_corrected_layers,
             "centred_activations": {name: round(shift, 4) for name, shift in self.centred_activations.items()},
             "identity_split_convs": self.identity_split,

@@ -104,6 +104,8 @@ class ModelSpec:
     min_opset: int | None = None
     # What one sample is: an image (C, H, W) or a video clip (C, T, H, W); see INPUTS.
     inputs: str = "image"
+    # A clip's channels (edgeconv.preprocess.CLIP_FORMATS): "rgb" frames, or "gray_flow" (gray, optical flow x, y).
+    clip_format: str = "rgb"
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:

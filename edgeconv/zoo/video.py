@@ -407,6 +407,7 @@ register_model(
         builder=ji2013_3dcnn,
         inputs="clip",
         input_size=(3, 7, 60, 40),  # gray, optflow-x, optflow-y; 7 frames of 60 x 40 (H x W)
+        clip_format="gray_flow",
         num_classes=TRECVID_CLASSES,
         # The paper gives no normalization; gray in [0, 1] and flow in pixels per frame are taken as they are.
         mean=(0.0, 0.0, 0.0),

@@ -18,7 +18,7 @@ from edgeconv.quantize.calibration import CalibrationReader, ProgressCallback
 from edgeconv.quantize.options import QUANTIZED_OPS, Int8Options
 from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
 from edgeconv.quantize.qdq.offsets import centred_ranges, compensate_offsets
-from edgeconv.quantize.qdq.weights import gemm_layout, limit_pair_sums, make_saturation_safe
+from edgeconv.quantize.qdq.weights import gemm_layout, limit_pair_sums, make_saturation_safe, thin_3d_convs
 
 if TYPE_CHECKING:
     import onnx
@@ -186,6 +186,8 @@ class StaticQuantizer:
         self.saturation_safe = target == "onnxruntime" and saturation_safe and not plain
         self.safe_layers = 0
         self.adaround = options.adaround and not plain
+        # ORT CPU runs these 3D convs slower in INT8 than in float: the onnxruntime form always keeps them in float
+        self.slow_in_int8 = thin_3d_convs(self.model) if target == "onnxruntime" and not plain else []
         self.adaround_options = AdaRoundOptions(iterations=options.adaround_iterations, seed=options.seed)
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
         self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
@@ -231,6 +233,7 @@ class StaticQuantizer:
             )
             save_tensors_data(ranges, self.cache)  # quantize_static reads it instead of calibrating
         kwargs = dict(self.kwargs)
+        exclude = list(dict.fromkeys([*self.slow_in_int8, *exclude]))
         if self.target == "onnxruntime" and (exclude or tensors):
             kwargs["extra_options"] = high_precision(self.model, exclude, tensors, kwargs["extra_options"])
             exclude = ()

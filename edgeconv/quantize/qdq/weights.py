@@ -24,6 +24,29 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type in QUANTIZED_OPS]
 
 
+# ONNX Runtime's CPU QLinearConv runs a 3D conv that reads at most this many input channels per group slower than the
+# FP32 Conv (ORT 1.32, AVX-512 VNNI, one conv per graph: r3d_18's stem 3 -> 64 at 3x7x7 1.75x, C3D's conv1 2.39x,
+# Ji et al.'s per-stream convs 14-21x), while dense 3D convs of 64+ channels run at 0.16-0.35x and depthwise ones at
+# 0.62x (bench/results/int8_conv3d.md). The onnxruntime form keeps the thin ones in float.
+THIN_3D_CONV_CHANNELS = 3
+
+
+def thin_3d_convs(model: onnx.ModelProto) -> list[str]:
+    """Names of the 3D Conv nodes whose INT8 form ORT CPU runs slower than float: at most
+    ``THIN_3D_CONV_CHANNELS`` input channels per group, depthwise convs (one channel in and out per group) aside."""
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    thin = []
+    for node in model.graph.node:
+        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if dims is None or len(dims) != 5:
+            continue
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        depthwise = dims[1] == 1 and dims[0] == groups
+        if dims[1] <= THIN_3D_CONV_CHANNELS and not depthwise:
+            thin.append(node.name)
+    return thin
+
+
 def _reduction_rows(weight: np.ndarray, layout: str) -> np.ndarray:
     """``weight`` as (output channels, reduction) in the order ORT's GEMM kernels reduce over: ``"conv"`` (OIHW ->
     O x (kh, kw, input channel), input channel fastest), ``"gemm_t"`` (Gemm with transB, [N, K]), ``"matmul"``

@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import logging
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -401,6 +401,25 @@ def equalize_residual_streams(model: nn.Module, samples: Iterable[torch.Tensor],
     return done
 
 
+def _observe(
+    model: nn.Module,
+    samples: Iterable[torch.Tensor],
+    modules: Mapping[str, nn.Module],
+    record: Callable[[str, torch.Tensor], None],
+) -> None:
+    """Run ``samples`` through ``model``, calling ``record(name, output)`` on every output of ``modules[name]``."""
+    handles = [
+        module.register_forward_hook(lambda _module, _inputs, output, name=name: record(name, output))
+        for name, module in modules.items()
+    ]
+    try:
+        for batch in samples:
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class ShiftedClip(nn.Module):
     """``clamp(x, low, high)``: a ReLU / ReLU6 whose output was shifted down by ``shift`` (exports as ONNX Clip)."""
 
@@ -477,21 +496,12 @@ def center_unsigned_activations(
     counts = dict.fromkeys(tops, 0)
     keep = 1 - percentile / 100
 
-    def hook_for(name: str):  # noqa: ANN202 -- closure for a forward hook
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            flat = output.detach().flatten()
-            counts[name] += flat.numel()
-            tops[name].append(flat.topk(min(flat.numel(), int(flat.numel() * keep) + 1)).values)
+    def record(name: str, output: torch.Tensor) -> None:
+        flat = output.detach().flatten()
+        counts[name] += flat.numel()
+        tops[name].append(flat.topk(min(flat.numel(), int(flat.numel() * keep) + 1)).values)
 
-        return hook
-
-    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _, _ in triples]
-    try:
-        for batch in samples:
-            model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _observe(model, samples, {na: act for _, na, act, _, _ in triples}, record)
     done, padded = {}, []
     for conv1, na, act, n2, conv2 in triples:
         if not counts[na]:
@@ -554,20 +564,11 @@ def equalize_depthwise_inputs(
         return {}
     ranges: dict[str, torch.Tensor] = {}
 
-    def hook_for(name: str):  # noqa: ANN202 -- closure for a forward hook
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
-            ranges[name] = top if name not in ranges else torch.maximum(ranges[name], top)
+    def record(name: str, output: torch.Tensor) -> None:
+        top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
+        ranges[name] = top if name not in ranges else torch.maximum(ranges[name], top)
 
-        return hook
-
-    handles = [act.register_forward_hook(hook_for(na)) for _, na, act, _ in pairs]
-    try:
-        for batch in samples:
-            model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _observe(model, samples, {na: act for _, na, act, _ in pairs}, record)
     done = {}
     for conv1, na, _, conv2 in pairs:
         r = ranges.get(na)

@@ -7,7 +7,8 @@ TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), and ``ExportRep
   * dynamo implements opset >= 18 only and reaches 17 through the ONNX version converter, which can fail per operator
     (LRN's Pad) and then keeps 18; TensorRT 8.6 (JetPack 6.0) parses at most opset 17, so such a graph is not kept;
   * it exports a dynamic batch only here: ``dynamic_size`` graphs go to TorchScript directly;
-  * an op it cannot export (torchvision's deformable conv) or a graph that fails the numerical check.
+  * an op it cannot export, or a graph that fails the numerical check (a data-dependent Python float that TorchScript
+    would freeze, dynamo keeps: tests/test_export.py).
 Dynamo's graph is exported at opset 18, its nodes renamed from their module-path metadata the TorchScript way
 (``scope_node_names``: ``/layer1/layer1.0/conv1/Conv``, how a numerical divergence is traced back to a named module),
 then brought down to the opset asked. It takes about twice as long (bench/results/exporters.md compares the two on the

@@ -56,14 +56,15 @@ def test_int8_options_need_int8(tmp_path: Path) -> None:
 
 
 def test_equalize_depthwise_reaches_the_quantizer_and_needs_int8(tmp_path: Path) -> None:
-    """mobilenet_v2 at width 0.35 and 64 pixels: its 17 expansion (and stem) conv -> ReLU6 -> depthwise pairs."""
+    """mobilenet_v2 at width 0.35 and 64 pixels: its 17 expansion (and stem) conv -> ReLU6 -> depthwise pairs, on by
+    default; how many are equalized depends on what leaving one photo out prefers, not none."""
     args = ["export", "mobilenet_v2", "--width-mult", "0.35", "--input-size", "64", "--int8", "--no-adaround"]
     args += ["--calib-samples", "16", "--eval-samples", "32", "--force", "--out", str(tmp_path / "m")]
-    result = CliRunner().invoke(app, [*args, "--equalize-depthwise"])
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     int8 = json.loads((tmp_path / "m" / "manifest.json").read_text())["int8"]
-    assert int8["equalized_depthwise_inputs"] == 17 and int8["fidelity"]["samples"] == 32
-    result = CliRunner().invoke(app, args)
+    assert 0 < int8["equalized_depthwise_inputs"] <= 17 and int8["fidelity"]["samples"] == 32
+    result = CliRunner().invoke(app, [*args, "--no-equalize-depthwise"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["int8"]["equalized_depthwise_inputs"] == 0
     result = CliRunner().invoke(app, ["export", "lenet5", "--equalize-depthwise", "--out", str(tmp_path / "o")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -349,7 +350,7 @@ def test_depthwise_input_equalization_is_exact_and_evens_the_relu6_ranges() -> N
     x = torch.randn(8, 3, 16, 16) * 3
     spread = _depthwise_input_ranges(net, x)
     assert spread.max() / spread.min() > 30  # the dense conv's channels span three decades
-    scales = equalize_depthwise_inputs(net, [x[:4], x[4:]], max_scale=100.0)
+    scales = equalize_depthwise_inputs(net, x.numpy(), policy=(100.0, 1.0))  # one policy for every layer
     assert list(scales) == ["1"]  # only dense -> ReLU6 -> depthwise; depthwise -> ReLU6 -> 1x1 is left alone
     assert isinstance(net[1], ChannelClip) and isinstance(net[3], nn.ReLU6)
     for probe in (x, torch.randn(4, 3, 16, 16) * 10):  # exact in float, beyond the calibration ranges too
@@ -357,6 +358,21 @@ def test_depthwise_input_equalization_is_exact_and_evens_the_relu6_ranges() -> N
     # every channel now spans the widest one's range (at most 100x its own): one uint8 scale suits them all
     expected = torch.minimum(spread * 100, spread.max())
     torch.testing.assert_close(_depthwise_input_ranges(net, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_depthwise_policy_left_one_photo_out_equalizes_steady_ranges_and_spares_a_photo_that_exceeds_them() -> None:
+    x = (torch.randn(16, 3, 16, 16) * 3).numpy()
+    photos = np.arange(16) % 4
+    net = _net(nn.ReLU6)
+    original = copy.deepcopy(net)
+    scales = equalize_depthwise_inputs(net, x, photos)
+    assert list(scales) == ["1"] and scales["1"] > 1  # four photos alike: finer steps pay, the ranges are stretched
+    torch.testing.assert_close(net(torch.from_numpy(x)), original(torch.from_numpy(x)), rtol=1e-5, atol=1e-5)
+    loud = x.copy()
+    loud[photos == 3] *= 30  # one photo drives every channel far past what the other three showed
+    net = _net(nn.ReLU6)
+    assert equalize_depthwise_inputs(net, loud, photos) == {}  # stretching would clip it: left as it was
+    assert isinstance(net[1], nn.ReLU6)
 
 
 def test_merged_channel_clips_fuse_and_agree_inside_the_calibration_ranges() -> None:
@@ -371,7 +387,7 @@ def test_merged_channel_clips_fuse_and_agree_inside_the_calibration_ranges() -> 
     net = _net(nn.ReLU6)
     original = copy.deepcopy(net)
     x = torch.randn(8, 3, 16, 16) * 3
-    equalize_depthwise_inputs(net, [x])
+    equalize_depthwise_inputs(net, x.numpy())
     buffer = io.BytesIO()
     torch.onnx.export(net, (x[:1],), buffer, opset_version=17, dynamo=False, input_names=["input"])
     model = onnx.load_from_string(buffer.getvalue())

@@ -536,23 +536,44 @@ class ChannelClip(nn.Module):
         return torch.minimum(torch.relu(x), self.upper)
 
 
+# (cap on k_c, headroom h): the policies ``equalize_depthwise_inputs`` chooses from per layer, (1, 1) = unchanged.
+DEPTHWISE_POLICIES = ((1.0, 1.0),) + tuple((cap, h) for cap in (2.0, 4.0, 8.0, 16.0, 32.0, 100.0) for h in (1.0, 2.0))
+
+
+def _depthwise_scales(r: torch.Tensor, cap: float, headroom: float) -> torch.Tensor:
+    """``k_c = R / (h r_c)`` in ``[1, cap]``, ``R = max r_c``: channel ``c``'s range ``r_c`` stretched towards ``R``."""
+    top = r.max()
+    return (top / (headroom * r.clamp_min(float(top) / (cap * headroom)))).clamp(1.0, cap)
+
+
 @torch.no_grad()
 def equalize_depthwise_inputs(
-    model: nn.Module, samples: Iterable[torch.Tensor], max_scale: float = 100.0
+    model: nn.Module,
+    samples: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    policy: tuple[float, float] = (100.0, 1.0),
+    batch_size: int = 16,
 ) -> dict[str, float]:
-    """Give every channel of a depthwise conv's ReLU6 input the same range, in place, so that one activation scale
-    per tensor quantizes it as finely as one scale per channel would; returns ``{activation name: largest k_c}``.
+    """Give the channels of a depthwise conv's ReLU6 input closer ranges, in place, so that one activation scale per
+    tensor quantizes them as finely as one scale per channel would; returns ``{activation name: largest k_c}``.
 
     MobileNet's expansion conv -> ReLU6 -> depthwise conv pairs carry channels whose calibration maximum ``r_c`` runs
     from 6 (saturated) down to a few hundredths, and a per-tensor uint8 grid of step ``6 / 255`` gives the small ones a
     handful of levels. NNCF quantizes these inputs per channel (ORT's integer kernels cannot run that: its graph is
-    2x slower than FP32); scaling instead gives each channel the whole grid at per-tensor cost: ``k_c = R / r_c``
-    (``R = max r_c``, at most ``max_scale``) multiplies output channel ``c`` of ``conv1`` (weights and bias), divides
+    2x slower than FP32); scaling instead gives each channel more of the grid at per-tensor cost: ``k_c = R / (h r_c)``
+    (``R = max r_c``, ``k_c`` in ``[1, cap]``) multiplies output channel ``c`` of ``conv1`` (weights and bias), divides
     depthwise filter ``c`` of ``conv2``, and the ReLU6 becomes ``ChannelClip(6 k_c)``: exact in float. Both convs'
     weights are quantized per output channel, so their grids do not change. ``merge_channel_clips`` then turns the
-    exported Relu + Min into one per-tensor ``Clip(0, min 6 k_c)`` for ORT's fused Conv + Clip kernel: a channel
-    with ``k_c > 1`` then saturates at ``6 / k_c >= r_c`` of its old units, where a per-channel quantizer with range
-    ``r_c`` saturates too. Pairs CLE equalized (ReLU) are left to CLE: this is for the ReLU6 pairs it skips.
+    exported Relu + Min into one per-tensor ``Clip(0, min 6 k_c)`` for ORT's fused Conv + Clip kernel.
+
+    The cost: channel ``c`` then saturates at ``R / k_c`` of its old units, which clips a channel that other photos
+    excite more than the calibration ones did (efficientnet_lite0 lost 3.9 points of agreement with ``cap=100, h=1``
+    on every layer). So with ``groups`` (the source photo of each sample) each layer gets its own ``(cap, h)`` from
+    ``DEPTHWISE_POLICIES``: the one whose squared error at the depthwise conv's output (rounding ``step^2 / 12`` on
+    the values inside the range, the excess on those above it, per channel times its filter's squared norm) is lowest
+    when each photo is quantized with the ranges of the others (leave one photo out). Without ``groups``, ``policy``
+    applies to every layer.
     """
     pairs = []
     for n1, na, n2 in find_equalization_pairs(model):
@@ -562,28 +583,76 @@ def equalize_depthwise_inputs(
             pairs.append((conv1, na, act, conv2))
     if not pairs:
         return {}
-    ranges: dict[str, torch.Tensor] = {}
+    acts = {na: act for _, na, act, _ in pairs}
+    labels = np.zeros(len(samples), dtype=np.int64) if groups is None else np.asarray(groups)
+    names = sorted(set(labels.tolist()))
+    ranges: dict[object, dict[str, torch.Tensor]] = {g: {} for g in names}  # photo -> activation -> max per channel
 
-    def record(name: str, output: torch.Tensor) -> None:
-        top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
-        ranges[name] = top if name not in ranges else torch.maximum(ranges[name], top)
+    for g in names:
 
-    _observe(model, samples, {na: act for _, na, act, _ in pairs}, record)
+        def record(name: str, output: torch.Tensor, seen: dict[str, torch.Tensor] = ranges[g]) -> None:
+            top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
+            seen[name] = top if name not in seen else torch.maximum(seen[name], top)
+
+        _observe(model, batches(samples[labels == g], batch_size), acts, record)
+
+    def overall(name: str, without: object = None) -> torch.Tensor | None:
+        seen = [ranges[g][name] for g in names if g != without and name in ranges[g]]
+        return torch.stack(seen).amax(0) if seen else None
+
+    chosen = {na: policy for na in acts}
+    if groups is not None and len(names) > 1:
+        chosen = _choose_depthwise_policies(model, samples, labels, names, pairs, overall, batch_size)
     done = {}
     for conv1, na, _, conv2 in pairs:
-        r = ranges.get(na)
-        if r is None or float(r.max()) <= 0:
+        r = overall(na)
+        if r is None or float(r.max()) <= 0 or chosen[na] == (1.0, 1.0):
             continue
-        top = r.max()
-        k = (top / r.clamp_min(float(top) / max_scale)).clamp(1.0, max_scale)
+        k = _depthwise_scales(r, *chosen[na])
         conv1.weight.copy_((conv1.weight.double() * k.reshape(-1, 1, 1, 1)).to(conv1.weight.dtype))
         if conv1.bias is not None:
             conv1.bias.copy_((conv1.bias.double() * k).to(conv1.bias.dtype))
         conv2.weight.copy_((conv2.weight.double() / k.reshape(-1, 1, 1, 1)).to(conv2.weight.dtype))
         _set_module(model, na, ChannelClip((6.0 * k).to(conv1.weight.dtype)))
         done[na] = float(k.max())
-    logger.info("equalized the ReLU6 inputs of %d depthwise convs", len(done))
+    logger.info(
+        "equalized the ReLU6 inputs of %d of %d depthwise convs (cap, headroom): %s",
+        len(done),
+        len(pairs),
+        ", ".join(f"{na} {chosen[na]}" for na in done),
+    )
     return done
+
+
+def _choose_depthwise_policies(model, samples, labels, names, pairs, overall, batch_size):
+    """Each pair's ``DEPTHWISE_POLICIES`` entry of least leave-one-photo-out error (``equalize_depthwise_inputs``)."""
+    errors = {na: torch.zeros(len(DEPTHWISE_POLICIES), dtype=torch.float64) for _, na, _, _ in pairs}
+    norms = {na: conv2.weight.double().flatten(1).square().sum(1) for _, na, _, conv2 in pairs}
+    acts = {na: act for _, na, act, _ in pairs}
+    for g in names:
+        limits = {}  # activation -> (policies, channels) saturation point and grid step in old units
+        for na in acts:
+            r = overall(na, without=g)
+            if r is None or float(r.max()) <= 0:
+                continue
+            scales = torch.stack([_depthwise_scales(r, *p) for p in DEPTHWISE_POLICIES])
+            top = float(r.max())
+            limits[na] = ((top / scales).float(), (top / (255 * scales)).float())
+
+        def record(name: str, output: torch.Tensor) -> None:
+            if name not in limits:
+                return
+            x = output.detach().transpose(0, 1).flatten(1)  # (channels, values), thinned to 16k values a batch
+            x = x[:, :: max(1, x.shape[1] // 16384)]
+            inside_zero = (x > 0).sum(1)
+            for i, (limit, step) in enumerate(zip(*limits[name])):
+                above = (x - limit[:, None]).clamp_min(0)
+                clipped = (above > 0).sum(1)
+                per_channel = above.square().sum(1).double() + step.double().square() / 12 * (inside_zero - clipped)
+                errors[name][i] += float((per_channel * norms[name]).sum())
+
+        _observe(model, batches(samples[labels == g], batch_size), acts, record)
+    return {na: DEPTHWISE_POLICIES[int(errors[na].argmin())] for na in errors}
 
 
 class IdentitySplitConv(nn.Module):

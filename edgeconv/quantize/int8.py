@@ -341,6 +341,7 @@ def _prepare(
 ) -> _Prepared:
     """The PyTorch preparation, on a BN-folded copy of ``torch_model``, then one export through ``export_onnx``, checked
     against ``torch_model`` itself: every step but bias correction keeps the function exactly (in float)."""
+    import numpy as np
     from torch import nn
 
     from edgeconv.export import FP32_TOLERANCE, export_onnx
@@ -368,7 +369,12 @@ def _prepare(
         prepared.eq_pairs, prepared.eq_skipped = len(eq.equalized), len(eq.skipped)
         prepared.streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
         if options.equalize_depthwise and options.target == "onnxruntime":
-            depthwise = equalize_depthwise_inputs(model, batches(data.calibration[:64], 16))
+            # random_crops visits the calibration photos round-robin: crop i comes from photo i % photos. Arrays
+            # handed over without their photos are left out in 8 folds of samples instead.
+            photos = len(data.split.calibration.images) if data.split else 0
+            subset = data.calibration[:64]
+            groups = np.arange(len(subset)) % (photos if photos > 1 else 8)
+            depthwise = equalize_depthwise_inputs(model, subset, groups)
             prepared.depthwise = len(depthwise)
     if _centers(options):
         prepared.offsets = center_unsigned_activations(model, batches(data.calibration[:64], 16), options.percentile)

@@ -125,8 +125,8 @@ def export_command(
     equalize_depthwise: bool | None = typer.Option(
         None,
         "--equalize-depthwise/--no-equalize-depthwise",
-        help="INT8, onnxruntime target: closer ranges for the channels of each depthwise conv's ReLU6 input, chosen per "
-        "layer by leaving one calibration photo out (on by default; mobilenet_v2 mean KL 0.042 -> 0.034, see "
+        help="INT8, onnxruntime target: closer ranges for the channels of each depthwise conv's ReLU6 input, chosen "
+        "per layer by leaving one calibration photo out (on by default; mobilenet_v2 mean KL 0.042 -> 0.034, see "
         "bench/results/int8.md).",
         show_default=False,
     ),

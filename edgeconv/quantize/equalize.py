@@ -575,20 +575,20 @@ def equalize_depthwise_inputs(
     when each photo is quantized with the ranges of the others (leave one photo out). Without ``groups``, ``policy``
     applies to every layer.
     """
-    pairs = []
+    pairs: list[tuple[nn.Conv2d, str, nn.Module, nn.Conv2d]] = []
     for n1, na, n2 in find_equalization_pairs(model):
         conv1, act, conv2 = model.get_submodule(n1), model.get_submodule(na), model.get_submodule(n2)
-        depthwise = isinstance(conv2, nn.Conv2d) and conv2.groups == conv2.in_channels == conv2.out_channels > 1
-        if isinstance(conv1, nn.Conv2d) and isinstance(act, _RELU6) and depthwise and _compatible(conv1, conv2) is None:
+        if not (isinstance(conv1, nn.Conv2d) and isinstance(act, _RELU6) and isinstance(conv2, nn.Conv2d)):
+            continue
+        if conv2.groups == conv2.in_channels == conv2.out_channels > 1 and _compatible(conv1, conv2) is None:
             pairs.append((conv1, na, act, conv2))
     if not pairs:
         return {}
     acts = {na: act for _, na, act, _ in pairs}
     labels = np.zeros(len(samples), dtype=np.int64) if groups is None else np.asarray(groups)
-    names = sorted(set(labels.tolist()))
-    ranges: dict[object, dict[str, torch.Tensor]] = {g: {} for g in names}  # photo -> activation -> max per channel
+    ranges: dict[object, dict[str, torch.Tensor]] = {g: {} for g in sorted(set(labels.tolist()))}  # photo -> act -> max
 
-    for g in names:
+    for g in ranges:
 
         def record(name: str, output: torch.Tensor, seen: dict[str, torch.Tensor] = ranges[g]) -> None:
             top = output.detach().transpose(0, 1).flatten(1).amax(1).double()
@@ -596,16 +596,12 @@ def equalize_depthwise_inputs(
 
         _observe(model, batches(samples[labels == g], batch_size), acts, record)
 
-    def overall(name: str, without: object = None) -> torch.Tensor | None:
-        seen = [ranges[g][name] for g in names if g != without and name in ranges[g]]
-        return torch.stack(seen).amax(0) if seen else None
-
     chosen = {na: policy for na in acts}
-    if groups is not None and len(names) > 1:
-        chosen = _choose_depthwise_policies(model, samples, labels, names, pairs, overall, batch_size)
+    if groups is not None and len(ranges) > 1:
+        chosen = _choose_depthwise_policies(model, samples, labels, pairs, ranges, batch_size)
     done = {}
     for conv1, na, _, conv2 in pairs:
-        r = overall(na)
+        r = _range_over(ranges, na)
         if r is None or float(r.max()) <= 0 or chosen[na] == (1.0, 1.0):
             continue
         k = _depthwise_scales(r, *chosen[na])
@@ -624,34 +620,50 @@ def equalize_depthwise_inputs(
     return done
 
 
-def _choose_depthwise_policies(model, samples, labels, names, pairs, overall, batch_size):
+def _range_over(
+    ranges: Mapping[object, Mapping[str, torch.Tensor]], name: str, without: object = None
+) -> torch.Tensor | None:
+    """Per-channel maximum of activation ``name`` over every photo of ``ranges`` (photo -> name -> maxima) but
+    ``without``."""
+    seen = [per_photo[name] for photo, per_photo in ranges.items() if photo != without and name in per_photo]
+    return torch.stack(seen).amax(0) if seen else None
+
+
+def _choose_depthwise_policies(
+    model: nn.Module,
+    samples: np.ndarray,
+    labels: np.ndarray,
+    pairs: list[tuple[nn.Conv2d, str, nn.Module, nn.Conv2d]],
+    ranges: Mapping[object, Mapping[str, torch.Tensor]],
+    batch_size: int,
+) -> dict[str, tuple[float, float]]:
     """Each pair's ``DEPTHWISE_POLICIES`` entry of least leave-one-photo-out error (``equalize_depthwise_inputs``)."""
-    errors = {na: torch.zeros(len(DEPTHWISE_POLICIES), dtype=torch.float64) for _, na, _, _ in pairs}
-    norms = {na: conv2.weight.double().flatten(1).square().sum(1) for _, na, _, conv2 in pairs}
     acts = {na: act for _, na, act, _ in pairs}
-    for g in names:
+    errors = {na: torch.zeros(len(DEPTHWISE_POLICIES), dtype=torch.float64) for na in acts}
+    norms = {na: conv2.weight.double().flatten(1).square().sum(1) for _, na, _, conv2 in pairs}
+    for photo in ranges:
         limits = {}  # activation -> (policies, channels) saturation point and grid step in old units
         for na in acts:
-            r = overall(na, without=g)
+            r = _range_over(ranges, na, without=photo)
             if r is None or float(r.max()) <= 0:
                 continue
             scales = torch.stack([_depthwise_scales(r, *p) for p in DEPTHWISE_POLICIES])
             top = float(r.max())
             limits[na] = ((top / scales).float(), (top / (255 * scales)).float())
 
-        def record(name: str, output: torch.Tensor) -> None:
+        def record(name: str, output: torch.Tensor, limits: dict = limits) -> None:
             if name not in limits:
                 return
             x = output.detach().transpose(0, 1).flatten(1)  # (channels, values), thinned to 16k values a batch
             x = x[:, :: max(1, x.shape[1] // 16384)]
-            inside_zero = (x > 0).sum(1)
-            for i, (limit, step) in enumerate(zip(*limits[name])):
+            positive = (x > 0).sum(1)
+            for i, (limit, step) in enumerate(zip(*limits[name], strict=True)):
                 above = (x - limit[:, None]).clamp_min(0)
                 clipped = (above > 0).sum(1)
-                per_channel = above.square().sum(1).double() + step.double().square() / 12 * (inside_zero - clipped)
+                per_channel = above.square().sum(1).double() + step.double().square() / 12 * (positive - clipped)
                 errors[name][i] += float((per_channel * norms[name]).sum())
 
-        _observe(model, batches(samples[labels == g], batch_size), acts, record)
+        _observe(model, batches(samples[labels == photo], batch_size), acts, record)
     return {na: DEPTHWISE_POLICIES[int(errors[na].argmin())] for na in errors}
 
 

@@ -70,6 +70,10 @@ def label_names(dataset: str, num_classes: int) -> tuple[str, list[str]]:
         from edgeconv.data import imagenet_labels
 
         return "imagenet", list(imagenet_labels())
+    if dataset == "coco" and num_classes == 91:
+        from edgeconv.data import coco_labels
+
+        return "coco", list(coco_labels())
     if dataset == "mnist" and num_classes == 10:
         return "mnist", [str(i) for i in range(10)]
     if dataset == "cifar10" and num_classes == 10:
@@ -302,6 +306,7 @@ def export_artifact(
     dynamic_size: bool = False,
     fully_convolutional: bool = False,
     deform_conv: str = "native",
+    detector_form: str | None = None,
 ) -> Manifest:
     """Build zoo model ``name``, fuse it, export and validate FP32 (and FP16 / INT8) ONNX into ``out_dir``
     (default ``models/<name>``), and write the manifest. Returns the manifest.
@@ -318,6 +323,7 @@ def export_artifact(
     (``edgeconv.zoo.convolutionize``: a dense map of class scores at any input size the features take); implies
     ``dynamic_size``. ``deform_conv``: ``native`` writes deformable convs as ONNX DeformConv (opset 19),
     ``grid-sample`` as their exact decomposition (GridSample + Conv, opset 16) for runtimes without DeformConv.
+    ``detector_form``: a detector's export form, ``onnxruntime`` (default) or ``tensorrt`` (``edgeconv.detection``).
     """
     import torch
 
@@ -339,6 +345,12 @@ def export_artifact(
 
     step = on_step or (lambda label: logger.info("%s", label))
     spec = get_spec(name)
+    if spec.is_detector:
+        form = int8_options.target if int8_options is not None else "onnxruntime"
+        return _export_detector(spec, out_dir, weights, model_kwargs, opset, force, step, fp16=fp16, int8=int8,
+                                input_size=input_size, batch=batch, dynamic_batch=dynamic_batch,
+                                dynamic_size=dynamic_size, fully_convolutional=fully_convolutional,
+                                form=detector_form or form)  # fmt: skip
     if spec.is_clip and (dynamic_size or fully_convolutional):
         raise InvalidArgumentError(
             f"{name} is a video clip model (C x T x H x W): --dynamic-size and --fully-convolutional are for image "
@@ -539,6 +551,204 @@ def export_artifact(
             shutil.rmtree(staging, ignore_errors=True)
     if installed:
         logger.info("wrote %s", folder)
+        return Manifest(folder, manifest)
+    kept = Manifest.read(folder, required=True)
+    kept.unchanged = True
+    return kept
+
+
+def _export_detector(
+    spec: Any,
+    out_dir: str | os.PathLike | None,
+    weights: str | None,
+    model_kwargs: dict[str, Any] | None,
+    opset: int | None,
+    force: bool,
+    step: StepCallback,
+    **options: Any,
+) -> Manifest:
+    """A detector's export (``edgeconv.detection``): the options it does not take are refused first, one line each."""
+    refused = {
+        "fp16": "--fp16",
+        "int8": "--int8",
+        "dynamic_batch": "--dynamic-batch",
+        "dynamic_size": "--dynamic-size",
+        "fully_convolutional": "--fully-convolutional",
+    }
+    for key, flag in refused.items():
+        if options[key]:
+            why = "the ONNX Runtime form takes any size" if "size" in key else "not built for detectors yet"
+            raise InvalidArgumentError(f"{flag} does not apply to {spec.name} ({why}); drop {flag}")
+    if options["batch"] != 1:
+        raise InvalidArgumentError(f"a detector takes one image at a time; drop --batch {options['batch']}")
+    folder = Path(out_dir) if out_dir is not None else Path("models") / spec.name
+    size = tuple(int(v) for v in options["input_size"]) if options["input_size"] is not None else None
+    return _write_detector_artifact(
+        spec,
+        folder,
+        weights=weights,
+        kwargs=dict(model_kwargs or {}),
+        opset=opset,
+        force=force,
+        step=step,
+        form=options["form"],
+        input_size=size,  # type: ignore[arg-type]
+    )
+
+
+def _write_detector_artifact(
+    spec: Any,
+    folder: Path,
+    *,
+    weights: str | None,
+    kwargs: dict[str, Any],
+    opset: int | None,
+    force: bool,
+    step: Any,
+    form: str = "onnxruntime",
+    input_size: tuple[int, int] | None = None,
+) -> Manifest:
+    """``edgeconv export`` for a detector: build, export the ONNX Runtime form, validate on the photos at their own
+    sizes, write ``model.onnx``, ``labels.txt`` and ``manifest.json`` atomically into ``folder``. Returns the
+    ``Manifest``. ``form``: ``onnxruntime`` (any input size) or ``tensorrt`` (``edgeconv.fixed_detector``, at
+    ``input_size`` (H, W), default the spec's). (Callers have refused the options detectors do not take yet.)"""
+    import torch
+
+    from edgeconv.detection import (
+        DETECTION_OPSET,
+        DETECTION_PHOTOS,
+        check_form,
+        export_detector,
+        export_fixed_detector,
+        export_roi_detector,
+        validate_detector,
+        validate_fixed_detector,
+        validate_roi_detector,
+    )
+    from edgeconv.errors import ExportError
+    from edgeconv.export import validation_batch, validation_images
+    from edgeconv.zoo import create_model
+
+    opset = DETECTION_OPSET if opset is None else opset
+    if opset < DETECTION_OPSET:
+        raise InvalidArgumentError(
+            f"--opset {opset} is too low for a detector; drop --opset or give {DETECTION_OPSET}+ (RoiAlign's "
+            "coordinate mode, NonMaxSuppression)"
+        )
+    check_form(form)
+    fixed = form == "tensorrt"
+    if fixed and spec.output != "detections":
+        raise InvalidArgumentError(f"--target tensorrt: {spec.name} has no fixed-shape form (it takes RoIs); drop it")
+    if input_size is not None and not fixed:
+        raise InvalidArgumentError(
+            f"--input-size does not apply to the ONNX Runtime form of {spec.name} (it takes any size); drop it, or "
+            "add --target tensorrt for a fixed-size graph"
+        )
+    size = tuple(input_size) if input_size is not None else (int(spec.input_size[1]), int(spec.input_size[2]))
+    if len(size) != 2 or min(size) < 32:
+        raise InvalidArgumentError(f"--input-size {input_size} must be H,W with both at least 32")
+    planned = {"model": spec.name, "model_kwargs": kwargs, "opset": opset, "precisions": ["fp32"]}
+    check_destination(folder, planned, force=force)
+    step(f"build {spec.name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model(spec.name, weights=weights, **kwargs)
+    if weights is not None:
+        from edgeconv.zoo.weights import resolve_weights
+
+        path, entry = resolve_weights(spec, weights)
+        weights_info = {"source": entry.source if entry else path.name, "name": weights if entry else None,
+                        "sha256": sha256_file(path)}  # fmt: skip
+    else:
+        weights_info = {"source": "random init, torch.manual_seed(0), woken (edgeconv.zoo.detection.wake)",
+                        "name": None, "sha256": None}  # fmt: skip
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    except OSError as exc:
+        raise write_error(folder, exc, "the artifact") from None
+    shareable(staging)
+    try:
+        onnx_path = staging / FILES["fp32"]
+        if not fixed:
+            step(f"export ONNX opset {opset} (the whole detector, any input size) and validate on ONNX Runtime")
+        if spec.output == "roi_detections":
+            export_roi_detector(model, onnx_path, size, opset=opset)
+            images = list(validation_batch(spec.input_size, spec.mean, spec.std)[:, None])
+            check = validate_roi_detector(onnx_path, model, images)
+            validation = {"images": len(images), **check}
+            inputs = {"image": ["1", 3, "height", "width"], "rois": ["rois", 4]}
+            outputs = {"scores": ["rois", "classes"], "boxes": ["rois", "classes", 4]}
+        elif fixed:
+            step(f"TensorRT form: fixed {size[0]}x{size[1]} input, constant shapes, validated on resized photos")
+            export_fixed_detector(model, onnx_path, size, opset=opset)
+            results = validate_fixed_detector(
+                onnx_path, model, validation_images(DETECTION_PHOTOS), DETECTION_PHOTOS, size
+            )
+            check = {"passed": all(results.values())}
+            validation = {"photos": {name: result.to_dict() for name, result in results.items()}, **check}
+            detections = int(model.roi_heads.detections_per_img)
+            inputs = {"image": [1, 3, *size]}
+            outputs = {"boxes": [detections, 4], "scores": [detections], "labels": [detections], "count": [1]}
+        else:
+            export_detector(model, onnx_path, size, opset=opset)
+            results = validate_detector(onnx_path, model, validation_images(DETECTION_PHOTOS), DETECTION_PHOTOS)
+            check = {"passed": all(results.values())}
+            validation = {"photos": {name: result.to_dict() for name, result in results.items()}, **check}
+            inputs = {"image": [1, 3, "height", "width"]}
+            outputs = {"boxes": ["detections", 4], "scores": ["detections"], "labels": ["detections"]}
+        if not check["passed"]:
+            raise ExportError(f"{spec.name}: the ONNX graph does not match PyTorch on the photos: {validation}")
+        files = {"fp32": {"path": FILES["fp32"], "precision": "fp32", "sha256": sha256_file(onnx_path),
+                          "bytes": onnx_path.stat().st_size}}  # fmt: skip
+        label_set, labels = label_names(spec.dataset, int(kwargs.get("num_classes", spec.num_classes)))
+        _write_text(staging / LABELS, "\n".join(labels) + "\n")
+        manifest = {
+            "format": FORMAT,
+            "model": spec.name,
+            "family": spec.family,
+            "model_kwargs": kwargs,
+            "input": {
+                "name": "image",
+                "shape": [1, 3, *size],
+                "dtype": "float32",
+                "layout": "NCHW",
+                "dynamic_size": not fixed,
+                "inputs": inputs,
+            },  # fmt: skip
+            "output": {"name": list(outputs)[0], "kind": spec.output, "outputs": outputs, "dtype": "float32"},
+            "detector": {"form": form, "export_size": list(size)},
+            "preprocessing": {
+                "color": "RGB",
+                "scale": 1 / 255,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+                "resize": "letterbox" if fixed else "inside the graph" if spec.output == "detections" else "none",
+            },  # fmt: skip
+            "labels": {"set": label_set, "file": LABELS, "count": len(labels), "sha256": sha256_file(staging / LABELS)},
+            "precisions": list(files),
+            "files": files,
+            "opset": opset,
+            "exporter": "torchscript",
+            "exporter_fallback": "detectors have data-dependent shapes: the TorchScript exporter writes them",
+            "fused": False,
+            "weights": weights_info,
+            "versions": environment_versions(),
+            "validation": {
+                "images": f"scikit-image photos: {', '.join(DETECTION_PHOTOS)}, "
+                + (f"each resized to {size[0]}x{size[1]}" if fixed else "each at its own size"),
+                "runtime": "onnxruntime CPUExecutionProvider",
+                "reference": "PyTorch FP32",
+                "fp32": validation,
+            },
+            "int8": None,
+        }
+        Manifest(staging, manifest).write()
+        installed = _install(staging, folder, manifest, force)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if installed:
         return Manifest(folder, manifest)
     kept = Manifest.read(folder, required=True)
     kept.unchanged = True

@@ -220,6 +220,41 @@ class Engine:
         probs /= probs.sum(axis=0, keepdims=True)
         return scores.argmax(axis=0), probs.astype(np.float32)
 
+    # --- detection ------------------------------------------------------------------------------------------------
+
+    def detect(self, image: Any, threshold: float = 0.0) -> Any:
+        """Detections in one image (path, PIL image or HxW[x3] uint8 array) for a detector artifact: an
+        ``edgeconv.boxes.Detections`` (boxes x1, y1, x2, y2 in the image's pixels, scores, labels; ``labels`` names
+        the classes), those scoring above ``threshold``, highest first; possibly empty.
+
+        The ONNX Runtime form takes the image at its own size; the TensorRT form's fixed input gets it letterboxed
+        and its boxes mapped back."""
+        from edgeconv.boxes import Detections, letterbox, unletterbox
+
+        if self.output_kind != "detections":
+            raise InputError(f"{self.model_path} is not a detector (its output is {self.output_kind}); use classify()")
+        image = _read_image(image)
+        photo = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        if photo.ndim == 2:
+            photo = np.repeat(photo[..., None], 3, axis=2)
+        if photo.ndim != 3 or photo.shape[2] < 3 or photo.dtype != np.uint8:
+            raise InputError(f"image must be an HxWx3 uint8 RGB array, a PIL image or a path; got {photo.shape}")
+        photo = photo[..., :3]
+        fixed = (self.manifest.get("detector") or {}).get("form") == "tensorrt"
+        scale = 1.0
+        canvas = photo
+        if fixed:
+            canvas, scale = letterbox(photo, (int(self.input_shape[2]), int(self.input_shape[3])))
+        array = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+        outputs = self.session.run(None, {self.input_name: array})
+        if fixed:
+            count = int(outputs[3][0])
+            boxes = unletterbox(outputs[0][:count], scale, photo.shape[:2])
+            found = Detections.of(boxes, outputs[1][:count], outputs[2][:count])
+        else:
+            found = Detections.of(*outputs[:3])
+        return found.above(threshold)
+
     def __repr__(self) -> str:
         return f"Engine({str(self.model_path)!r}, input {self.input_name}{_format_shape(self.input_shape)})"
 

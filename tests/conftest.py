@@ -65,12 +65,18 @@ def load_script(name: str) -> ModuleType:
 
 
 # ---- the zoo in the tests: one model per family by default, the rest under -m slow -----------------------------------
+def image_and_clip_models() -> list[str]:
+    """The registry less its detectors: the models with one input tensor and one output (class scores or a label
+    map) that the registry-wide sweeps treat alike. Detectors (boxes out) have their own tests: test_detection.py."""
+    return [spec.name for spec in list_specs() if not spec.is_detector]
+
+
 def family_representatives(names: list[str] | None = None) -> dict[str, str]:
     """One model per ``ModelSpec.family`` among ``names`` (default: the whole registry): the one with the smallest
     paper parameter count (models without a figure last, ties by name), i.e. the cheapest member to build, run and
     export."""
     chosen: dict[str, tuple[float, str]] = {}
-    for spec in list_specs() if names is None else [get_spec(n) for n in names]:
+    for spec in [get_spec(n) for n in (image_and_clip_models() if names is None else names)]:
         key = (spec.figures.params or math.inf, spec.name)
         chosen[spec.family] = min(chosen.get(spec.family, key), key)
     return {family: name for family, (_, name) in sorted(chosen.items())}
@@ -79,7 +85,7 @@ def family_representatives(names: list[str] | None = None) -> dict[str, str]:
 def registry_sweep(names: list[str] | None = None) -> list[Any]:
     """Parameters for a registry-wide test over ``names`` (default: the whole registry): one model per family in the
     default run, every other one marked ``slow`` (deselected by addopts; ``python -m pytest -m slow`` runs them)."""
-    names = [spec.name for spec in list_specs()] if names is None else names
+    names = image_and_clip_models() if names is None else names
     representatives = set(family_representatives(names).values())
     return [pytest.param(n, marks=() if n in representatives else pytest.mark.slow) for n in names]
 

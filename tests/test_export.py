@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import registry_sweep
+from conftest import image_and_clip_models, registry_sweep
 from torch import nn
 
 from edgeconv.errors import ExportError, InvalidArgumentError, ValidationError
@@ -28,7 +28,7 @@ from edgeconv.export import (
     validation_batch,
 )
 from edgeconv.fuse import fuse_model
-from edgeconv.zoo import create_model, get_spec, list_specs
+from edgeconv.zoo import create_model, get_spec
 
 
 def reduced_input(name: str, model: nn.Module) -> tuple[int, ...]:
@@ -56,7 +56,7 @@ def reduced_input(name: str, model: nn.Module) -> tuple[int, ...]:
     return channels, height, width
 
 
-@pytest.mark.parametrize("name", registry_sweep([spec.name for spec in list_specs()]))
+@pytest.mark.parametrize("name", registry_sweep(image_and_clip_models()))
 def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_model: Callable[..., nn.Module]) -> None:
     spec = get_spec(name)
     model = zoo_model(name)

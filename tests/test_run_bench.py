@@ -54,6 +54,7 @@ def test_select_names_what_the_machine_lacks(run_bench: ModuleType) -> None:
         run_bench.select(available, None, ["tensorrt"])
 
 
+@pytest.mark.slow  # 27 s: the GPU driver end to end; the pieces it runs have their own tests in the default run
 def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
     """`bench/gpu_check.sh --device cpu --quick`: the GPU run's driver end to end, on this machine's CPU."""
     env = {**os.environ, "PYTHON": sys.executable}

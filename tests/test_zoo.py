@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import meta_model, registry_sweep
+from conftest import image_and_clip_models, meta_model, registry_sweep
 from torch import nn
 
 from edgeconv.errors import InvalidArgumentError, UnknownModelError
@@ -18,7 +18,7 @@ from edgeconv.zoo import ModelSpec, create_model, get_spec, list_models, registe
 from edgeconv.zoo.registry import count_params
 from edgeconv.zoo.unet import output_size
 
-ALL = list_models()
+ALL = image_and_clip_models()  # detectors: test_detection.py
 
 
 def output_shape(spec: ModelSpec) -> tuple[int, ...]:

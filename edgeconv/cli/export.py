@@ -96,6 +96,40 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
     return table
 
 
+def _detector_form(model: str, target: str) -> str | None:
+    """A detector's export form from ``--target`` (no --int8 needed: the TensorRT form is a graph, not a precision);
+    None for other models."""
+    from edgeconv.zoo import get_spec
+
+    if not get_spec(model).is_detector:
+        return None
+    if target not in ("onnxruntime", "tensorrt"):
+        raise InvalidArgumentError(f"--target {target!r} is not one of onnxruntime, tensorrt")
+    return target
+
+
+def _detector_table(manifest: dict[str, Any], folder: Path) -> Table:
+    """A detector's export check: per photo, PyTorch's and ONNX's detection counts, matched pairs, least IoU."""
+    table = Table(title=f"{manifest['model']} -> {folder}", title_justify="left")
+    fp32 = manifest["validation"]["fp32"]
+    if "photos" not in fp32:  # Fast R-CNN: per-RoI scores and boxes
+        for column in ("file", "max abs diff (scores)", "max rel diff (boxes)", "check"):
+            table.add_column(column)
+        table.add_row(
+            manifest["files"]["fp32"]["path"], f"{fp32['max_abs_diff_scores']:.2e}",
+            f"{fp32['max_rel_diff_boxes']:.2e}", "[green]pass[/green]" if fp32["passed"] else "[red]fail[/red]",
+        )  # fmt: skip
+        return table
+    for column in ("photo", "PyTorch boxes", "ONNX boxes", "matched", "least IoU", "max score diff", "check"):
+        table.add_column(column, justify="left" if column in ("photo", "check") else "right")
+    for photo, result in fp32["photos"].items():
+        table.add_row(
+            photo, str(result["reference"]), str(result["actual"]), str(result["matched"]), f"{result['min_iou']:.4f}",
+            f"{result['max_score_diff']:.1e}", "[green]pass[/green]" if result["passed"] else "[red]fail[/red]",
+        )  # fmt: skip
+    return table
+
+
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`)."),
@@ -107,7 +141,11 @@ def export_command(
     ),
     int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (QDQ INT8, calibrated), validated."),
     target: str = typer.Option(
-        "onnxruntime", "--target", help="INT8 form: onnxruntime (fast on ORT CPU) or tensorrt (TensorRT QDQ rules)."
+        "onnxruntime",
+        "--target",
+        help="INT8 form: onnxruntime (fast on ORT CPU) or tensorrt (TensorRT QDQ rules). For a detector, the graph's "
+        "form: onnxruntime (the whole detector, any input size) or tensorrt (fixed --input-size, constant shapes, "
+        "NonMaxSuppression and RoiAlign, outputs padded with a count).",
     ),
     calib: Path = typer.Option(
         None, "--calib", help="INT8 calibration photo folder (default: the repository's calibration/)."
@@ -235,6 +273,7 @@ def export_command(
 
     if dynamic_batch and batch is not None:
         raise InvalidArgumentError("--batch and --dynamic-batch exclude each other; give one")
+    detector_form = _detector_form(model, target)
     console = Console(stderr=True)
     with _Steps(console, enabled=not json_output) as steps:
         int8_options = None
@@ -276,7 +315,7 @@ def export_command(
             int8_options.validate()
         elif (
             any(v is not None for v in (calib, min_agreement, min_confident_agreement))
-            or target != "onnxruntime"
+            or (target != "onnxruntime" and detector_form is None)
             or fallback != "auto"
             or cpu_kernels != "auto"
             or equalize_depthwise is not None
@@ -304,6 +343,7 @@ def export_command(
             dynamic_size=dynamic_size,
             fully_convolutional=fully_convolutional,
             deform_conv=deform_conv,
+            detector_form=detector_form,
         )
     if json_output:
         print_json({"folder": str(manifest.folder), "unchanged": manifest.unchanged, **manifest.data})
@@ -320,6 +360,9 @@ def export_command(
         if fusion.get("unfoldable"):
             line += f"; {len(fusion['unfoldable'])} BatchNorms not foldable (e.g. {fusion['unfoldable'][0]})"
         stdout.print(line)
+    if (manifest.data.get("output") or {}).get("kind") in ("detections", "roi_detections"):
+        stdout.print(_detector_table(manifest.data, manifest.folder))
+        return
     stdout.print(_summary_table(manifest.data, manifest.folder))
     resized = (manifest.data.get("validation") or {}).get("fp32_resized")
     if resized:

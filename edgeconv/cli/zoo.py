@@ -57,7 +57,8 @@ def list_command(
         shape = "x".join(map(str, r["input_shape"][1:]))
         if r["inputs"] == "clip":  # C x T x H x W: T frames
             shape = f"clip {shape}"
-        output = "label map" if r["output"] == "label_map" else f"{r['num_classes']} scores"
+        output = {"label_map": "label map", "detections": "boxes", "roi_detections": "RoI boxes"}.get(r["output"])
+        output = f"{output or 'scores'}, {r['num_classes']} classes" if output != "label map" else output
         table.add_row(r["name"], r["family"], shape, output, _millions(r["params"]), ",".join(r["weights"]) or "-")
     Console().print(table)
 

@@ -44,6 +44,7 @@ Zoo models are built and run on the ``meta`` device (shapes only, no arithmetic)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -411,6 +412,52 @@ def _input_shape(
     return (batch, *size)
 
 
+FAST_RCNN_ROIS = 2000  # Fast R-CNN's test time: about 2000 selective-search proposals per image (Girshick 2015, 4.)
+
+
+class _WithRoIs(nn.Module):
+    """Fast R-CNN with ``rois`` fixed RoIs (their places do not change the count)."""
+
+    def __init__(self, model: nn.Module, rois: int) -> None:
+        super().__init__()
+        self.model = model
+        self.rois = rois
+
+    def forward(self, image: torch.Tensor) -> Any:
+        height, width = image.shape[-2:]
+        corners = torch.rand(self.rois, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([width, height])
+        return self.model(image, torch.cat((corners, corners + 32), dim=1))
+
+
+def _profile_detector(name: str, output: str, shape: tuple[int, ...], model_kwargs: dict[str, Any]) -> ProfileReport:
+    """A detector's count by the convention of its paper: at one input size, with the RoI heads run once per proposal
+    for a fixed number of proposals (the detector's own test-time count; Fast R-CNN: ``FAST_RCNN_ROIS``), through
+    the fixed-shape form (``edgeconv.fixed_detector``), which runs exactly that many. Built on the CPU (the RPN's NMS
+    needs values); layer names are the detector's own."""
+    from edgeconv.zoo import create_model
+
+    model = create_model(name, **model_kwargs)
+    if output == "roi_detections":
+        module: nn.Module = _WithRoIs(model, FAST_RCNN_ROIS)
+        prefix, note = "model.", f"{FAST_RCNN_ROIS} RoIs: fc6, fc7 and the two heads counted once per RoI"
+    else:
+        from edgeconv.fixed_detector import FixedSizeDetector
+
+        module = FixedSizeDetector(model, (shape[-2], shape[-1]))
+        proposals = model.rpn.post_nms_top_n()  # type: ignore[operator]
+        resized = "x".join(map(str, module.resized))  # type: ignore[arg-type]
+        prefix = "detector."
+        note = (
+            f"resized inside to {resized}; {proposals} proposals (the detector's test-time count): the RoI heads "
+            "counted once per proposal; RPN and detection NMS, RoI pooling and box decoding have no mult-adds"
+        )
+    report = profile_module(module, torch.zeros(shape), name=name)
+    for i, row in enumerate(report.layers):
+        report.layers[i] = dataclasses.replace(row, name=row.name.removeprefix(prefix))
+    report.notes.insert(0, note)
+    return report
+
+
 def profile_model(
     model_or_name: nn.Module | str,
     input_size: int | tuple[int, ...] | None = None,
@@ -445,6 +492,10 @@ def profile_model(
 
     spec = get_spec(model_or_name)
     shape = _input_shape(input_size, spec.input_size, batch, model_or_name)
+    if spec.is_detector:
+        if batch != 1:
+            raise InvalidArgumentError(f"a detector takes one image at a time; drop batch={batch}")
+        return _profile_detector(model_or_name, spec.output, shape, model_kwargs)
     # Cheapest first: build and run on meta (no init, no arithmetic); a builder that needs real tensors (e.g.
     # ``torch.linspace(...).tolist()`` for drop-path rates) is built on CPU and moved to meta; a forward that needs data
     # runs once on CPU.

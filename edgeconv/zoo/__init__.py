@@ -45,6 +45,7 @@ from edgeconv.zoo import (  # noqa: E402,F401  isort: skip
     deform,
     dilation,
     video,
+    detection,
 )
 
 __all__ = [

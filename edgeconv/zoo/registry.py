@@ -68,9 +68,13 @@ class WeightsEntry:
     labels: str = "imagenet"
 
 
-OUTPUTS = ("scores", "label_map")
-# "image": input_size is (C, H, W); "clip": a video clip, input_size (C, T, H, W) with T frames (batch: NCTHW).
-INPUTS = ("image", "clip")
+# "detections": boxes, scores and labels of one image (a detector, edgeconv.zoo.detection); "roi_detections": class
+# scores and per-class boxes for each given RoI (Fast R-CNN).
+OUTPUTS = ("scores", "label_map", "detections", "roi_detections")
+DETECTION_OUTPUTS = ("detections", "roi_detections")
+# "image": input_size is (C, H, W); "clip": a video clip, input_size (C, T, H, W) with T frames (batch: NCTHW);
+# "image_rois": an image (C, H, W) and a list of RoIs (R, 4) in its pixels (Fast R-CNN).
+INPUTS = ("image", "clip", "image_rois")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ class ModelSpec:
     def is_clip(self) -> bool:
         """A video clip classifier: one sample is (C, T, H, W), T frames."""
         return self.inputs == "clip"
+
+    @property
+    def is_detector(self) -> bool:
+        """A detector (edgeconv.zoo.detection): its outputs are boxes, not one score vector or label map."""
+        return self.output in DETECTION_OUTPUTS
 
     @property
     def input_layout(self) -> str:

@@ -15,9 +15,12 @@ count fixed by the export size:
   then the top ``box_detections_per_img`` scores. Outputs: ``boxes`` (D, 4), ``scores`` (D,), ``labels`` (D,) and
   ``count`` (1,): the first ``count`` rows are the detections, the rest zeros.
 
-TensorRT imports ``NonMaxSuppression`` as its NMS layer (8.5+) and ``RoiAlign`` as its RoIAlign layer (10.x). An input
-of another size is letterboxed to the export size (``edgeconv.boxes.letterbox``): scaled to fit, padded at the bottom
-and right; ``unletterbox`` maps the boxes back.
+TensorRT's ONNX parser imports ``NonMaxSuppression`` as its NMS layer (8.5+) and ``RoiAlign`` as the ROIAlign_TRT plugin
+(version 2 since TensorRT 10.1); ``ScatterElements`` and ``TopK`` with a constant K are native layers. The paper's
+VGG-16 and ZF detectors pool with ONNX ``MaxRoiPool``, which ONNX Runtime runs but TensorRT's parser does not list:
+their fixed form needs a TensorRT plugin for it (not written here). An input of another size is letterboxed to the
+export size (``edgeconv.boxes.letterbox``): scaled to fit, padded at the bottom and right; ``unletterbox`` maps the
+boxes back.
 """
 
 from __future__ import annotations
@@ -109,7 +112,6 @@ class FixedSizeDetector(nn.Module):
         if isinstance(features, torch.Tensor):
             features = {"0": features}
         self.resized = tuple(int(v) for v in images.image_sizes[0])
-        self.padded = tuple(int(v) for v in images.tensors.shape[-2:])
         self.level_anchors = [
             int(f.shape[-2] * f.shape[-1]) * detector.rpn.anchor_generator.num_anchors_per_location()[0]
             for f in features.values()

@@ -196,8 +196,8 @@ class FasterRCNN(nn.Module):
         ``max_size``; floor(side x scale), as torchvision's eager ``interpolate(scale_factor=...)`` rounds it.
 
         Traced (ONNX export), the size is computed in the graph, in float32 with a 1e-3 margin before the floor: the
-        exported division can land just under a whole number (320 / 400 x 400 = 319.99998), and ONNX Runtime's
-        ``Resize`` from a scale would then make 319 rows where PyTorch makes 320 (torchvision's own export does)."""
+        exported division can land just under a whole number (320 / 400 x 400 = 319.99998), and the graph would then
+        make 319 rows where PyTorch makes 320 (torchvision's own export does)."""
         if torch.jit.is_tracing():
             shape = torch._shape_as_tensor(images)[-2:].to(torch.float32)
             scale = torch.minimum(self.min_size / shape.min(), self.max_size / shape.max())
@@ -261,8 +261,8 @@ def wake(model: nn.Module, size: tuple[int, int] = (320, 320), seed: int = 0) ->
 
     torchvision's random init with the frozen BatchNorm of its checkpoints (identity statistics) lets activations fade
     to constants, so every image gets the same near-uniform scores (0.0114 for all 91 classes): nothing to validate an
-    export against. ``wake`` sets each frozen BatchNorm's statistics from its input on one smooth random image (a
-    data-dependent init, as LSUV does), then scales the layers that score and place boxes (RPN objectness and deltas,
+    export against. ``wake`` sets each frozen BatchNorm's statistics from its input on one random ``dead_leaves`` image
+    (a data-dependent init, as LSUV does), then scales the layers that score and place boxes (RPN objectness and deltas,
     class scores and box deltas): each output centred over the boxes and anchors, then scaled to a fixed spread. Loaded
     weights replace all of it.
     """

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -381,48 +382,18 @@ def _faster_rcnn_paper(trunk: str, num_classes: int, **kwargs: Any) -> FasterRCN
     return wake(FasterRCNN(detector))
 
 
-def fasterrcnn_vgg16(
-    *,
-    num_classes: int = VOC_CLASSES,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-) -> FasterRCNN:
-    return _faster_rcnn_paper("vgg16", num_classes, **_options(locals()))
-
-
-def fasterrcnn_zf(
-    *,
-    num_classes: int = VOC_CLASSES,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-) -> FasterRCNN:
-    return _faster_rcnn_paper("zf", num_classes, **_options(locals()))
-
-
-def fasterrcnn_resnet50_fpn(
-    *,
-    num_classes: int = COCO_CLASSES,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-) -> FasterRCNN:
+def _resnet50_fpn(num_classes: int, options: dict[str, Any]) -> FasterRCNN:
     """torchvision's ``fasterrcnn_resnet50_fpn`` (v1) with ``FrozenBatchNorm2d``, as its COCO checkpoint has it."""
     models, misc = torchvision_module("models"), torchvision_module("ops.misc")
     backbone_utils = importlib.import_module("torchvision.models.detection.backbone_utils")
     body = models.resnet50(weights=None, norm_layer=misc.FrozenBatchNorm2d)
     backbone = backbone_utils._resnet_fpn_extractor(body, 3)
-    return wake(FasterRCNN(models.detection.FasterRCNN(backbone, num_classes=num_classes, **_options(locals()))))
+    return wake(FasterRCNN(models.detection.FasterRCNN(backbone, num_classes=num_classes, **options)))
 
 
-def _mobilenet_fpn(num_classes: int, defaults: dict[str, Any], kwargs: dict[str, Any]) -> FasterRCNN:
+def _mobilenet_fpn(num_classes: int, options: dict[str, Any], *, low_resolution: bool) -> FasterRCNN:
+    """torchvision's MobileNetV3-Large FPN detectors; ``low_resolution``: the 320 one (shorter side 320, 150
+    proposals)."""
     models, misc = torchvision_module("models"), torchvision_module("ops.misc")
     backbone_utils = importlib.import_module("torchvision.models.detection.backbone_utils")
     anchors = importlib.import_module("torchvision.models.detection.anchor_utils")
@@ -430,41 +401,42 @@ def _mobilenet_fpn(num_classes: int, defaults: dict[str, Any], kwargs: dict[str,
     backbone = backbone_utils._mobilenet_extractor(body, True, 3)
     sizes = ((32, 64, 128, 256, 512),) * 3
     generator = anchors.AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 3)
+    defaults: dict[str, Any] = {"rpn_score_thresh": 0.05}
+    if low_resolution:
+        defaults.update(min_size=320, max_size=640, rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=150)
     detector = models.detection.FasterRCNN(
-        backbone, num_classes, rpn_anchor_generator=generator, **{**defaults, **kwargs}
+        backbone, num_classes, rpn_anchor_generator=generator, **{**defaults, **options}
     )
     return wake(FasterRCNN(detector))
 
 
-def fasterrcnn_mobilenet_v3_large_fpn(
-    *,
-    num_classes: int = COCO_CLASSES,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-) -> FasterRCNN:
-    return _mobilenet_fpn(num_classes, {"rpn_score_thresh": 0.05}, _options(locals()))
+def _builder(name: str, build: Callable[[int, dict[str, Any]], FasterRCNN], classes: int) -> Callable[..., FasterRCNN]:
+    """A registered builder with the detector options as keywords (``_options``); ``build(num_classes, options)``."""
+
+    def builder(
+        *,
+        num_classes: int = classes,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        box_score_thresh: float = 0.05,
+        box_nms_thresh: float = 0.5,
+        box_detections_per_img: int = 100,
+    ) -> FasterRCNN:
+        return build(num_classes, _options(locals()))
+
+    builder.__name__ = builder.__qualname__ = name
+    return builder
 
 
-def fasterrcnn_mobilenet_v3_large_320_fpn(
-    *,
-    num_classes: int = COCO_CLASSES,
-    min_size: int | None = None,
-    max_size: int | None = None,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-) -> FasterRCNN:
-    defaults = {
-        "min_size": 320,
-        "max_size": 640,
-        "rpn_pre_nms_top_n_test": 150,
-        "rpn_post_nms_top_n_test": 150,
-        "rpn_score_thresh": 0.05,
-    }
-    return _mobilenet_fpn(num_classes, defaults, _options(locals()))
+fasterrcnn_vgg16 = _builder("fasterrcnn_vgg16", lambda c, o: _faster_rcnn_paper("vgg16", c, **o), VOC_CLASSES)
+fasterrcnn_zf = _builder("fasterrcnn_zf", lambda c, o: _faster_rcnn_paper("zf", c, **o), VOC_CLASSES)
+fasterrcnn_resnet50_fpn = _builder("fasterrcnn_resnet50_fpn", _resnet50_fpn, COCO_CLASSES)
+fasterrcnn_mobilenet_v3_large_fpn = _builder(
+    "fasterrcnn_mobilenet_v3_large_fpn", lambda c, o: _mobilenet_fpn(c, o, low_resolution=False), COCO_CLASSES
+)
+fasterrcnn_mobilenet_v3_large_320_fpn = _builder(
+    "fasterrcnn_mobilenet_v3_large_320_fpn", lambda c, o: _mobilenet_fpn(c, o, low_resolution=True), COCO_CLASSES
+)
 
 
 _TORCHVISION_NOTE = (

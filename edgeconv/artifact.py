@@ -668,6 +668,8 @@ def _write_detector_artifact(
     except OSError as exc:
         raise write_error(folder, exc, "the artifact") from None
     shareable(staging)
+    check: dict[str, Any]
+    validation: dict[str, Any]
     try:
         onnx_path = staging / FILES["fp32"]
         if not fixed:
@@ -677,8 +679,8 @@ def _write_detector_artifact(
             images = list(validation_batch(spec.input_size, spec.mean, spec.std)[:, None])
             check = validate_roi_detector(onnx_path, model, images)
             validation = {"images": len(images), **check}
-            inputs = {"image": ["1", 3, "height", "width"], "rois": ["rois", 4]}
-            outputs = {"scores": ["rois", "classes"], "boxes": ["rois", "classes", 4]}
+            inputs: dict[str, list[Any]] = {"image": [1, 3, "height", "width"], "rois": ["rois", 4]}
+            outputs: dict[str, list[Any]] = {"scores": ["rois", "classes"], "boxes": ["rois", "classes", 4]}
         elif fixed:
             step(f"TensorRT form: fixed {size[0]}x{size[1]} input, constant shapes, validated on resized photos")
             export_fixed_detector(model, onnx_path, size, opset=opset)
@@ -687,7 +689,7 @@ def _write_detector_artifact(
             )
             check = {"passed": all(results.values())}
             validation = {"photos": {name: result.to_dict() for name, result in results.items()}, **check}
-            detections = int(model.roi_heads.detections_per_img)
+            detections = int(model.roi_heads.detections_per_img)  # type: ignore[union-attr, arg-type]
             inputs = {"image": [1, 3, *size]}
             outputs = {"boxes": [detections, 4], "scores": [detections], "labels": [detections], "count": [1]}
         else:

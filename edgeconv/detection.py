@@ -109,7 +109,7 @@ def export_fixed_detector(
     from edgeconv.fixed_detector import FIXED_OUTPUTS, FixedSizeDetector, fixed_sizes_are_static
 
     path = Path(path)
-    fixed = FixedSizeDetector(model, image_size).eval()
+    fixed = FixedSizeDetector(model, image_size).eval()  # type: ignore[arg-type]  # a zoo FasterRCNN
     example = torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
     try:
         _quiet_export(
@@ -188,7 +188,8 @@ def validate_fixed_detector(
     runner = session(path)
     results = {}
     for name, photo in zip(names, photos, strict=True):
-        resized = Image.fromarray(np.asarray(photo, np.uint8)).convert("RGB").resize(image_size[::-1], Image.BILINEAR)
+        rgb = Image.fromarray(np.asarray(photo, np.uint8)).convert("RGB")
+        resized = rgb.resize(image_size[::-1], Image.Resampling.BILINEAR)
         image = photo_tensor(np.asarray(resized))
         boxes, scores, labels, count = runner.run(None, {"image": image.numpy()})
         found = int(count[0])

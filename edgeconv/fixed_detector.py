@@ -101,6 +101,8 @@ class FixedSizeDetector(nn.Module):
     detector itself returns for the same image.
     """
 
+    detector: FasterRCNN
+
     def __init__(self, detector: FasterRCNN, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.detector = detector.eval()
@@ -171,7 +173,7 @@ class FixedSizeDetector(nn.Module):
         k_min, k_max, s0, lvl0, eps = self.levels
         area = (proposals[:, 2] - proposals[:, 0]) * (proposals[:, 3] - proposals[:, 1])
         level = torch.floor(lvl0 + torch.log2(torch.sqrt(area) / s0) + eps).clamp(k_min, k_max) - k_min
-        pooled = 0
+        pooled = torch.zeros(())
         size = heads.box_roi_pool.output_size
         ratio = heads.box_roi_pool.sampling_ratio
         for lv, (name, scale) in enumerate(zip(self.pool_names, self.pool_scales, strict=True)):

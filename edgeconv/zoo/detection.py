@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -98,7 +98,7 @@ def zf_trunk() -> nn.Sequential:
     rows = _zfnet_rows(wide=False)
     features = make_features(rows, ceil_pool=True)
     layers = list(features)[:-1]  # conv5 + ReLU: 256 channels
-    layers[0].padding, layers[4].padding = (3, 3), (2, 2)
+    cast(nn.Conv2d, layers[0]).padding, cast(nn.Conv2d, layers[4]).padding = (3, 3), (2, 2)
     return nn.Sequential(*layers)
 
 
@@ -177,7 +177,13 @@ class FasterRCNN(nn.Module):
     returns ``boxes (N, 4)`` (x1, y1, x2, y2 in input pixels), ``scores (N,)`` and ``labels (N,)`` (int64), N >= 0.
     """
 
-    def __init__(self, detector: nn.Module) -> None:
+    # torchvision's modules, typed loosely: their methods (postprocess, pre_nms_top_n ...) are what is used
+    transform: Any
+    backbone: Any
+    rpn: Any
+    roi_heads: Any
+
+    def __init__(self, detector: Any) -> None:
         super().__init__()
         self.transform = detector.transform
         self.backbone = detector.backbone
@@ -205,8 +211,8 @@ class FasterRCNN(nn.Module):
             size = torch.floor(shape * scale + 1e-3).to(torch.int64)
             return size[0], size[1]
         height, width = images.shape[-2:]
-        scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
-        return int(height * scale), int(width * scale)
+        factor = min(self.min_size / min(height, width), self.max_size / max(height, width))
+        return int(height * factor), int(width * factor)
 
     def preprocess(self, images: torch.Tensor) -> Any:
         """Normalize, resize (``resized_size``, ``resize_bilinear``), pad to a multiple of 32: torchvision's
@@ -256,8 +262,11 @@ def dead_leaves(size: tuple[int, int], generator: torch.Generator, leaves: int =
 _WAKE_STD = {"rpn.head.cls_logits": 2.0, "rpn.head.bbox_pred": 0.3, "cls_score": 0.5, "bbox_pred": 0.3}
 
 
+Detector = TypeVar("Detector", bound=nn.Module)
+
+
 @torch.no_grad()
-def wake(model: nn.Module, size: tuple[int, int] = (320, 320), seed: int = 0) -> nn.Module:
+def wake(model: Detector, size: tuple[int, int] = (320, 320), seed: int = 0) -> Detector:
     """Make a randomly initialized detector rank its boxes as a trained one does: distinct scores, not ties.
 
     torchvision's random init with the frozen BatchNorm of its checkpoints (identity statistics) lets activations fade
@@ -274,11 +283,11 @@ def wake(model: nn.Module, size: tuple[int, int] = (320, 320), seed: int = 0) ->
     hooks = []
     scaled: set[nn.Module] = set()  # the RPN head runs once per pyramid level: scale it on the first
 
-    def set_statistics(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    def set_statistics(module: Any, args: tuple[torch.Tensor, ...]) -> None:
         module.running_mean.copy_(args[0].mean(dim=(0, 2, 3)))
         module.running_var.copy_(args[0].var(dim=(0, 2, 3)) + 1e-5)
 
-    def set_spread(module: nn.Module, args: tuple[torch.Tensor, ...], output: Any, target: float) -> Any:
+    def set_spread(module: Any, args: tuple[torch.Tensor, ...], output: Any, target: float) -> Any:
         if module in scaled:
             return output
         scaled.add(module)

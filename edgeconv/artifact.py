@@ -19,7 +19,7 @@ import platform
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,56 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")  # inside the staging folder: atomicity comes from the folder rename
 
 
+def _build(spec: Any, weights: str | None, kwargs: dict[str, Any], random_source: str = "") -> tuple[Any, dict]:
+    """Zoo model ``spec`` built under seed 0 (the same command makes the same artifact), and the manifest's
+    ``weights`` entry: the checkpoint's source and hash, or ``random_source``."""
+    import torch
+
+    from edgeconv.zoo import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model(spec.name, weights=weights, **kwargs)
+    if weights is None:
+        return model, {"source": random_source or "random init, torch.manual_seed(0)", "name": None, "sha256": None}
+    from edgeconv.zoo.weights import resolve_weights
+
+    path, entry = resolve_weights(spec, weights)
+    source = entry.source if entry else path.name
+    return model, {"source": source, "name": weights if entry else None, "sha256": sha256_file(path)}
+
+
+@contextlib.contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A staging folder next to ``folder`` that becomes the artifact (``_install``): a write failure inside (a full
+    disk, a folder made read-only meanwhile) is one line, and the staging folder goes in every case."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    except OSError as exc:
+        raise write_error(folder, exc, "the artifact") from None
+    shareable(staging)  # it becomes the artifact folder: not mkdtemp's 0700
+    try:
+        yield staging
+    except OSError as exc:
+        if not is_write_failure(exc, staging):
+            raise
+        raise write_error(folder, exc, "the artifact") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _installed(folder: Path, manifest: dict[str, Any], installed: bool) -> Manifest:
+    """The manifest ``_install`` put in place, or the identical artifact it found there (``unchanged``)."""
+    if installed:
+        logger.info("wrote %s", folder)
+        return Manifest(folder, manifest)
+    kept = Manifest.read(folder, required=True)
+    kept.unchanged = True
+    return kept
+
+
 def export_artifact(
     name: str,
     out_dir: str | os.PathLike | None = None,
@@ -325,7 +375,6 @@ def export_artifact(
     ``grid-sample`` as their exact decomposition (GridSample + Conv, opset 16) for runtimes without DeformConv.
     ``detector_form``: a detector's export form, ``onnxruntime`` (default) or ``tensorrt`` (``edgeconv.detection``).
     """
-    import torch
 
     from edgeconv.export import (
         DEFAULT_OPSET,
@@ -341,16 +390,15 @@ def export_artifact(
         validation_batch,
     )
     from edgeconv.fuse import count_parameters, fuse_model
-    from edgeconv.zoo import create_model, get_spec
+    from edgeconv.zoo import get_spec
 
     step = on_step or (lambda label: logger.info("%s", label))
     spec = get_spec(name)
     if spec.is_detector:
-        form = int8_options.target if int8_options is not None else "onnxruntime"
         return _export_detector(spec, out_dir, weights, model_kwargs, opset, force, step, fp16=fp16, int8=int8,
                                 input_size=input_size, batch=batch, dynamic_batch=dynamic_batch,
                                 dynamic_size=dynamic_size, fully_convolutional=fully_convolutional,
-                                form=detector_form or form)  # fmt: skip
+                                form=detector_form or "onnxruntime")  # fmt: skip
     if spec.is_clip and (dynamic_size or fully_convolutional):
         raise InvalidArgumentError(
             f"{name} is a video clip model (C x T x H x W): --dynamic-size and --fully-convolutional are for image "
@@ -414,21 +462,7 @@ def export_artifact(
     second = second_size(name, chw, kwargs) if dynamic_size and not fully_convolutional else None
 
     step(f"build {name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
-    weights_info: dict[str, Any] = {"source": None, "sha256": None}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = create_model(name, weights=weights, **kwargs)
-    if weights is not None:
-        from edgeconv.zoo.weights import resolve_weights
-
-        path, entry = resolve_weights(spec, weights)
-        weights_info = {
-            "source": entry.source if entry else path.name,
-            "name": weights if entry else None,
-            "sha256": sha256_file(path),
-        }
-    else:
-        weights_info = {"source": "random init, torch.manual_seed(0)", "name": None, "sha256": None}
+    model, weights_info = _build(spec, weights, kwargs)
 
     if fully_convolutional:
         from edgeconv.zoo.convolutionize import convolutionize
@@ -450,13 +484,7 @@ def export_artifact(
             if isinstance(module, DeformConv2d):
                 module.grid_sample = True
 
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
-    except OSError as exc:
-        raise write_error(folder, exc, "the artifact") from None
-    shareable(staging)  # it becomes the artifact folder: not mkdtemp's 0700
-    try:
+    with _staging(folder) as staging:
         input_shape = ("batch" if dynamic_batch else batch, *chw)
         step(f"export ONNX opset {opset} and validate on ONNX Runtime")
         fp32 = export_onnx(
@@ -542,19 +570,7 @@ def export_artifact(
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)
-    except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line, and the staging folder goes
-        if not is_write_failure(exc, staging):
-            raise
-        raise write_error(folder, exc, "the artifact") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    if installed:
-        logger.info("wrote %s", folder)
-        return Manifest(folder, manifest)
-    kept = Manifest.read(folder, required=True)
-    kept.unchanged = True
-    return kept
+    return _installed(folder, manifest, installed)
 
 
 def _export_detector(
@@ -612,8 +628,6 @@ def _write_detector_artifact(
     sizes, write ``model.onnx``, ``labels.txt`` and ``manifest.json`` atomically into ``folder``. Returns the
     ``Manifest``. ``form``: ``onnxruntime`` (any input size) or ``tensorrt`` (``edgeconv.fixed_detector``, at
     ``input_size`` (H, W), default the spec's). (Callers have refused the options detectors do not take yet.)"""
-    import torch
-
     from edgeconv.detection import (
         DETECTION_OPSET,
         DETECTION_PHOTOS,
@@ -627,7 +641,6 @@ def _write_detector_artifact(
     )
     from edgeconv.errors import ExportError
     from edgeconv.export import validation_batch, validation_images
-    from edgeconv.zoo import create_model
 
     opset = DETECTION_OPSET if opset is None else opset
     if opset < DETECTION_OPSET:
@@ -650,27 +663,11 @@ def _write_detector_artifact(
     planned = {"model": spec.name, "model_kwargs": kwargs, "opset": opset, "precisions": ["fp32"]}
     check_destination(folder, planned, force=force)
     step(f"build {spec.name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = create_model(spec.name, weights=weights, **kwargs)
-    if weights is not None:
-        from edgeconv.zoo.weights import resolve_weights
-
-        path, entry = resolve_weights(spec, weights)
-        weights_info = {"source": entry.source if entry else path.name, "name": weights if entry else None,
-                        "sha256": sha256_file(path)}  # fmt: skip
-    else:
-        weights_info = {"source": "random init, torch.manual_seed(0), woken (edgeconv.zoo.detection.wake)",
-                        "name": None, "sha256": None}  # fmt: skip
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
-    except OSError as exc:
-        raise write_error(folder, exc, "the artifact") from None
-    shareable(staging)
+    model: Any
+    model, weights_info = _build(spec, weights, kwargs, "random init, torch.manual_seed(0), woken (zoo.detection.wake)")
     check: dict[str, Any]
     validation: dict[str, Any]
-    try:
+    with _staging(folder) as staging:
         onnx_path = staging / FILES["fp32"]
         if not fixed:
             step(f"export ONNX opset {opset} (the whole detector, any input size) and validate on ONNX Runtime")
@@ -689,7 +686,7 @@ def _write_detector_artifact(
             )
             check = {"passed": all(results.values())}
             validation = {"photos": {name: result.to_dict() for name, result in results.items()}, **check}
-            detections = int(model.roi_heads.detections_per_img)  # type: ignore[union-attr, arg-type]
+            detections = int(model.roi_heads.detections_per_img)
             inputs = {"image": [1, 3, *size]}
             outputs = {"boxes": [detections, 4], "scores": [detections], "labels": [detections], "count": [1]}
         else:
@@ -747,14 +744,7 @@ def _write_detector_artifact(
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    if installed:
-        return Manifest(folder, manifest)
-    kept = Manifest.read(folder, required=True)
-    kept.unchanged = True
-    return kept
+    return _installed(folder, manifest, installed)
 
 
 def _quantize(

@@ -71,14 +71,23 @@ def run_onnx_detector(session: Any, image: np.ndarray) -> Detections:
     return Detections.of(boxes, scores, labels)
 
 
-def _quiet_export(module: nn.Module, args: tuple[Any, ...], path: Path, **options: Any) -> None:
-    """The TorchScript exporter (``dynamo=False``), its tracer warnings (Python control flow over tensor sizes in
-    torchvision's detection code, which the exporter handles) logged instead of printed."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.onnx.export(module, args, str(path), dynamo=False, do_constant_folding=True, **options)
+def _export(module: nn.Module, args: tuple[Any, ...], path: Path, what: str, **options: Any) -> Path:
+    """``module`` written by the TorchScript exporter (``dynamo=False``) at ``path``; its tracer warnings (Python
+    control flow over tensor sizes in torchvision's detection code, which the exporter handles) logged instead of
+    printed, and a failure one ``ExportError`` line naming ``what``."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.onnx.export(module.eval(), args, str(path), dynamo=False, do_constant_folding=True, **options)
+    except Exception as exc:  # the exporter's own first line is the useful part
+        raise ExportError(f"exporting {what} to ONNX failed: {str(exc).splitlines()[0]}") from exc
     for warning in caught:
         logger.debug("export: %s", warning.message)
+    return path
+
+
+def _example(image_size: tuple[int, int]) -> torch.Tensor:
+    return torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
 
 
 def export_detector(
@@ -86,16 +95,11 @@ def export_detector(
 ) -> Path:
     """Write ``model`` (a zoo ``FasterRCNN``) as the ONNX Runtime form: one graph, dynamic image size, traced at
     ``image_size`` (H, W)."""
-    path = Path(path)
-    example = torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
-    try:
-        _quiet_export(
-            model.eval(), (example,), path, opset_version=opset, input_names=["image"], output_names=list(OUTPUTS),
-            dynamic_axes={"image": {2: "height", 3: "width"}, **{name: {0: "detections"} for name in OUTPUTS}},
-        )  # fmt: skip
-    except Exception as exc:  # the exporter's own message is the useful part
-        raise ExportError(f"exporting {type(model).__name__} to ONNX failed: {str(exc).splitlines()[0]}") from exc
-    return path
+    dynamic = {"image": {2: "height", 3: "width"}, **{name: {0: "detections"} for name in OUTPUTS}}
+    return _export(
+        model, (_example(image_size),), Path(path), type(model).__name__, opset_version=opset,
+        input_names=["image"], output_names=list(OUTPUTS), dynamic_axes=dynamic,
+    )  # fmt: skip
 
 
 def export_fixed_detector(
@@ -103,30 +107,23 @@ def export_fixed_detector(
 ) -> Path:
     """Write the TensorRT form of ``model`` (a zoo ``FasterRCNN``, ``edgeconv.fixed_detector``): input ``image``
     (1, 3, H, W) at ``image_size``, outputs ``boxes`` (D, 4), ``scores`` (D,), ``labels`` (D,), ``count`` (1,), every
-    shape constant and no ``If`` node; checked after writing."""
+    shape constant and no ``If`` node; checked before it is kept."""
     import onnx
+    import onnxslim
 
     from edgeconv.fixed_detector import FIXED_OUTPUTS, FixedSizeDetector, fixed_sizes_are_static
 
     path = Path(path)
-    fixed = FixedSizeDetector(model, image_size).eval()  # type: ignore[arg-type]  # a zoo FasterRCNN
-    example = torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
-    try:
-        _quiet_export(
-            fixed, (example,), path, opset_version=opset, input_names=["image"], output_names=list(FIXED_OUTPUTS)
-        )
-    except Exception as exc:
-        raise ExportError(
-            f"exporting the TensorRT form of {type(model).__name__} failed: {str(exc).splitlines()[0]}"
-        ) from exc
-    import onnxslim
-
+    fixed = FixedSizeDetector(model, image_size)  # type: ignore[arg-type]  # a zoo FasterRCNN
+    what = f"the TensorRT form of {type(model).__name__}"
+    _export(fixed, (_example(image_size),), path, what, opset_version=opset, input_names=["image"],
+            output_names=list(FIXED_OUTPUTS))  # fmt: skip
     # onnxslim folds what the fixed size decides: shape arithmetic, and the If nodes the exporter writes for
     # squeezes of dims it could not see (LocalResponseNorm's decomposition in the ZF trunk).
-    onnx.save(onnxslim.slim(onnx.load(str(path))), str(path))
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    if not fixed_sizes_are_static(proto):
+    slim = onnxslim.slim(onnx.load(str(path)))
+    if not fixed_sizes_are_static(onnx.shape_inference.infer_shapes(slim)):
         raise ExportError(f"{path}: the TensorRT form has a dynamic output shape or an If node (a bug in edgeconv)")
+    onnx.save(slim, str(path))
     return path
 
 
@@ -134,19 +131,12 @@ def export_roi_detector(
     model: nn.Module, path: str | os.PathLike[str], image_size: tuple[int, int], *, opset: int = DETECTION_OPSET
 ) -> Path:
     """Write Fast R-CNN: inputs ``image`` (1, 3, H, W) and ``rois`` (R, 4), both sizes dynamic."""
-    path = Path(path)
-    example = torch.randn(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
     rois = torch.from_numpy(grid_rois(*image_size))
-    try:
-        _quiet_export(
-            model.eval(), (example, rois), path, opset_version=opset, input_names=["image", "rois"],
-            output_names=list(ROI_OUTPUTS),
-            dynamic_axes={"image": {2: "height", 3: "width"}, "rois": {0: "rois"}, "scores": {0: "rois"},
-                          "boxes": {0: "rois"}},
-        )  # fmt: skip
-    except Exception as exc:
-        raise ExportError(f"exporting {type(model).__name__} to ONNX failed: {str(exc).splitlines()[0]}") from exc
-    return path
+    dynamic = {"image": {2: "height", 3: "width"}, "rois": {0: "rois"}, "scores": {0: "rois"}, "boxes": {0: "rois"}}
+    return _export(
+        model, (_example(image_size), rois), Path(path), type(model).__name__, opset_version=opset,
+        input_names=["image", "rois"], output_names=list(ROI_OUTPUTS), dynamic_axes=dynamic,
+    )  # fmt: skip
 
 
 def _cap(model: nn.Module) -> int:
@@ -224,6 +214,7 @@ def validate_roi_detector(
 
 
 def check_form(form: str) -> str:
+    """A detector's export form (``--target``), or one line naming the choices."""
     if form not in FORMS:
-        raise InvalidArgumentError(f"detector form {form!r} is not one of {', '.join(FORMS)}")
+        raise InvalidArgumentError(f"--target {form!r} is not one of {', '.join(FORMS)} for a detector")
     return form

@@ -97,15 +97,11 @@ def _summary_table(manifest: dict[str, Any], folder: Path) -> Table:
 
 
 def _detector_form(model: str, target: str) -> str | None:
-    """A detector's export form from ``--target`` (no --int8 needed: the TensorRT form is a graph, not a precision);
-    None for other models."""
+    """A detector's export form from ``--target`` (no --int8 needed: the TensorRT form is a graph, not a precision;
+    ``edgeconv.detection.check_form`` checks it); None for other models."""
     from edgeconv.zoo import get_spec
 
-    if not get_spec(model).is_detector:
-        return None
-    if target not in ("onnxruntime", "tensorrt"):
-        raise InvalidArgumentError(f"--target {target!r} is not one of onnxruntime, tensorrt")
-    return target
+    return target if get_spec(model).is_detector else None
 
 
 def _detector_table(manifest: dict[str, Any], folder: Path) -> Table:

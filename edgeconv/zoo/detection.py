@@ -32,7 +32,7 @@ from torch import nn
 
 from edgeconv.errors import InvalidArgumentError
 from edgeconv.zoo.alexnet import _zfnet_rows, make_features
-from edgeconv.zoo.registry import ModelSpec, Paper, PaperFigures, register_model
+from edgeconv.zoo.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Paper, PaperFigures, register_model
 from edgeconv.zoo.vgg import VGG_CONFIGS, make_layers
 
 GIRSHICK_2015 = Paper("R. Girshick", 2015, "Fast R-CNN")
@@ -48,8 +48,6 @@ LIN_2017 = Paper(
 COCO_CLASSES = 91  # torchvision's COCO category indices (0 = background, 80 used)
 VOC_CLASSES = 21  # PASCAL VOC: background + 20
 NO_NORMALIZATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the detector normalizes inside: its input is RGB in [0, 1]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # py-faster-rcnn's BBOX_NORMALIZE_STDS: box deltas are regressed in units of (0.1, 0.1, 0.2, 0.2)
 BOX_DELTA_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
@@ -63,26 +61,6 @@ def torchvision_module(name: str) -> Any:
             f"the detectors are built from torchvision's parts and torchvision is not installed ({exc}); "
             "install it with `pip install torchvision` (the version that matches your torch)"
         ) from None
-
-
-def decode_boxes(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
-    """Apply box regression ``deltas`` (..., 4) = (dx, dy, dw, dh) x ``weights`` to reference ``boxes`` (..., 4)
-    (x1, y1, x2, y2), as Fast R-CNN and torchvision's ``BoxCoder`` do (width = x2 - x1, centre = x1 + width / 2)."""
-    widths = boxes[..., 2] - boxes[..., 0]
-    heights = boxes[..., 3] - boxes[..., 1]
-    ctr_x = boxes[..., 0] + 0.5 * widths
-    ctr_y = boxes[..., 1] + 0.5 * heights
-    wx, wy, ww, wh = weights
-    clip = float(torch.log(torch.tensor(1000.0 / 16)))  # torchvision's bbox_xform_clip
-    dx, dy = deltas[..., 0] / wx, deltas[..., 1] / wy
-    dw = (deltas[..., 2] / ww).clamp(max=clip)
-    dh = (deltas[..., 3] / wh).clamp(max=clip)
-    pred_ctr_x, pred_ctr_y = dx * widths + ctr_x, dy * heights + ctr_y
-    pred_w, pred_h = torch.exp(dw) * widths, torch.exp(dh) * heights
-    return torch.stack(
-        (pred_ctr_x - 0.5 * pred_w, pred_ctr_y - 0.5 * pred_h, pred_ctr_x + 0.5 * pred_w, pred_ctr_y + 0.5 * pred_h),
-        dim=-1,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -138,7 +116,8 @@ class FastRCNN(nn.Module):
 
     def __init__(self, *, trunk: str = "vgg16", num_classes: int = VOC_CLASSES, dropout: float = 0.5) -> None:
         super().__init__()
-        torchvision_module("ops")  # imported now, not first inside a traced forward (its import runs ops)
+        # torchvision imported now, not first inside a traced forward (its import runs ops)
+        self.box_coder = torchvision_module("models.detection._utils").BoxCoder(BOX_DELTA_WEIGHTS)
         self.features, channels, self.pool_size = _trunk(trunk)
         self.spatial_scale = 1.0 / 16
         self.head = fc_head(channels * self.pool_size**2, dropout=dropout)
@@ -156,8 +135,7 @@ class FastRCNN(nn.Module):
         pooled = ops.roi_pool(features, torch.cat((batch_index, rois), 1), self.pool_size, self.spatial_scale)
         hidden = self.head(pooled)
         scores = torch.softmax(self.cls_score(hidden), dim=1)
-        deltas = self.bbox_pred(hidden).reshape(rois.shape[0], -1, 4)
-        boxes = decode_boxes(deltas, rois[:, None, :], BOX_DELTA_WEIGHTS)
+        boxes = self.box_coder.decode_single(self.bbox_pred(hidden), rois).reshape(rois.shape[0], -1, 4)
         clipped = ops.clip_boxes_to_image(boxes.reshape(-1, 4), image.shape[-2:])
         return scores, clipped.reshape(boxes.shape)
 
@@ -419,7 +397,9 @@ def _mobilenet_fpn(num_classes: int, options: dict[str, Any], *, low_resolution:
     return wake(FasterRCNN(detector))
 
 
-def _builder(name: str, build: Callable[[int, dict[str, Any]], FasterRCNN], classes: int) -> Callable[..., FasterRCNN]:
+def _detector_builder(
+    name: str, build: Callable[[int, dict[str, Any]], FasterRCNN], classes: int
+) -> Callable[..., FasterRCNN]:
     """A registered builder with the detector options as keywords (``_options``); ``build(num_classes, options)``."""
 
     def builder(
@@ -437,13 +417,13 @@ def _builder(name: str, build: Callable[[int, dict[str, Any]], FasterRCNN], clas
     return builder
 
 
-fasterrcnn_vgg16 = _builder("fasterrcnn_vgg16", lambda c, o: _faster_rcnn_paper("vgg16", c, **o), VOC_CLASSES)
-fasterrcnn_zf = _builder("fasterrcnn_zf", lambda c, o: _faster_rcnn_paper("zf", c, **o), VOC_CLASSES)
-fasterrcnn_resnet50_fpn = _builder("fasterrcnn_resnet50_fpn", _resnet50_fpn, COCO_CLASSES)
-fasterrcnn_mobilenet_v3_large_fpn = _builder(
+fasterrcnn_vgg16 = _detector_builder("fasterrcnn_vgg16", lambda c, o: _faster_rcnn_paper("vgg16", c, **o), VOC_CLASSES)
+fasterrcnn_zf = _detector_builder("fasterrcnn_zf", lambda c, o: _faster_rcnn_paper("zf", c, **o), VOC_CLASSES)
+fasterrcnn_resnet50_fpn = _detector_builder("fasterrcnn_resnet50_fpn", _resnet50_fpn, COCO_CLASSES)
+fasterrcnn_mobilenet_v3_large_fpn = _detector_builder(
     "fasterrcnn_mobilenet_v3_large_fpn", lambda c, o: _mobilenet_fpn(c, o, low_resolution=False), COCO_CLASSES
 )
-fasterrcnn_mobilenet_v3_large_320_fpn = _builder(
+fasterrcnn_mobilenet_v3_large_320_fpn = _detector_builder(
     "fasterrcnn_mobilenet_v3_large_320_fpn", lambda c, o: _mobilenet_fpn(c, o, low_resolution=True), COCO_CLASSES
 )
 

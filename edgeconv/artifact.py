@@ -398,7 +398,7 @@ def export_artifact(
         return _export_detector(spec, out_dir, weights, model_kwargs, opset, force, step, fp16=fp16, int8=int8,
                                 input_size=input_size, batch=batch, dynamic_batch=dynamic_batch,
                                 dynamic_size=dynamic_size, fully_convolutional=fully_convolutional,
-                                form=detector_form or "onnxruntime")  # fmt: skip
+                                form=detector_form or "onnxruntime", int8_options=int8_options)  # fmt: skip
     if spec.is_clip and (dynamic_size or fully_convolutional):
         raise InvalidArgumentError(
             f"{name} is a video clip model (C x T x H x W): --dynamic-size and --fully-convolutional are for image "
@@ -585,15 +585,13 @@ def _export_detector(
 ) -> Manifest:
     """A detector's export (``edgeconv.detection``): the options it does not take are refused first, one line each."""
     refused = {
-        "fp16": "--fp16",
-        "int8": "--int8",
         "dynamic_batch": "--dynamic-batch",
         "dynamic_size": "--dynamic-size",
         "fully_convolutional": "--fully-convolutional",
     }
     for key, flag in refused.items():
         if options[key]:
-            why = "the ONNX Runtime form takes any size" if "size" in key else "not built for detectors yet"
+            why = "the ONNX Runtime form takes any size" if "size" in key else "not built for detectors"
             raise InvalidArgumentError(f"{flag} does not apply to {spec.name} ({why}); drop {flag}")
     if options["batch"] != 1:
         raise InvalidArgumentError(f"a detector takes one image at a time; drop --batch {options['batch']}")
@@ -609,7 +607,19 @@ def _export_detector(
         step=step,
         form=options["form"],
         input_size=size,  # type: ignore[arg-type]
+        fp16=options["fp16"],
+        int8_options=_detector_int8_options(spec, options) if options["int8"] else None,
     )
+
+
+def _detector_int8_options(spec: Any, options: dict[str, Any]) -> Any:
+    """The ``Int8Options`` a detector's ``--int8`` runs with: the form's QDQ scheme (``--target``)."""
+    from edgeconv.detector_precision import detector_int8_options
+
+    chosen = options["int8_options"] or detector_int8_options()
+    if spec.output != "detections":
+        raise InvalidArgumentError(f"--int8 does not apply to {spec.name} (it takes RoIs; not built); drop --int8")
+    return dataclasses.replace(chosen, target=options["form"])
 
 
 def _write_detector_artifact(
@@ -623,11 +633,15 @@ def _write_detector_artifact(
     step: Any,
     form: str = "onnxruntime",
     input_size: tuple[int, int] | None = None,
+    fp16: bool = False,
+    int8_options: Any = None,
 ) -> Manifest:
     """``edgeconv export`` for a detector: build, export the ONNX Runtime form, validate on the photos at their own
     sizes, write ``model.onnx``, ``labels.txt`` and ``manifest.json`` atomically into ``folder``. Returns the
     ``Manifest``. ``form``: ``onnxruntime`` (any input size) or ``tensorrt`` (``edgeconv.fixed_detector``, at
-    ``input_size`` (H, W), default the spec's). (Callers have refused the options detectors do not take yet.)"""
+    ``input_size`` (H, W), default the spec's). ``fp16`` / ``int8_options`` (an ``Int8Options``): also the FP16 /
+    INT8 form, made from the BatchNorm-folded detector (``edgeconv.detector_precision``) and gated by box F1. (Callers
+    have refused the options detectors do not take.)"""
     from edgeconv.detection import (
         DETECTION_OPSET,
         DETECTION_PHOTOS,
@@ -660,7 +674,8 @@ def _write_detector_artifact(
     size = tuple(input_size) if input_size is not None else (int(spec.input_size[1]), int(spec.input_size[2]))
     if len(size) != 2 or min(size) < 32:
         raise InvalidArgumentError(f"--input-size {input_size} must be H,W with both at least 32")
-    planned = {"model": spec.name, "model_kwargs": kwargs, "opset": opset, "precisions": ["fp32"]}
+    precisions = ["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8_options is not None else [])]
+    planned = {"model": spec.name, "model_kwargs": kwargs, "opset": opset, "precisions": precisions}
     check_destination(folder, planned, force=force)
     step(f"build {spec.name}" + (f" with {weights} weights" if weights else " (seeded random init)"))
     model: Any
@@ -700,6 +715,12 @@ def _write_detector_artifact(
             raise ExportError(f"{spec.name}: the ONNX graph does not match PyTorch on the photos: {validation}")
         files = {"fp32": {"path": FILES["fp32"], "precision": "fp32", "sha256": sha256_file(onnx_path),
                           "bytes": onnx_path.stat().st_size}}  # fmt: skip
+        low: dict[str, Any] = {"files": {}, "validation": {}, "int8": None}
+        if fp16 or int8_options is not None:
+            low = _detector_low_precision(
+                spec, model, staging, size if fixed else None, opset, step, fp16, int8_options
+            )
+            files.update(low["files"])
         label_set, labels = label_names(spec.dataset, int(kwargs.get("num_classes", spec.num_classes)))
         _write_text(staging / LABELS, "\n".join(labels) + "\n")
         manifest = {
@@ -739,12 +760,80 @@ def _write_detector_artifact(
                 "runtime": "onnxruntime CPUExecutionProvider",
                 "reference": "PyTorch FP32",
                 "fp32": validation,
+                **low["validation"],
             },
-            "int8": None,
+            "int8": low["int8"],
         }
         Manifest(staging, manifest).write()
         installed = _install(staging, folder, manifest, force)
     return _installed(folder, manifest, installed)
+
+
+def _detector_low_precision(
+    spec: Any,
+    model: Any,
+    staging: Path,
+    fixed_size: tuple[int, int] | None,
+    opset: int,
+    step: Any,
+    fp16: bool,
+    int8_options: Any,
+) -> dict[str, Any]:
+    """A detector's FP16 and INT8 files in ``staging``, made from its BatchNorm-folded copy exported in the same form
+    (``fixed_size``: the TensorRT form's): ``{"files", "validation", "int8"}`` entries for the manifest."""
+    from edgeconv.detection import (
+        DETECTION_PHOTOS,
+        export_detector,
+        export_fixed_detector,
+        export_roi_detector,
+        validate_roi_detector,
+    )
+    from edgeconv.detector_precision import half_network, quantize_detector, validate_detector_fp16
+    from edgeconv.errors import ValidationError
+    from edgeconv.export import FP16_TOLERANCE, convert_fp16, validation_batch, validation_images
+    from edgeconv.fuse.fold import fold_batchnorm
+
+    out: dict[str, Any] = {"files": {}, "validation": {}, "int8": None}
+    size = tuple(int(v) for v in spec.input_size[1:])
+    with tempfile.TemporaryDirectory(prefix="edgeconv-detector-") as tmp:
+        fused = Path(tmp) / "fused.onnx"
+        step("fold BatchNorm into the convs and export the fused graph for the low-precision forms")
+        if spec.output == "roi_detections":
+            export_roi_detector(fold_batchnorm(model), fused, size, opset=opset)
+        elif fixed_size is not None:
+            export_fixed_detector(fold_batchnorm(model), fused, fixed_size, opset=opset)
+        else:
+            export_detector(fold_batchnorm(model), fused, size, opset=opset)
+        if fp16:
+            step("FP16: the network in float16, box work in float32; checked against PyTorch on the photos")
+            convert_fp16(fused, staging / FILES["fp16"], half=half_network)
+            if spec.output == "roi_detections":  # per-RoI scores and boxes, as the FP32 check, at FP16's tolerance
+                images = list(validation_batch(spec.input_size, spec.mean, spec.std)[:, None])
+                check = validate_roi_detector(staging / FILES["fp16"], model, images, tolerance=FP16_TOLERANCE)
+                why = f"max score diff {check['max_abs_diff_scores']:.2e}, box diff {check['max_rel_diff_boxes']:.2e}"
+            else:
+                photos = validation_images(DETECTION_PHOTOS)
+                check = validate_detector_fp16(staging / FILES["fp16"], model, photos, DETECTION_PHOTOS, fixed_size)
+                why = f"mean box F1 {check['mean_f1']:.3f} below {check['min_f1']}"
+            if not check["passed"]:
+                raise ValidationError(
+                    f"FP16 disagrees with PyTorch FP32 ({why}); drop --fp16 (the FP32 form validated)"
+                )
+            out["validation"]["fp16"] = check
+            out["files"]["fp16"] = _file_entry(staging, "fp16")
+        if int8_options is not None:
+            step(f"INT8 ({int8_options.target} form): calibrate the network, gate on held-out photos by box F1")
+            out["int8"] = quantize_detector(
+                fused, staging / FILES["fp32"], staging / FILES["int8"], int8_options, fixed=fixed_size is not None,
+                size=fixed_size,
+            )  # fmt: skip
+            out["files"]["int8"] = _file_entry(staging, "int8")
+    return out
+
+
+def _file_entry(staging: Path, precision: str) -> dict[str, Any]:
+    path = staging / FILES[precision]
+    return {"path": FILES[precision], "precision": precision, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def _quantize(

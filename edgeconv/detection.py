@@ -60,15 +60,29 @@ def grid_rois(height: int, width: int, *, scales: Sequence[float] = (0.15, 0.3, 
     return np.clip(np.asarray(rois, np.float32), 0, [width, height, width, height]).astype(np.float32)
 
 
+def resized_photo(photo: np.ndarray, image_size: tuple[int, int]) -> torch.Tensor:
+    """``photo`` resized (bilinear, aspect not kept) to the fixed form's ``image_size`` (H, W), as ``photo_tensor``."""
+    from PIL import Image
+
+    rgb = Image.fromarray(np.asarray(photo, np.uint8)).convert("RGB")
+    return photo_tensor(np.asarray(rgb.resize(image_size[::-1], Image.Resampling.BILINEAR)))
+
+
 def run_torch_detector(model: nn.Module, image: torch.Tensor) -> Detections:
     with torch.inference_mode():
         boxes, scores, labels = model(image)
     return Detections.of(boxes.numpy(), scores.numpy(), labels.numpy())
 
 
-def run_onnx_detector(session: Any, image: np.ndarray) -> Detections:
-    boxes, scores, labels = session.run(list(OUTPUTS), {"image": image})
-    return Detections.of(boxes, scores, labels)
+def run_onnx_detector(session: Any, image: np.ndarray, fixed: bool = False) -> Detections:
+    """One image through an exported detector's session; ``fixed``: the TensorRT form, whose padded outputs hold
+    ``count`` detections."""
+    if not fixed:
+        boxes, scores, labels = session.run(list(OUTPUTS), {"image": image})
+        return Detections.of(boxes, scores, labels)
+    boxes, scores, labels, count = session.run([*OUTPUTS, "count"], {"image": image})
+    found = int(count[0])
+    return Detections.of(boxes[:found], scores[:found], labels[:found])
 
 
 def _export(module: nn.Module, args: tuple[Any, ...], path: Path, what: str, **options: Any) -> Path:
@@ -87,7 +101,12 @@ def _export(module: nn.Module, args: tuple[Any, ...], path: Path, what: str, **o
 
 
 def _example(image_size: tuple[int, int]) -> torch.Tensor:
-    return torch.rand(1, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    """The image the exporter traces with: a real photo (coffee) at ``image_size``. Not noise: a trained detector finds
+    no proposal above its RPN score threshold on noise, and a trace through empty tensors writes their shapes into
+    the graph as constants (a trained MobileNetV2 Faster R-CNN's export then failed in the box head's Reshape)."""
+    from edgeconv.export import validation_images
+
+    return resized_photo(validation_images(["coffee"])[0], image_size)
 
 
 def export_detector(
@@ -171,19 +190,13 @@ def validate_fixed_detector(
     Resized, not letterboxed as ``Engine.detect`` feeds it: a letterbox's flat padding gives a random detector boxes
     with exactly tied scores, and NMS keeps whichever tied box it meets first, an order runtimes do not share, so the
     two sides would differ where exact arithmetic has no answer either."""
-    from PIL import Image
-
     from edgeconv.onnxgraph import session
 
     runner = session(path)
     results = {}
     for name, photo in zip(names, photos, strict=True):
-        rgb = Image.fromarray(np.asarray(photo, np.uint8)).convert("RGB")
-        resized = rgb.resize(image_size[::-1], Image.Resampling.BILINEAR)
-        image = photo_tensor(np.asarray(resized))
-        boxes, scores, labels, count = runner.run(None, {"image": image.numpy()})
-        found = int(count[0])
-        actual = Detections.of(boxes[:found], scores[:found], labels[:found])
+        image = resized_photo(photo, image_size)
+        actual = run_onnx_detector(runner, image.numpy(), fixed=True)
         results[name] = compare_detections(run_torch_detector(model, image), actual, cap=_cap(model))
     return results
 

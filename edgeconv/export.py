@@ -888,17 +888,25 @@ def _divergence_message(
 # --- FP16 ---------------------------------------------------------------------------------------------------------
 
 
-def convert_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """FP16 weights and compute with FP32 inputs/outputs (Cast nodes at the edges), written atomically.
+def convert_fp16(
+    onnx_path: str | os.PathLike, out_path: str | os.PathLike, half: Callable[[Any], Any] | None = None
+) -> Path:
+    """FP16 weights and compute with FP32 inputs/outputs (Cast nodes at the edges), checked and written atomically.
 
-    Uses ``onnxruntime.transformers.float16`` (shipped inside onnxruntime; onnxconverter-common is not needed).
+    ``half``: the conversion of the ``onnx.ModelProto`` (a detector's: ``edgeconv.detector_precision.half_network``);
+    default ``onnxruntime.transformers.float16`` (shipped inside onnxruntime; onnxconverter-common is not needed).
     """
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    def whole(model: Any) -> Any:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        converted = convert_float_to_float16(model, keep_io_types=True)
+        sort_topologically(converted.graph)
+        return converted
 
     try:
-        fp16 = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
-        sort_topologically(fp16.graph)
+        fp16 = (half or whole)(onnx.load(str(onnx_path)))
         onnx.checker.check_model(fp16, full_check=True)
     except Exception as exc:
         raise ExportError(f"FP16 conversion of {onnx_path} failed: {first_line(exc)}") from exc

@@ -333,7 +333,7 @@ def test_export_command_writes_a_validated_detector_artifact_the_engine_runs(tar
     ("flags", "message"),
     [
         (["--target", "openvino"], "--target 'openvino' is not one of"),
-        (["--fp16"], "--fp16 does not apply"),
+        (["--dynamic-batch"], "--dynamic-batch does not apply"),
         (["--input-size", "256"], "--input-size does not apply"),
         (["--opset", "13"], "--opset 13 is too low"),
     ],

@@ -146,6 +146,7 @@ def test_cli_refuses_to_replace_a_fixed_size_artifact_before_the_work(tmp_path: 
     assert "fold BatchNorm" not in result.stderr  # refused before building anything
 
 
+@pytest.mark.slow  # 18 s; test_zoo_convolutionize checks the convolutionized classifier itself by default
 def test_cli_fully_convolutional_alexnet(tmp_path: Path) -> None:
     out = tmp_path / "alex"
     result = runner.invoke(app, ["export", "alexnet", "--fully-convolutional", "--out", str(out)])

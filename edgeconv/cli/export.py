@@ -126,6 +126,41 @@ def _detector_table(manifest: dict[str, Any], folder: Path) -> Table:
     return table
 
 
+def _detector_precisions(manifest: dict[str, Any]) -> list[str]:
+    """One line per low-precision file of a detector: its box F1 against FP32 and the gate."""
+    lines = []
+    fp16 = (manifest.get("validation") or {}).get("fp16")
+    if fp16 and "photos" not in fp16:  # Fast R-CNN: per-RoI scores and boxes
+        lines.append(
+            f"fp16: {manifest['files']['fp16']['path']}, max abs diff {fp16['max_abs_diff_scores']:.2e} (scores), "
+            f"{fp16['max_rel_diff_boxes']:.2e} (boxes) against PyTorch FP32 (tolerance {fp16['tolerance']}): pass"
+        )
+    elif fp16:
+        lines.append(
+            f"fp16: {manifest['files']['fp16']['path']}, box F1 against PyTorch FP32 {fp16['mean_f1']:.3f} on "
+            f"{len(fp16['photos'])} photos (gate {fp16['min_f1']}): pass"
+        )
+    fidelity = (manifest.get("int8") or {}).get("fidelity")
+    if fidelity:
+        verdict = "gate passed" if fidelity["passed"] else "[yellow]below the gate, written with --force[/yellow]"
+        lines.append(
+            f"int8: {manifest['files']['int8']['path']}, box F1 against FP32 {fidelity['mean_f1']:.3f} on "
+            f"{fidelity['samples']} held-out samples (gate {fidelity['gate']}): {verdict}"
+        )
+    return lines
+
+
+def _default(value: int | None, default: int | str) -> int:
+    """An INT8 count option: as given, else ``default`` (a number, or the name of an ``Int8Options`` field)."""
+    if value is not None:
+        return value
+    if isinstance(default, int):
+        return default
+    from edgeconv.quantize.options import Int8Options
+
+    return int(getattr(Int8Options(), default))
+
+
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`)."),
@@ -133,9 +168,17 @@ def export_command(
         None, "--weights", help="'imagenet' (catalog) or a state_dict file; default: seeded random init."
     ),
     fp16: bool = typer.Option(
-        False, "--fp16", help="Also write model_fp16.onnx (FP16 compute, FP32 input/output), validated."
+        False,
+        "--fp16",
+        help="Also write model_fp16.onnx (FP16 compute, FP32 input/output), validated. A detector: its network in "
+        "FP16, box work in FP32, gated by box F1 against PyTorch.",
     ),
-    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (QDQ INT8, calibrated), validated."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Also write model_int8.onnx (QDQ INT8, calibrated), validated. A detector: its network "
+        "in INT8, box work in FP32, gated by the F1 of its boxes against FP32 on held-out photos.",
+    ),
     target: str = typer.Option(
         "onnxruntime",
         "--target",
@@ -149,9 +192,15 @@ def export_command(
     calib_method: str = typer.Option(
         "percentile", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."
     ),
-    calib_samples: int = typer.Option(128, "--calib-samples", help="INT8: random crops of the calibration photos."),
+    calib_samples: int = typer.Option(
+        None,
+        "--calib-samples",
+        help="INT8: random crops of the calibration photos (default 128; a detector: 32, whole photos first).",
+    ),
     eval_samples: int = typer.Option(
-        300, "--eval-samples", help="INT8: held-out crops of other photos that the fidelity gate scores."
+        None,
+        "--eval-samples",
+        help="INT8: held-out crops of other photos that the fidelity gate scores (default 300; a detector: 16).",
     ),
     no_equalize: bool = typer.Option(
         False, "--no-equalize", help="INT8: skip cross-layer equalization (conv pairs and residual streams)."
@@ -203,7 +252,9 @@ def export_command(
         "latency), none, or PyTorch module names kept in float (a,b).",
     ),
     min_agreement: float = typer.Option(
-        None, "--min-agreement", help="INT8 gate: least top-1 agreement with FP32 (default 0.65)."
+        None,
+        "--min-agreement",
+        help="INT8 gate: least top-1 agreement with FP32 (a detector: mean box F1; default 0.65).",
     ),
     min_confident_agreement: float = typer.Option(
         None,
@@ -274,6 +325,7 @@ def export_command(
     with _Steps(console, enabled=not json_output) as steps:
         int8_options = None
         if int8:
+            from edgeconv.detector_precision import DETECTOR_CALIB_SAMPLES, DETECTOR_EVAL_SAMPLES
             from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT
             from edgeconv.quantize.options import Int8Options, parse_fallback
 
@@ -291,8 +343,8 @@ def export_command(
                 target=target,  # type: ignore[arg-type]  # validated below
                 calib_dir=calib,
                 calib_method=calib_method,
-                calib_samples=calib_samples,
-                eval_samples=eval_samples,
+                calib_samples=_default(calib_samples, DETECTOR_CALIB_SAMPLES if detector_form else "calib_samples"),
+                eval_samples=_default(eval_samples, DETECTOR_EVAL_SAMPLES if detector_form else "eval_samples"),
                 equalize=not no_equalize,
                 equalize_depthwise=equalize_depthwise is not False,
                 bias_correction=bias_correction,
@@ -358,6 +410,8 @@ def export_command(
         stdout.print(line)
     if (manifest.data.get("output") or {}).get("kind") in ("detections", "roi_detections"):
         stdout.print(_detector_table(manifest.data, manifest.folder))
+        for line in _detector_precisions(manifest.data):
+            stdout.print(line)
         return
     stdout.print(_summary_table(manifest.data, manifest.folder))
     resized = (manifest.data.get("validation") or {}).get("fp32_resized")

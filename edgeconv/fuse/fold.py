@@ -53,6 +53,15 @@ class FoldResult:
     removed: list[str] = field(default_factory=list)
 
 
+def _is_batchnorm(module: nn.Module) -> bool:
+    """A BatchNorm, or torchvision's ``FrozenBatchNorm2d`` (its detectors': the statistics as buffers), recognised
+    without importing torchvision (an optional dependency)."""
+    kind = type(module)
+    return isinstance(module, _BATCHNORMS) or (
+        kind.__name__ == "FrozenBatchNorm2d" and kind.__module__.startswith("torchvision.")
+    )
+
+
 def _uses_standard_forward(module: nn.Module) -> bool:
     """A subclass that overrides ``forward`` (weight standardisation, sparse masks ...) is not a plain affine op,
     unless it declares ``bn_foldable = True`` (its forward is the op with its own weight and bias after input-only
@@ -121,7 +130,7 @@ class _Tracer(fx.Tracer):
     sees the module call, not the functional ops inside it)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _BATCHNORMS) or _foldable(m) or super().is_leaf_module(m, module_qualified_name)
+        return _is_batchnorm(m) or _foldable(m) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module) -> fx.Graph | None:
@@ -144,7 +153,7 @@ def _find_pairs(root: nn.Module, prefix: str, pairs: list[tuple[str, str]], seen
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(root.get_submodule(str(node.target)), _BATCHNORMS):
+        if node.op != "call_module" or not _is_batchnorm(root.get_submodule(str(node.target))):
             continue
         seen_bn.add(prefix + str(node.target))
         src = node.args[0] if node.args else None
@@ -203,8 +212,9 @@ def fold_batchnorm_report(model: nn.Module, *, copy_model: bool = True) -> FoldR
     for op_name, bn_name in pairs:
         op, bn = fused.get_submodule(op_name), fused.get_submodule(bn_name)
         reason = _bn_usable(bn)
-        if reason is None and _out_channels(op) != bn.num_features:
-            reason = f"{op_name} has {_out_channels(op)} outputs but the BatchNorm {bn.num_features} features"
+        features = None if reason else int(bn.get_buffer("running_mean").shape[0])  # FrozenBatchNorm2d: no num_features
+        if reason is None and _out_channels(op) != features:
+            reason = f"{op_name} has {_out_channels(op)} outputs but the BatchNorm {features} features"
         if reason is not None:
             continue
         _fold_pair(op, bn)
@@ -212,7 +222,7 @@ def fold_batchnorm_report(model: nn.Module, *, copy_model: bool = True) -> FoldR
         folded_bns.add(bn_name)
         result.folded.append((op_name, bn_name))
     for name, module in list(fused.named_modules()):
-        if isinstance(module, _BATCHNORMS) and name not in folded_bns:
+        if _is_batchnorm(module) and name not in folded_bns:
             result.unfoldable.append((name, _why_unfoldable(fused, name, traced)))
     result.removed = [name for name in remove_noops(fused) if name not in folded_bns]
     logger.info("folded %d BatchNorms, %d left unfolded", len(result.folded), len(result.unfoldable))

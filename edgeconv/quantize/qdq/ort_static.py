@@ -304,7 +304,7 @@ class StaticQuantizer:
 
 def percentile_ranges(
     model: onnx.ModelProto,
-    samples: np.ndarray,
+    samples: np.ndarray | Sequence[np.ndarray],
     input_name: str,
     percentile: float,
     batch_size: int = 16,
@@ -317,7 +317,10 @@ def percentile_ranges(
 
     Per tensor of N values the threshold ``t`` is the ``ceil(N * percentile / 100)``-th smallest ``|x|``: the smallest
     of the ``N - that + 1`` largest, which are few (1e-5 of N at 99.999) and kept across batches. The range is
-    ``(max(-t, min), min(t, max))``: ORT clips its thresholds to the observed extremes."""
+    ``(max(-t, min), min(t, max))``: ORT clips its thresholds to the observed extremes.
+
+    ``samples``: an (N, ...) array fed ``batch_size`` at a time, or a sequence of inputs of different sizes fed one by
+    one (a detector's photos); then N is estimated as the first input's count times the number of inputs."""
     import math
 
     import torch
@@ -333,8 +336,12 @@ def percentile_ranges(
     keep: dict[str, int] = {}
     low: dict[str, float] = {}
     high: dict[str, float] = {}
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start : start + batch_size]
+    if isinstance(samples, np.ndarray):
+        batches = [samples[start : start + batch_size] for start in range(0, len(samples), batch_size)]
+    else:
+        batches = [np.asarray(sample) for sample in samples]
+    done = 0
+    for batch in batches:
         values = dict(zip(outputs, sess.run(None, {input_name: batch}), strict=True))
         values.setdefault(input_name, batch)
         for name, value in values.items():
@@ -352,8 +359,9 @@ def percentile_ranges(
             if kept is not None:
                 top = torch.cat([kept, top])
             largest[name] = torch.topk(top, min(keep[name], top.numel()), sorted=False).values
+        done += len(batch)
         if progress is not None:
-            progress(start + len(batch), len(samples))
+            progress(done, len(samples))
     data = {}
     for name, top in largest.items():
         t = float(top.min())

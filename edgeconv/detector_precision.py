@@ -246,6 +246,7 @@ def quantize_detector(
     from edgeconv.quantize.qdq.weights import make_saturation_safe
 
     calib_count, eval_count = options.calib_samples, options.eval_samples
+    progress = progress or options.progress  # the CLI's progress line: calibration samples done / total
     started = time.perf_counter()
     split = split_calibration_folder(options.calib_dir, seed=options.seed, method=options.calib_method)
     calibration = detector_samples(

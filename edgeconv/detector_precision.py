@@ -265,7 +265,7 @@ def quantize_detector(
             save_tensors_data(percentile_ranges(source, calibration, "image", options.percentile, 1, progress), cache)
             extra["calibration_cache_path"] = str(cache)
         quantized_path = work / "int8.onnx"
-        reader = _ListReader(calibration)
+        reader = SampleReader(calibration)
         root = logging.getLogger()  # ORT's quantizer warns on the root logger: shared RPN-head biases, no pre-process
         level = root.level
         root.setLevel(logging.ERROR)
@@ -348,8 +348,8 @@ def float_heads(model: Any) -> int:
     return sum(node.op_type == "QuantizeLinear" for node in removed)
 
 
-class _ListReader:
-    """ONNX Runtime's calibration reader over inputs of different sizes, one at a time."""
+class SampleReader:
+    """ONNX Runtime's calibration reader over a detector's ``image`` inputs (of different sizes), one at a time."""
 
     def __init__(self, samples: Sequence[np.ndarray]) -> None:
         self.samples, self.next = list(samples), 0

@@ -150,17 +150,6 @@ def _detector_precisions(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _default(value: int | None, default: int | str) -> int:
-    """An INT8 count option: as given, else ``default`` (a number, or the name of an ``Int8Options`` field)."""
-    if value is not None:
-        return value
-    if isinstance(default, int):
-        return default
-    from edgeconv.quantize.options import Int8Options
-
-    return int(getattr(Int8Options(), default))
-
-
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Zoo model name (see `edgeconv list`)."),
@@ -325,9 +314,11 @@ def export_command(
     with _Steps(console, enabled=not json_output) as steps:
         int8_options = None
         if int8:
-            from edgeconv.detector_precision import DETECTOR_CALIB_SAMPLES, DETECTOR_EVAL_SAMPLES
+            from edgeconv.detector_precision import detector_int8_options
             from edgeconv.quantize.fidelity import DEFAULT_MIN_AGREEMENT
             from edgeconv.quantize.options import Int8Options, parse_fallback
+
+            defaults = detector_int8_options() if detector_form else Int8Options()  # sample counts left unset
 
             def int8_progress(done: int, total: int) -> None:
                 if steps.task is not None:
@@ -343,8 +334,8 @@ def export_command(
                 target=target,  # type: ignore[arg-type]  # validated below
                 calib_dir=calib,
                 calib_method=calib_method,
-                calib_samples=_default(calib_samples, DETECTOR_CALIB_SAMPLES if detector_form else "calib_samples"),
-                eval_samples=_default(eval_samples, DETECTOR_EVAL_SAMPLES if detector_form else "eval_samples"),
+                calib_samples=defaults.calib_samples if calib_samples is None else calib_samples,
+                eval_samples=defaults.eval_samples if eval_samples is None else eval_samples,
                 equalize=not no_equalize,
                 equalize_depthwise=equalize_depthwise is not False,
                 bias_correction=bias_correction,

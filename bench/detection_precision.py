@@ -4,7 +4,7 @@ For each detector and form (``onnxruntime``: the whole detector at any size; ``t
 
 - FP32: ``model.onnx`` as ``edgeconv export`` writes it;
 - FP16 / INT8: ``edgeconv.detector_precision`` on the BatchNorm-folded export (network in low precision, box work in
-  float32; INT8 calibrated with edgeconv's defaults: percentile ranges, 32 calibration samples);
+  float32; INT8 calibrated with edgeconv's defaults: ``--calib-method`` mse, 32 calibration samples);
 - the peer a user would reach for: ONNX Runtime's ``quantize_static`` with its defaults on the whole graph (QDQ,
   uint8 activations / int8 weights, MinMax), on the same calibration samples.
 

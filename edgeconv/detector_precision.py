@@ -192,16 +192,21 @@ def detector_samples(
     return out
 
 
-def box_f1(reference: Any, candidate: Any, samples: Sequence[np.ndarray], fixed: bool) -> list[float]:
+def box_f1(
+    reference: Any, candidate: Any, samples: Sequence[np.ndarray], fixed: bool, progress: Any = None
+) -> list[float]:
     """F1 (IoU >= 0.5, same class) of the ``candidate`` session's boxes against the ``reference`` session's, per
-    sample."""
+    sample; ``progress(done, total)`` after each."""
     from edgeconv.boxes import f1_score
     from edgeconv.detection import run_onnx_detector
 
-    return [
-        f1_score(run_onnx_detector(reference, sample, fixed), run_onnx_detector(candidate, sample, fixed))
-        for sample in samples
-    ]
+    scores = []
+    for sample in samples:
+        found = run_onnx_detector(reference, sample, fixed), run_onnx_detector(candidate, sample, fixed)
+        scores.append(f1_score(*found))
+        if progress is not None:
+            progress(len(scores), len(samples))
+    return scores
 
 
 def detector_int8_options(**overrides: Any) -> Any:
@@ -242,11 +247,18 @@ def quantize_detector(
     from edgeconv.onnxgraph import session
     from edgeconv.quantize.calibration import split_calibration_folder
     from edgeconv.quantize.options import cpu_kernels_saturate
-    from edgeconv.quantize.qdq.ort_static import _ort_method, _quantize_kwargs, float_outputs, percentile_ranges
+    from edgeconv.quantize.qdq.ort_static import (
+        _ort_method,
+        _quantize_kwargs,
+        activation_grid,
+        float_outputs,
+        percentile_ranges,
+    )
     from edgeconv.quantize.qdq.weights import make_saturation_safe
 
     calib_count, eval_count = options.calib_samples, options.eval_samples
-    progress = progress or options.progress  # the CLI's progress line: calibration samples done / total
+    progress = progress or options.progress  # the CLI's progress line: samples done / total in the current stage
+    stage = options.on_stage or (lambda _label: None)  # the CLI prints one line per finished stage
     started = time.perf_counter()
     split = split_calibration_folder(options.calib_dir, seed=options.seed, method=options.calib_method)
     calibration = detector_samples(
@@ -260,9 +272,12 @@ def quantize_detector(
     with tempfile.TemporaryDirectory(prefix="edgeconv-int8-detector-") as tmp:
         work = Path(tmp)
         extra: dict[str, Any] = {}
-        if options.calib_method == "percentile":  # exact percentiles, streamed (ORT's calibrator keeps every tensor)
+        stage(f"calibrate ({options.calib_method}) and quantize the network on {len(calibration)} samples")
+        if options.calib_method in ("percentile", "mse"):  # streamed (ORT's calibrator keeps every tensor)
             cache = work / "ranges.json"
-            save_tensors_data(percentile_ranges(source, calibration, "image", options.percentile, 1, progress), cache)
+            grid = activation_grid(options.target) if options.calib_method == "mse" else None
+            ranges = percentile_ranges(source, calibration, "image", options.percentile, 1, progress, grid=grid)
+            save_tensors_data(ranges, cache)
             extra["calibration_cache_path"] = str(cache)
         quantized_path = work / "int8.onnx"
         reader = SampleReader(calibration)
@@ -283,9 +298,10 @@ def quantize_detector(
         float_heads(quantized)
         safe_layers = make_saturation_safe(quantized, source) if saturating else 0
         quantize_seconds = time.perf_counter() - started
+        stage(f"INT8 boxes against FP32 on {len(held_out)} held-out samples")
         reference = session(reference_fp32)
         candidate = session(quantized, exact=fixed)  # the fixed form as written (TensorRT's arithmetic), as classifiers
-        scores = box_f1(reference, candidate, held_out, fixed)
+        scores = box_f1(reference, candidate, held_out, fixed, progress)
     mean_f1 = float(np.mean(scores))
     entry = {
         "target": options.target,

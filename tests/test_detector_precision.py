@@ -112,8 +112,19 @@ def test_fp16_gate_measures_box_f1_and_refuses_another_network(exported, small, 
 
 def test_int8_quantizes_only_the_network_and_gates_by_box_f1(exported, tmp_path) -> None:
     out = tmp_path / "int8.onnx"
-    options = Int8Options(calib_samples=8, eval_samples=6, calib_method="minmax", min_agreement=0.0)
+    stages: list[str] = []
+    counts: list[tuple[int, int]] = []
+    options = Int8Options(
+        calib_samples=8, eval_samples=6, calib_method="minmax", min_agreement=0.0,
+        on_stage=stages.append, progress=lambda done, total: counts.append((done, total)),
+    )  # fmt: skip
     entry = quantize_detector(exported["fused"], exported["fp32"], out, options, fixed=False)
+    # The CLI's progress: one line per stage, and the held-out scoring counted sample by sample.
+    assert stages == [
+        "calibrate (minmax) and quantize the network on 8 samples",
+        "INT8 boxes against FP32 on 6 held-out samples",
+    ]
+    assert counts == [(i, 6) for i in range(1, 7)]
     model = onnx.load(str(out))
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
@@ -135,7 +146,9 @@ def test_int8_quantizes_only_the_network_and_gates_by_box_f1(exported, tmp_path)
     assert boxes.shape[1] == 4 and boxes.dtype == np.float32 and len(scores) == len(labels)
     # Below the gate: one error naming the measured F1, nothing written (the seeded detector's F1 is far below 0.99).
     refused = tmp_path / "refused.onnx"
-    strict = dataclasses.replace(options, calib_samples=4, eval_samples=4, min_agreement=0.99)
+    strict = dataclasses.replace(
+        options, calib_samples=4, eval_samples=4, min_agreement=0.99, on_stage=None, progress=None
+    )
     with pytest.raises(QuantizationError, match=r"mean F1 0\.\d+ on 4 held-out samples, below the gate 0\.99"):
         quantize_detector(exported["fused"], exported["fp32"], refused, strict, fixed=False)
     assert not refused.exists()

@@ -180,3 +180,64 @@ def test_percentile_ranges_are_the_exact_percentile_and_match_onnxruntime(tmp_pa
         low, high = (float(v) for v in theirs[name].range_value)
         bin_width = max(abs(low), abs(high)) / 2048 * 2 + 1e-6  # ORT's threshold is a bin edge of 2048 bins
         assert ours[name].range_value == pytest.approx((low, high), abs=bin_width), name
+
+
+@pytest.mark.parametrize("grid", ["uint8", "int8"])
+def test_mse_threshold_is_the_least_expected_error_among_the_kept_magnitudes(grid: str) -> None:
+    """``mse`` calibration: the threshold minimizes rounding (step^2 / 12 per value inside) plus clipping ((|x| - t)^2
+    per value beyond), checked against the sum written out for every candidate."""
+    from edgeconv.quantize.qdq.ort_static import mse_threshold
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.5, 1.0, 3000), [7.0, 8.5, -9.0, 10.0]])
+    magnitudes = np.abs(x)
+    chosen = mse_threshold(magnitudes, x.size, float(x.min()), float(x.max()), grid)
+
+    def error(t: float) -> float:
+        lo, hi = max(-t, x.min()), min(t, x.max())
+        step = max(abs(lo), abs(hi)) / 127 if grid == "int8" else (hi - min(lo, 0.0)) / 255
+        inside = np.abs(x) <= t
+        return float(np.sum((np.abs(x[~inside]) - t) ** 2) + inside.sum() * step**2 / 12)
+
+    errors = [error(t) for t in magnitudes]
+    assert error(chosen) == pytest.approx(min(errors), rel=1e-9)
+
+
+def test_mse_threshold_clips_a_few_outliers_only_among_many_values() -> None:
+    """The trade the ``mse`` calibration makes: four far values cost more clipped than a coarser grid costs the rest
+    of a small tensor, and less than it costs a large one; the threshold stays among the kept magnitudes, from the
+    percentile's ``t`` to the maximum."""
+    from edgeconv.quantize.qdq.ort_static import mse_threshold
+
+    kept = np.array([3.0, 9.0, 9.5, 10.0, 10.5])  # a tensor's largest magnitudes: the percentile's t is 3.0
+    assert mse_threshold(kept, 10_000, 0.0, 10.5, "uint8") == 10.5  # the whole range
+    assert mse_threshold(kept, 100_000_000, 0.0, 10.5, "uint8") == 3.0  # the percentile's: the far values clipped
+    assert mse_threshold(kept, 1_000, -10.5, 10.5, "int8") == 10.5  # a symmetric grid: each step twice as coarse
+
+
+def test_mse_ranges_lie_between_the_percentile_and_the_extremes(tmp_path: Path) -> None:
+    import onnx
+
+    from edgeconv.quantize.qdq.ort_static import percentile_ranges
+
+    model = onnx.load(str(_conv_relu_graph(tmp_path)))
+    samples = np.random.default_rng(1).standard_t(3, size=(48, 3, 8, 8)).astype(np.float32)
+    percentile = percentile_ranges(model, samples, "x", 99.9, batch_size=16)
+    for grid in ("uint8", "int8"):
+        mse = percentile_ranges(model, samples, "x", 99.9, batch_size=16, grid=grid)
+        moved = 0
+        for name in percentile.data:
+            (p_low, p_high), (m_low, m_high) = percentile[name].range_value, mse[name].range_value
+            assert m_low <= p_low and m_high >= p_high, name
+            moved += (m_low, m_high) != (p_low, p_high)
+        assert moved, grid  # 48 crops of heavy-tailed values: their few largest cost less kept than clipped
+
+
+def test_the_cli_calibrates_with_the_default_method() -> None:
+    import inspect
+
+    from edgeconv.cli.export import export_command
+    from edgeconv.quantize.options import DEFAULT_CALIBRATION_METHOD
+
+    option = inspect.signature(export_command).parameters["calib_method"].default
+    assert option.default == DEFAULT_CALIBRATION_METHOD == "mse"

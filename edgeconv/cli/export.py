@@ -179,7 +179,10 @@ def export_command(
         None, "--calib", help="INT8 calibration photo folder (default: the repository's calibration/)."
     ),
     calib_method: str = typer.Option(
-        "percentile", "--calib-method", help="INT8 calibration: minmax, entropy or percentile."
+        "mse",  # edgeconv.quantize.options.DEFAULT_CALIBRATION_METHOD (not imported here: --help stays fast)
+        "--calib-method",
+        help="INT8 calibration: minmax, entropy, percentile (the 99.999th of |x|) or mse (per tensor, the clipping "
+        "point between that percentile and the maximum with the least expected quantization error on the form's grid).",
     ),
     calib_samples: int = typer.Option(
         None,
@@ -320,9 +323,9 @@ def export_command(
 
             defaults = detector_int8_options() if detector_form else Int8Options()  # sample counts left unset
 
-            def int8_progress(done: int, total: int) -> None:
+            def int8_progress(done: int, total: int) -> None:  # samples done in the current stage
                 if steps.task is not None:
-                    steps.progress.update(steps.task, description=f"quantize to INT8: calibration crops {done}/{total}")
+                    steps.progress.update(steps.task, description=f"{steps.label or 'quantize to INT8'} {done}/{total}")
 
             def rounding_progress(done: int, total: int) -> None:
                 if steps.task is not None:

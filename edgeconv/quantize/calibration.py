@@ -34,8 +34,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "calibration"
 
 # Fewest distinct source images each calibration method is allowed to work from. MinMax only needs ranges; the
-# histogram methods (entropy, percentile) fit distribution tails, which one or two photos cannot represent.
-MIN_IMAGES = {"minmax": 2, "entropy": 4, "percentile": 4}
+# tail methods (entropy, percentile, mse) fit distribution tails, which one or two photos cannot represent.
+MIN_IMAGES = {"minmax": 2, "entropy": 4, "percentile": 4, "mse": 4}
 MIN_EVAL_IMAGES = 2
 
 ProgressCallback = Callable[[int, int], None]

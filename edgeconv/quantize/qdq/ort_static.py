@@ -33,7 +33,13 @@ def _ort_method(name: str) -> Any:
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
+        "mse": CalibrationMethod.Percentile,  # edgeconv's own ranges (percentile_ranges); ORT's only without a cache
     }[name]
+
+
+def activation_grid(target: str) -> str:
+    """The activations' integer grid in ``target``'s QDQ scheme: ``uint8`` (asymmetric) or ``int8`` (symmetric)."""
+    return "uint8" if target == "onnxruntime" else "int8"
 
 
 def high_precision(
@@ -225,12 +231,14 @@ class StaticQuantizer:
             progress=self.progress if self.count == 0 else None,
         )
         extra = {} if not self.cacheable else {"calibration_cache_path": str(self.cache)}
-        if self.cacheable and self.count == 0 and self.options.calib_method == "percentile" and not self.cache.exists():
+        method = self.options.calib_method
+        if self.cacheable and self.count == 0 and method in ("percentile", "mse") and not self.cache.exists():
             from onnxruntime.quantization.calibrate import save_tensors_data
 
             ranges = percentile_ranges(
-                self.model, self.samples, self.input_name, self.options.percentile, self.batch_size, self.progress
-            )
+                self.model, self.samples, self.input_name, self.options.percentile, self.batch_size, self.progress,
+                grid=activation_grid(self.target) if method == "mse" else None,
+            )  # fmt: skip
             save_tensors_data(ranges, self.cache)  # quantize_static reads it instead of calibrating
         kwargs = dict(self.kwargs)
         exclude = list(dict.fromkeys([*self.slow_in_int8, *exclude]))
@@ -309,6 +317,8 @@ def percentile_ranges(
     percentile: float,
     batch_size: int = 16,
     progress: ProgressCallback | None = None,
+    *,
+    grid: str | None = None,
 ) -> Any:
     """ONNX Runtime's percentile ranges (its ``Percentile`` calibrator with its defaults: symmetric, i.e. on ``|x|``)
     of every float tensor of ``model`` on ``samples``, as ORT's ``TensorsData``, computed exactly from the largest
@@ -320,7 +330,12 @@ def percentile_ranges(
     ``(max(-t, min), min(t, max))``: ORT clips its thresholds to the observed extremes.
 
     ``samples``: an (N, ...) array fed ``batch_size`` at a time, or a sequence of inputs of different sizes fed one by
-    one (a detector's photos); then N is estimated as the first input's count times the number of inputs."""
+    one (a detector's photos); then N is estimated as the first input's count times the number of inputs.
+
+    ``grid`` (``"uint8"``, asymmetric, or ``"int8"``, symmetric; ``activation_grid``): the ``mse`` calibration. The
+    threshold is then, among the kept magnitudes (the percentile's ``t`` up to the maximum), the one whose expected
+    squared quantization error on these samples is least (``mse_threshold``): where the values beyond ``t`` are many
+    or far, the whole range costs less than clipping them."""
     import math
 
     import torch
@@ -334,6 +349,7 @@ def percentile_ranges(
     outputs = [o.name for o in sess.get_outputs()]
     largest: dict[str, torch.Tensor] = {}
     keep: dict[str, int] = {}
+    counts: dict[str, int] = {}
     low: dict[str, float] = {}
     high: dict[str, float] = {}
     if isinstance(samples, np.ndarray):
@@ -348,6 +364,7 @@ def percentile_ranges(
             if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float16) or not value.size:
                 continue
             x = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).reshape(-1)
+            counts[name] = counts.get(name, 0) + x.numel()
             if name not in keep:
                 total = x.numel() * len(samples) // len(batch)
                 keep[name] = min(total, total - math.ceil(total * percentile / 100.0) + 1)
@@ -364,6 +381,30 @@ def percentile_ranges(
             progress(done, len(samples))
     data = {}
     for name, top in largest.items():
-        t = float(top.min())
+        t = float(top.min()) if grid is None else mse_threshold(top, counts[name], low[name], high[name], grid)
         data[name] = TensorData(lowest=np.float32(max(-t, low[name])), highest=np.float32(min(t, high[name])))
     return TensorsData(CalibrationMethod.Percentile, data)
+
+
+def mse_threshold(magnitudes: Any, count: int, low: float, high: float, grid: str) -> float:
+    """The ``t`` among ``magnitudes`` (the largest ``|x|`` of a tensor of ``count`` values, observed in ``[low, high]``)
+    that minimizes the expected squared error of quantizing the tensor to ``(max(-t, low), min(t, high))`` on ``grid``
+    (``"uint8"``: step ``(hi - min(lo, 0)) / 255``; ``"int8"``: ``max(|lo|, |hi|) / 127``): rounding, ``step^2 / 12``
+    for each value inside, plus clipping, ``(|x| - t)^2`` for each kept magnitude above ``t``. Values below the
+    smallest kept magnitude are inside every candidate range, so the kept ones are all the sum needs."""
+    import torch
+
+    t = torch.sort(torch.as_tensor(magnitudes, dtype=torch.float64).reshape(-1)).values  # candidates, ascending
+    above = torch.arange(len(t) - 1, -1, -1, dtype=torch.float64)  # kept magnitudes after each candidate
+    tail = torch.flip(torch.cumsum(torch.flip(t, [0]), 0), [0]) - t  # their sum, and their sum of squares
+    tail_sq = torch.flip(torch.cumsum(torch.flip(t * t, [0]), 0), [0]) - t * t
+    clipping = tail_sq - 2 * t * tail + above * t * t
+    lo, hi = torch.clamp(-t, min=low), torch.clamp(t, max=high)
+    if grid == "int8":
+        step = torch.maximum(lo.abs(), hi.abs()) / 127
+    elif grid == "uint8":
+        step = (hi - torch.clamp(lo, max=0.0)) / 255
+    else:
+        raise ValueError(f"grid {grid!r}: use uint8 or int8")
+    error = clipping.clamp_min(0) + (count - above) * step * step / 12
+    return float(t[int(torch.argmin(error))])

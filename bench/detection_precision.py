@@ -43,7 +43,6 @@ from edgeconv.boxes import compare_detections, f1_score
 from edgeconv.detection import export_detector, export_fixed_detector, photo_tensor, run_onnx_detector
 from edgeconv.detector_precision import (
     DETECTOR_CALIB_SAMPLES,
-    SampleReader,
     detector_int8_options,
     detector_samples,
     half_network,
@@ -53,7 +52,7 @@ from edgeconv.export import convert_fp16
 from edgeconv.files import write_atomic
 from edgeconv.fuse.fold import fold_batchnorm
 from edgeconv.onnxgraph import session
-from edgeconv.quantize.calibration import split_calibration_folder
+from edgeconv.quantize.calibration import CalibrationReader, split_calibration_folder
 from edgeconv.zoo import create_model
 
 PRECISIONS = ("fp32", "fp16", "int8", "ort_ptq")
@@ -72,16 +71,11 @@ def build(name: str) -> Any:
         return create_model(name)
 
 
-def held_out(fixed_size: tuple[int, int] | None, count: int) -> list[np.ndarray]:
-    split = split_calibration_folder(None, method="percentile")
-    return detector_samples([im for _, im in split.evaluation.images], count, size=fixed_size, seed=1)
-
-
 def ort_ptq(fp32: Path, out: Path, calibration: list[np.ndarray]) -> Path:
     """ONNX Runtime's ``quantize_static`` with its defaults (QDQ), every node it knows, MinMax."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    quantize_static(str(fp32), str(out), SampleReader(calibration), quant_format=QuantFormat.QDQ)
+    quantize_static(str(fp32), str(out), CalibrationReader(calibration, "image"), quant_format=QuantFormat.QDQ)
     return out
 
 
@@ -118,12 +112,12 @@ def measure(name: str, form: str, tmp: Path, args: argparse.Namespace) -> dict[s
     )
     paths["int8"] = tmp / f"{name}-{form}-int8.onnx"
     seconds["int8"] = time.perf_counter() - started  # its own held-out check included
-    split = split_calibration_folder(None, method="percentile")
+    split = split_calibration_folder(None, method=options.calib_method)  # the photos quantize_detector read
     calibration = detector_samples([im for _, im in split.calibration.images], DETECTOR_CALIB_SAMPLES, size=fixed_size)
     started = time.perf_counter()
     paths["ort_ptq"] = ort_ptq(paths["fp32"], tmp / f"{name}-{form}-ortptq.onnx", calibration)
     seconds["ort_ptq"] = time.perf_counter() - started
-    inputs = held_out(fixed_size, args.eval_samples)
+    inputs = detector_samples([im for _, im in split.evaluation.images], args.eval_samples, size=fixed_size, seed=1)
     expected = [run_onnx_detector(session(paths["fp32"]), x, fixed) for x in inputs]  # once, for every precision
     cap = int(model.roi_heads.detections_per_img)
     row: dict[str, Any] = {"model": name, "form": form, "input": list(size) if fixed else "any",
@@ -154,8 +148,8 @@ def render(command: str, env: dict[str, Any], rows: list[dict[str, Any]]) -> str
         environment_line(env),
         "",
         "Seeded random detectors (woken; no detection checkpoint is installable offline). F1: boxes against the FP32 "
-        "graph's boxes (same class, IoU >= 0.5), mean (min) over 16 held-out samples of the `calibration/eval` "
-        "photos, whole and cropped. Box for box: the share of "
+        f"graph's boxes (same class, IoU >= 0.5), mean (min) over {rows[0]['samples']} held-out samples of the "
+        "`calibration/eval` photos, whole and cropped. Box for box: the share of "
         "samples passing the FP32 export's check against the FP32 graph (every box matched, IoU >= 0.99, score within "
         "1e-3, no extra box). Latency: batch 1, ORT CPU, "
         "2 threads, median of interleaved rounds (onnxruntime form only; the tensorrt form's INT8 is scored as "

@@ -713,8 +713,7 @@ def _write_detector_artifact(
             outputs = {"boxes": ["detections", 4], "scores": ["detections"], "labels": ["detections"]}
         if not check["passed"]:
             raise ExportError(f"{spec.name}: the ONNX graph does not match PyTorch on the photos: {validation}")
-        files = {"fp32": {"path": FILES["fp32"], "precision": "fp32", "sha256": sha256_file(onnx_path),
-                          "bytes": onnx_path.stat().st_size}}  # fmt: skip
+        files = {"fp32": _file_entry(staging, "fp32")}
         low: dict[str, Any] = {"files": {}, "validation": {}, "int8": None}
         if fp16 or int8_options is not None:
             low = _detector_low_precision(

@@ -245,7 +245,7 @@ def quantize_detector(
     from edgeconv.errors import QuantizationError
     from edgeconv.files import write_atomic
     from edgeconv.onnxgraph import session
-    from edgeconv.quantize.calibration import split_calibration_folder
+    from edgeconv.quantize.calibration import CalibrationReader, split_calibration_folder
     from edgeconv.quantize.options import cpu_kernels_saturate
     from edgeconv.quantize.qdq.ort_static import (
         _ort_method,
@@ -280,7 +280,7 @@ def quantize_detector(
             save_tensors_data(ranges, cache)
             extra["calibration_cache_path"] = str(cache)
         quantized_path = work / "int8.onnx"
-        reader = SampleReader(calibration)
+        reader = CalibrationReader(calibration, "image")  # read by ORT's own calibrator (minmax, entropy)
         root = logging.getLogger()  # ORT's quantizer warns on the root logger: shared RPN-head biases, no pre-process
         level = root.level
         root.setLevel(logging.ERROR)
@@ -362,22 +362,6 @@ def float_heads(model: Any) -> int:
     for node in removed:
         model.graph.node.remove(node)
     return sum(node.op_type == "QuantizeLinear" for node in removed)
-
-
-class SampleReader:
-    """ONNX Runtime's calibration reader over a detector's ``image`` inputs (of different sizes), one at a time."""
-
-    def __init__(self, samples: Sequence[np.ndarray]) -> None:
-        self.samples, self.next = list(samples), 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.next >= len(self.samples):
-            return None
-        self.next += 1
-        return {"image": self.samples[self.next - 1]}
-
-    def rewind(self) -> None:
-        self.next = 0
 
 
 # The FP16 form's gate: mean box F1 against PyTorch FP32 on the export's photos. A seeded random detector amplifies

@@ -241,3 +241,18 @@ def test_the_cli_calibrates_with_the_default_method() -> None:
 
     option = inspect.signature(export_command).parameters["calib_method"].default
     assert option.default == DEFAULT_CALIBRATION_METHOD == "mse"
+
+
+def test_calibration_reader_hands_out_inputs_of_different_sizes_one_by_one() -> None:
+    """A detector's calibration photos keep their own sizes: each is one batch, counted as one sample."""
+    from edgeconv.quantize.calibration import CalibrationReader
+
+    photos = [np.zeros((1, 3, 40, 60), np.float32), np.ones((1, 3, 50, 30), np.float64)]
+    seen: list[tuple[int, int]] = []
+    reader = CalibrationReader(photos, "image", progress=lambda done, total: seen.append((done, total)))
+    first = [item["image"] for item in reader]
+    assert len(reader) == 2 and [x.shape for x in first] == [(1, 3, 40, 60), (1, 3, 50, 30)]
+    assert first[1].dtype == np.float32 and seen == [(1, 2), (2, 2)]
+    assert [item["image"].shape for item in reader] == [x.shape for x in first]  # rewound: ORT reads it per pass
+    with pytest.raises(CalibrationError, match="must not be empty"):
+        CalibrationReader([], "image")

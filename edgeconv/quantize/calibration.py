@@ -285,42 +285,61 @@ def random_crops(
 
 
 class CalibrationReader:
-    """ONNX Runtime's ``CalibrationDataReader`` protocol over an array of inputs: ``get_next()`` -> ``{name: batch}``
-    or ``None``; ``rewind()`` starts again (ORT reads the data once per calibration pass)."""
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over inputs: ``get_next()`` -> ``{name: batch}`` or
+    ``None``; ``rewind()`` starts again (ORT reads the data once per calibration pass). ``samples``: an (N, ...) array
+    handed out ``batch_size`` at a time, or a sequence of whole inputs of different sizes (a detector's photos, each
+    (1, 3, H, W)) handed out one by one."""
 
     def __init__(
-        self, samples: np.ndarray, input_name: str, *, batch_size: int = 1, progress: ProgressCallback | None = None
+        self,
+        samples: np.ndarray | Sequence[np.ndarray],
+        input_name: str,
+        *,
+        batch_size: int = 1,
+        progress: ProgressCallback | None = None,
     ) -> None:
-        if samples.ndim < 2 or len(samples) == 0:
-            raise CalibrationError(f"calibration samples must be a non-empty (N, ...) array, got shape {samples.shape}")
-        self.samples = np.ascontiguousarray(samples, dtype=np.float32)
+        if isinstance(samples, np.ndarray):
+            if samples.ndim < 2 or len(samples) == 0:
+                raise CalibrationError(
+                    f"calibration samples must be a non-empty (N, ...) array, got shape {samples.shape}"
+                )
+            array = np.ascontiguousarray(samples, dtype=np.float32)
+            step = max(1, batch_size)
+            self.batches = [array[start : start + step] for start in range(0, len(array), step)]
+        else:
+            self.batches = [np.ascontiguousarray(sample, dtype=np.float32) for sample in samples]
+            if not self.batches:
+                raise CalibrationError("calibration samples must not be empty")
+        self.total = sum(len(batch) for batch in self.batches)
         self.input_name = input_name
-        self.batch_size = max(1, batch_size)
         self.progress = progress
-        self._next = 0
+        self._next = 0  # the next batch
+        self._done = 0  # samples handed out
 
     def __len__(self) -> int:
-        return math.ceil(len(self.samples) / self.batch_size)
+        return len(self.batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._next >= len(self.samples):
+        if self._next >= len(self.batches):
             return None
-        batch = self.samples[self._next : self._next + self.batch_size]
-        self._next += len(batch)
+        batch = self.batches[self._next]
+        self._next += 1
+        self._done += len(batch)
         if self.progress is not None:
-            self.progress(self._next, len(self.samples))
+            self.progress(self._done, self.total)
         return {self.input_name: batch}
 
     def rewind(self) -> None:
-        self._next = 0
+        self._next = self._done = 0
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         self.rewind()
         while (item := self.get_next()) is not None:
             yield item
 
-    def set_range(self, start_index: int, end_index: int) -> None:  # ORT's strided-calibration hook
+    def set_range(self, start_index: int, end_index: int) -> None:  # ORT's strided calibration: batch indices
         self._next = start_index
+        self._done = sum(len(batch) for batch in self.batches[:start_index])
 
 
 @dataclass

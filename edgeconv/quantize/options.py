@@ -24,8 +24,8 @@ TARGETS: tuple[str, ...] = ("onnxruntime", "tensorrt")
 # "mse": per activation tensor, the clipping threshold between the 99.999th percentile of |x| and the maximum with the
 # least expected squared error on the form's grid (``qdq.ort_static.percentile_ranges``). mobilenet_v2, onnxruntime
 # form, 1000 held-out crops, two AdaRound seeds: mean KL 0.0306 / 0.0331 and SQNR 18.7 / 18.7 dB against the
-# percentile's 0.0340 / 0.0332 and 18.5 / 18.4 dB; efficientnet_lite0 and the tensorrt form (its symmetric grid keeps
-# the percentile on every tensor) unchanged. Issue 17's note has the runs.
+# percentile's 0.0340 / 0.0332 and 18.5 / 18.4 dB; efficientnet_lite0 (onnxruntime form) and mobilenet_v2's tensorrt
+# form unchanged to the digit. Issue 17's note has the runs.
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile", "mse")
 
 

@@ -13,7 +13,8 @@ Dynamo's graph is exported at opset 18, its nodes renamed from their module-path
 (``scope_node_names``: ``/layer1/layer1.0/conv1/Conv``, how a numerical divergence is traced back to a named module),
 then brought down to the opset asked. It takes about twice as long (bench/results/exporters.md compares the two on the
 zoo; ``bench/exporter_auto.py`` lists what ``auto`` picks per model). ``exporter="torchscript"`` or ``"dynamo"``
-forces one; a forced dynamo export keeps opset 18 with a warning where the conversion fails.
+forces one; a forced dynamo export keeps opset 18 with a warning where the conversion fails (``exact_opset``: an
+error instead, which is how the auto exporter's attempt stops before validating a graph it would not keep).
 
 Simplifier: onnxslim. It is pure Python (installs wherever onnx does), actively maintained and released, and keeps
 opset, names and dynamic axes; onnxsim (onnx-simplifier) is a C++ extension whose wheels have lagged new Python and
@@ -356,6 +357,7 @@ def _torch_export(
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]] | None,
     exporter: Exporter,
+    exact_opset: bool = False,
 ) -> None:
     if exporter == "torchscript":
         _register_symbolics()
@@ -396,7 +398,7 @@ def _torch_export(
 
     proto = program.model_proto
     scope_node_names(proto, _call_indices(program))
-    onnx.save(_convert_opset(proto, opset), target)
+    onnx.save(_convert_opset(proto, opset, exact_opset), target)
 
 
 _SCOPES = "pkg.torch.onnx.name_scopes"  # the dynamo exporter's module path per node: ['', 'layer1', 'layer1.0', ...]
@@ -462,31 +464,56 @@ def scope_node_names(proto: Any, calls: dict[str, int] | None = None) -> None:
         info.name = tensors.get(info.name, info.name)
 
 
-def _convert_opset(proto: Any, opset: int) -> Any:
-    """``proto`` brought down to ``opset`` by the ONNX version converter, or as it is (with a warning naming the opset
-    written) when the converter fails."""
-    import onnx
+def convert_version(proto: Any, opset: int) -> Any:
+    """The ONNX version converter's ``proto`` at ``opset``, less the one attribute it leaves behind: opset 18 moved
+    the Reduce ops' axes to an input, and converting down keeps ``noop_with_empty_axes``, only ReduceSum-13 has."""
     from onnx import version_converter
 
+    converted = version_converter.convert_version(proto, opset)
+    for node in converted.graph.node:
+        if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum" and opset < 18:
+            kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+    return converted
+
+
+def _convert_opset(proto: Any, opset: int, exact: bool = False) -> Any:
+    """``proto`` brought down to ``opset`` by the ONNX version converter and checked, or as it is (with a warning
+    naming the opset written) when the converter fails; ``exact``: ``ExportError`` then."""
     written = graph_opset(proto)
     if written <= opset:
         return proto
-    try:
-        converted = version_converter.convert_version(proto, opset)
-        for node in converted.graph.node:  # opset 18 moved Reduce* axes to an input; only ReduceSum-13 has this one
-            if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum" and opset < 18:
-                kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
-                del node.attribute[:]
-                node.attribute.extend(kept)
-        onnx.checker.check_model(converted, full_check=True)
+
+    def convert(light: Any) -> Any:
+        converted = convert_version(light, opset)
+        _check(converted)
         return converted
+
+    try:
+        return onnxgraph.apply_to_structure(proto, convert)
     except Exception as exc:
+        if exact:
+            raise ExportError(f"the ONNX version converter cannot write opset {opset}: {first_line(exc)}") from exc
         warnings.warn(
             f"wrote opset {written}, not {opset}: the ONNX version converter failed ({first_line(exc)}); "
             "TensorRT 8.6 (JetPack 6.0) parses at most opset 17",
             stacklevel=2,
         )
         return proto
+
+
+def _check(proto: Any) -> None:
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def _checked_shapes(proto: Any) -> Any:
+    import onnx
+
+    _check(proto)
+    return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
 
 def graph_opset(proto: Any) -> int:
@@ -586,7 +613,9 @@ def _export_auto(model: nn.Module, path: Path, input_shape: Sequence[int], **opt
         quiet = _Unless("exporter: ")  # dynamo's warnings matter only if its graph is kept
         logger.addFilter(quiet)
         try:
-            report: ExportReport | None = export_onnx(model, attempt, input_shape, exporter="dynamo", **options)
+            report: ExportReport | None = export_onnx(
+                model, attempt, input_shape, exporter="dynamo", exact_opset=True, **options
+            )
         except ExportError as exc:
             report, why = None, f"it failed: {first_line(exc)}"
         finally:
@@ -627,6 +656,7 @@ def export_onnx(
     dynamic_size: bool = False,
     second_size: tuple[int, int] | None = None,
     clip_format: str = "rgb",
+    exact_opset: bool = False,
 ) -> ExportReport:
     """Export ``model`` (eval mode, CPU, float32) to ``path`` and check it.
 
@@ -636,7 +666,9 @@ def export_onnx(
     model takes other than the export size (``edgeconv export --dynamic-size`` always gives one). ``reference`` is the
     PyTorch model the ONNX output is compared with (default: ``model``; pass the unfused original to cover fusion
     too). ``mean`` / ``std`` normalize the validation photos. A 5-D ``input_shape`` (batch, C, T, H, W) is a video clip
-    model's: it is validated on clips panning across the photos, with ``clip_format``'s channels.
+    model's: it is validated on clips panning across the photos, with ``clip_format``'s channels. ``exact_opset``:
+    raise ``ExportError`` when the dynamo exporter's graph cannot be brought down to ``opset`` (else it is kept at the
+    opset written, with a warning).
     Raises ``ExportError`` naming the module when the exporter fails or when ONNX Runtime disagrees with PyTorch.
     The file is written atomically: on any failure nothing is left at ``path``.
     """
@@ -715,7 +747,10 @@ def export_onnx(
                 output_names=[output_name],
                 dynamic_axes=dynamic_axes,
                 exporter=exporter,
+                exact_opset=exact_opset,
             )
+    except ExportError:
+        raise
     except Exception as exc:
         culprit = find_unexportable_module(model, example, try_export)
         where = (
@@ -730,17 +765,14 @@ def export_onnx(
     output_shape = (shape[0], *output_shape[1:])  # traced at trace_batch; reported at the batch asked
     written_opset = graph_opset(proto)  # the dynamo exporter keeps 18 where the version converter fails
     try:
-        onnx.checker.check_model(proto, full_check=True)
-        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnxgraph.apply_to_structure(proto, _checked_shapes)
     except Exception as exc:
         raise ExportError(f"exported graph fails onnx.checker / shape inference: {first_line(exc)}") from exc
     if simplify:
         import onnxslim
 
         try:
-            slim = onnxslim.slim(proto)
-            onnx.checker.check_model(slim, full_check=True)
-            proto = slim
+            proto = onnxgraph.apply_to_structure(onnxslim.slim(proto), _check)
         except Exception as exc:  # a simplifier bug must not cost the user the export: keep the checked graph
             logger.warning("onnxslim failed (%s); keeping the unsimplified graph", first_line(exc))
             simplify = False
@@ -906,8 +938,7 @@ def convert_fp16(
         return converted
 
     try:
-        fp16 = (half or whole)(onnx.load(str(onnx_path)))
-        onnx.checker.check_model(fp16, full_check=True)
+        fp16 = onnxgraph.apply_to_structure((half or whole)(onnx.load(str(onnx_path))), _check)
     except Exception as exc:
         raise ExportError(f"FP16 conversion of {onnx_path} failed: {first_line(exc)}") from exc
     out = Path(out_path)

@@ -246,12 +246,16 @@ def test_dynamo_exporter_writes_opset_17_with_module_scoped_node_names(tmp_path)
 
 def test_dynamo_exporter_keeps_opset_18_with_a_warning_where_conversion_fails(tmp_path) -> None:
     """F.local_response_norm's Pad has no opset 18 -> 17 adapter in the ONNX version converter: opset 18 is written,
-    reported, and said in one warning line (TensorRT 8.6 parses at most 17)."""
+    reported, and said in one warning line (TensorRT 8.6 parses at most 17); with ``exact_opset`` (what the auto
+    exporter asks of its dynamo attempt) it is an error before any later check, and no file is written."""
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     report = export_onnx(model, tmp_path / "l.onnx", (1, 3, 32, 32), exporter="dynamo")
     assert report.opset == 18 and onnx.load(tmp_path / "l.onnx").opset_import[0].version == 18
     assert report.validation and report.validation.passed
     assert any(w.startswith("wrote opset 18, not 17") and "TensorRT 8.6" in w for w in report.warnings)
+    with pytest.raises(ExportError, match="version converter cannot write opset 17.*for Pad"):  # asked for exactly 17
+        export_onnx(model, tmp_path / "x.onnx", (1, 3, 32, 32), exporter="dynamo", exact_opset=True)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_auto_exporter_uses_dynamo_where_it_validates_at_the_opset_asked(tmp_path) -> None:
@@ -263,7 +267,7 @@ def test_auto_exporter_uses_dynamo_where_it_validates_at_the_opset_asked(tmp_pat
     lrn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     report = export_onnx(lrn, tmp_path / "l.onnx", (1, 3, 32, 32))
     assert (report.exporter, report.opset) == ("torchscript", 17)
-    assert report.exporter_fallback == "it wrote opset 18, not the 17 asked"
+    assert (report.exporter_fallback or "").startswith("it failed: the ONNX version converter cannot write opset 17")
     assert not any("opset" in w for w in report.warnings)  # dynamo's 18 warning is not the file's
     assert onnx.load(tmp_path / "l.onnx").opset_import[0].version == 17
     dynamic = export_onnx(plain, tmp_path / "d.onnx", (1, 3, 32, 32), dynamic_size=True, second_size=(40, 40))

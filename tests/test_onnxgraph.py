@@ -1,5 +1,6 @@
 """The ONNX graph helper (edgeconv.onnxgraph): piecewise evaluation equals one whole run, on branching graphs with
-constants and a fixed batch; the node-name -> module rule; AdaRound's windowed steps see exactly the layer's output."""
+constants and a fixed batch; the node-name -> module rule; AdaRound's windowed steps see exactly the layer's output;
+ONNX's checks and converter run without the weights give what they give on the whole model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgeconv.onnxgraph import Graph, Segments, module_name, run_named, run_onnx
+from edgeconv.onnxgraph import Graph, Segments, apply_to_structure, module_name, run_named, run_onnx
 
 
 class _Branchy(nn.Module):
@@ -176,3 +177,46 @@ def test_a_weight_changed_late_reaches_its_reader(tmp_path: Path) -> None:
         flipped = -onnx.numpy_helper.to_array(weight)
         weight.CopyFrom(onnx.numpy_helper.from_array(flipped, weight.name))
     np.testing.assert_allclose(pieces.advance(None)["output"], run_onnx(qdq, x, exact=True), atol=1e-5)
+
+
+def _wide(tmp_path: Path) -> onnx.ModelProto:
+    """_Branchy behind a 64 -> 64 conv whose weight (147 KB) is over the weight-size line; the rest are under."""
+    torch.manual_seed(0)
+    convs = (nn.Conv2d(3, 64, 1), nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 3, 1))
+    model = nn.Sequential(*convs, _Branchy()).eval()
+    path = tmp_path / "wide.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 3, 16, 16),), str(path), dynamo=False, opset_version=17)
+    return onnx.load(str(path))
+
+
+def test_structure_passes_without_weights_equal_whole_model_passes(tmp_path: Path) -> None:
+    from onnx import version_converter
+
+    def transform(model: onnx.ModelProto) -> onnx.ModelProto:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(version_converter.convert_version(model, 15), strict_mode=True)
+
+    whole = transform(_wide(tmp_path))
+    seen: list[onnx.ModelProto] = []
+    light = apply_to_structure(_wide(tmp_path), lambda m: seen.append(m) or transform(m))
+    assert "1.weight" not in {t.name for t in seen[0].graph.initializer}  # the large weight is not copied ...
+    assert "1.weight" in {i.name for i in seen[0].graph.input}  # ... but typed as an input
+    assert light.graph.node == whole.graph.node
+    assert light.graph.value_info == whole.graph.value_info
+    assert [i.name for i in light.graph.input] == [i.name for i in whole.graph.input]
+    assert light.opset_import == whole.opset_import and light.ir_version == whole.ir_version
+    weights = {t.name: t for t in whole.graph.initializer}
+    assert {t.name: t for t in light.graph.initializer} == weights and "1.weight" in weights
+    onnx.checker.check_model(light, full_check=True)
+    x = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(run_onnx(light, x), run_onnx(whole, x))
+
+
+def test_a_failing_structure_pass_leaves_the_model_unchanged(tmp_path: Path) -> None:
+    from onnx import version_converter
+
+    model = _wide(tmp_path)
+    before = model.SerializeToString()
+    with pytest.raises(Exception, match="Adapter"):  # opset 17 -> 1: the converter has no way down
+        apply_to_structure(model, lambda m: version_converter.convert_version(m, 1))
+    assert model.SerializeToString() == before

@@ -280,7 +280,8 @@ def quantize_detector(
             save_tensors_data(ranges, cache)
             extra["calibration_cache_path"] = str(cache)
         quantized_path = work / "int8.onnx"
-        reader = CalibrationReader(calibration, "image")  # read by ORT's own calibrator (minmax, entropy)
+        # read by ORT's own calibrator (minmax, entropy), which counts on the progress line sample by sample
+        reader = CalibrationReader(calibration, "image", progress=None if extra else progress)
         root = logging.getLogger()  # ORT's quantizer warns on the root logger: shared RPN-head biases, no pre-process
         level = root.level
         root.setLevel(logging.ERROR)

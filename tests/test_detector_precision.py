@@ -119,12 +119,12 @@ def test_int8_quantizes_only_the_network_and_gates_by_box_f1(exported, tmp_path)
         on_stage=stages.append, progress=lambda done, total: counts.append((done, total)),
     )  # fmt: skip
     entry = quantize_detector(exported["fused"], exported["fp32"], out, options, fixed=False)
-    # The CLI's progress: one line per stage, and the held-out scoring counted sample by sample.
+    # The CLI's progress: one line per stage, ORT's calibration and the held-out scoring counted sample by sample.
     assert stages == [
         "calibrate (minmax) and quantize the network on 8 samples",
         "INT8 boxes against FP32 on 6 held-out samples",
     ]
-    assert counts == [(i, 6) for i in range(1, 7)]
+    assert counts == [(i, 8) for i in range(1, 9)] + [(i, 6) for i in range(1, 7)]
     model = onnx.load(str(out))
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:

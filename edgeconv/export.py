@@ -4,8 +4,9 @@ PyTorch on ONNX Runtime CPU with real photographs.
 Exporter choice (``exporter="auto"``, the default): the torch.export-based exporter (dynamo; upstream's default since
 torch 2.9, the TorchScript one is deprecated) wherever its graph validates against PyTorch at the opset asked, else the
 TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), and ``ExportReport.exporter_fallback`` says why:
-  * dynamo implements opset >= 18 only and reaches 17 through the ONNX version converter, which can fail per operator
-    (LRN's Pad) and then keeps 18; TensorRT 8.6 (JetPack 6.0) parses at most opset 17, so such a graph is not kept;
+  * dynamo implements opset >= 18 only and reaches 17 through the ONNX version converter (``convert_version``, which
+    fills its Pad and Split gaps), which fails for an op new in 18 (Mish) and then keeps 18; TensorRT 8.6 (JetPack
+    6.0) parses at most opset 17, so such a graph is not kept;
   * it exports a dynamic batch only here: ``dynamic_size`` graphs go to TorchScript directly;
   * an op it cannot export, or a graph that fails the numerical check (a data-dependent Python float that TorchScript
     would freeze, dynamo keeps: tests/test_export.py).
@@ -464,17 +465,57 @@ def scope_node_names(proto: Any, calls: dict[str, int] | None = None) -> None:
         info.name = tensors.get(info.name, info.name)
 
 
+_PASSED_OVER = "edgeconv.unconverted"  # a domain the version converter leaves alone, for the nodes below
+
+
+def _same_at_13(node: Any) -> bool:
+    """Whether an opset-18 node means the same at opsets 13-17, where the version converter has no adapter for it:
+    Pad without ``axes`` (18 added only that input), Split with its sizes as an input, or ``num_outputs`` equal parts
+    (Split-13 splits equally into as many outputs when given no sizes; an uneven split fails the checks after)."""
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == "Pad":
+        return len(node.input) < 4 or not node.input[3]
+    if node.op_type == "Split":
+        parts = next((a.i for a in node.attribute if a.name == "num_outputs"), None)
+        sizes = len(node.input) > 1 and bool(node.input[1])
+        return sizes != (parts is not None) and parts in (None, len(node.output))
+    return False
+
+
 def convert_version(proto: Any, opset: int) -> Any:
-    """The ONNX version converter's ``proto`` at ``opset``, less the one attribute it leaves behind: opset 18 moved
-    the Reduce ops' axes to an input, and converting down keeps ``noop_with_empty_axes``, only ReduceSum-13 has."""
+    """The ONNX version converter's ``proto`` at ``opset``, with two of its gaps filled. It has no opset 18 -> 17
+    adapter for Pad and Split, which dynamo writes for explicit padding and channel splits: those whose meaning does
+    not change (``_same_at_13``) are passed over and kept as they are. Opset 18 moved the Reduce ops' axes to an
+    input, and converting down keeps ``noop_with_empty_axes``, which only ReduceSum-13 has: dropped."""
+    import onnx
     from onnx import version_converter
 
-    converted = version_converter.convert_version(proto, opset)
+    passed = [n for n in proto.graph.node if _same_at_13(n)] if graph_opset(proto) >= 18 and opset >= 13 else []
+    for node in passed:
+        node.domain = _PASSED_OVER
+    if passed:
+        proto.opset_import.append(onnx.helper.make_opsetid(_PASSED_OVER, 1))
+    try:
+        converted = version_converter.convert_version(proto, opset)
+    finally:
+        for node in passed:
+            node.domain = ""
+        if passed:
+            del proto.opset_import[-1]
     for node in converted.graph.node:
+        if node.domain == _PASSED_OVER:
+            node.domain = ""
+            kept = [a for a in node.attribute if a.name != "num_outputs"]  # Split-13 has no such attribute
+            del node.attribute[:]
+            node.attribute.extend(kept)
         if node.op_type.startswith("Reduce") and node.op_type != "ReduceSum" and opset < 18:
             kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
             del node.attribute[:]
             node.attribute.extend(kept)
+    imports = [o for o in converted.opset_import if o.domain != _PASSED_OVER]
+    del converted.opset_import[:]
+    converted.opset_import.extend(imports)
     return converted
 
 

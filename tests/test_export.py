@@ -244,28 +244,62 @@ def test_dynamo_exporter_writes_opset_17_with_module_scoped_node_names(tmp_path)
     assert len({n.name for n in proto.graph.node}) == len(proto.graph.node)
 
 
+def _mish() -> nn.Module:
+    """Mish is an opset-18 op (dynamo writes it as one): no version below 18 has it, so no conversion to 17 exists."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Mish(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+
+
 def test_dynamo_exporter_keeps_opset_18_with_a_warning_where_conversion_fails(tmp_path) -> None:
-    """F.local_response_norm's Pad has no opset 18 -> 17 adapter in the ONNX version converter: opset 18 is written,
-    reported, and said in one warning line (TensorRT 8.6 parses at most 17); with ``exact_opset`` (what the auto
-    exporter asks of its dynamo attempt) it is an error before any later check, and no file is written."""
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
-    report = export_onnx(model, tmp_path / "l.onnx", (1, 3, 32, 32), exporter="dynamo")
-    assert report.opset == 18 and onnx.load(tmp_path / "l.onnx").opset_import[0].version == 18
+    """Where the ONNX version converter cannot go below 18, opset 18 is written, reported, and said in one warning
+    line (TensorRT 8.6 parses at most 17); with ``exact_opset`` (what the auto exporter asks of its dynamo attempt) it
+    is an error before any later check, and no file is written."""
+    report = export_onnx(_mish(), tmp_path / "m.onnx", (1, 3, 32, 32), exporter="dynamo")
+    assert report.opset == 18 and onnx.load(tmp_path / "m.onnx").opset_import[0].version == 18
     assert report.validation and report.validation.passed
     assert any(w.startswith("wrote opset 18, not 17") and "TensorRT 8.6" in w for w in report.warnings)
-    with pytest.raises(ExportError, match="version converter cannot write opset 17.*for Pad"):  # asked for exactly 17
-        export_onnx(model, tmp_path / "x.onnx", (1, 3, 32, 32), exporter="dynamo", exact_opset=True)
+    with pytest.raises(ExportError, match="version converter cannot write opset 17.*Mish"):
+        export_onnx(_mish(), tmp_path / "x.onnx", (1, 3, 32, 32), exporter="dynamo", exact_opset=True)
     assert not (tmp_path / "x.onnx").exists()
 
 
+class _SplitAndPad(nn.Module):
+    """Channel splits (equal, uneven, by sizes) and LocalResponseNorm, whose decomposition pads: the opset-18 Pad and
+    Split that the ONNX version converter has no adapter for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.lrn = nn.LocalResponseNorm(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        halves, thirds, sizes = x.chunk(2, 1), x.chunk(3, 1), x.split([3, 5], 1)
+        x = torch.cat([p * (i + 1) for i, p in enumerate((*halves, *thirds, *sizes))], 1)
+        return self.lrn(x).mean((2, 3))
+
+
+def test_dynamo_graphs_with_pad_and_split_come_down_to_opset_17(tmp_path) -> None:
+    """Pad without axes and Split with sizes or equal parts mean the same at 13-17: ``convert_version`` keeps them
+    and the graph validates at 17, with no attribute or domain of opset 18 left."""
+    report = export_onnx(
+        _SplitAndPad().eval(), tmp_path / "s.onnx", (1, 3, 32, 32), exporter="dynamo", exact_opset=True
+    )
+    assert report.opset == 17 and report.validation and report.validation.passed
+    model = onnx.load(tmp_path / "s.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n for n in model.graph.node if n.op_type in ("Pad", "Split")]
+    assert {n.op_type for n in ops} == {"Pad", "Split"} and all(n.domain == "" for n in ops)
+    assert not any(a.name == "num_outputs" for n in ops for a in n.attribute)
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+
+
 def test_auto_exporter_uses_dynamo_where_it_validates_at_the_opset_asked(tmp_path) -> None:
-    """The default: dynamo wrote the small convnet at 17; LRN's graph cannot go below 18 with dynamo, so the
+    """The default: dynamo wrote the small convnet at 17; Mish's graph cannot go below 18 with dynamo, so the
     TorchScript exporter writes it at 17 and the report says why; no attempt file is left beside either."""
     plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     report = export_onnx(plain, tmp_path / "p.onnx", (1, 3, 32, 32))
     assert (report.exporter, report.opset, report.exporter_fallback) == ("dynamo", 17, None)
-    lrn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.LocalResponseNorm(5), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
-    report = export_onnx(lrn, tmp_path / "l.onnx", (1, 3, 32, 32))
+    report = export_onnx(_mish(), tmp_path / "l.onnx", (1, 3, 32, 32))
     assert (report.exporter, report.opset) == ("torchscript", 17)
     assert (report.exporter_fallback or "").startswith("it failed: the ONNX version converter cannot write opset 17")
     assert not any("opset" in w for w in report.warnings)  # dynamo's 18 warning is not the file's

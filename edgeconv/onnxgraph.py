@@ -149,19 +149,22 @@ def apply_to_structure(
     light = onnx.ModelProto()
     _copy_fields(light, model, skip=("graph",))
     _copy_fields(light.graph, model.graph, skip=("initializer",))
-    weights = set()
+    listed = {i.name for i in model.graph.input}  # an older exporter lists initializers as inputs too
+    weights, added = set(), set()
     for tensor in model.graph.initializer:
         if tensor.ByteSize() < _WEIGHT_BYTES:
             light.graph.initializer.append(tensor)
-        else:
-            weights.add(tensor.name)
+            continue
+        weights.add(tensor.name)
+        if tensor.name not in listed:
+            added.add(tensor.name)
             light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
     done = transform(light) or light
     _copy_fields(model, done, skip=("graph",))
     _copy_fields(model.graph, done.graph, skip=("initializer", "input"))
     graph = model.graph
     del graph.input[:]
-    graph.input.extend(i for i in done.graph.input if i.name not in weights)
+    graph.input.extend(i for i in done.graph.input if i.name not in added)
     for index in reversed(range(len(graph.initializer))):  # the small ones come back from ``done``; weights stay
         if graph.initializer[index].name not in weights:
             del graph.initializer[index]

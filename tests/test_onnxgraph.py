@@ -179,26 +179,35 @@ def test_a_weight_changed_late_reaches_its_reader(tmp_path: Path) -> None:
     np.testing.assert_allclose(pieces.advance(None)["output"], run_onnx(qdq, x, exact=True), atol=1e-5)
 
 
-def _wide(tmp_path: Path) -> onnx.ModelProto:
-    """_Branchy behind a 64 -> 64 conv whose weight (147 KB) is over the weight-size line; the rest are under."""
+def _wide(tmp_path: Path, listed: bool = False) -> onnx.ModelProto:
+    """_Branchy behind a 64 -> 64 conv whose weight (147 KB) is over the weight-size line; the rest are under.
+    ``listed``: the initializers are graph inputs too, as older exporters wrote them."""
     torch.manual_seed(0)
     convs = (nn.Conv2d(3, 64, 1), nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 3, 1))
     model = nn.Sequential(*convs, _Branchy()).eval()
     path = tmp_path / "wide.onnx"
-    torch.onnx.export(model, (torch.zeros(2, 3, 16, 16),), str(path), dynamo=False, opset_version=17)
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, 3, 16, 16),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        keep_initializers_as_inputs=listed,
+    )
     return onnx.load(str(path))
 
 
-def test_structure_passes_without_weights_equal_whole_model_passes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("listed", [False, True])
+def test_structure_passes_without_weights_equal_whole_model_passes(tmp_path: Path, listed: bool) -> None:
     from onnx import version_converter
 
     def transform(model: onnx.ModelProto) -> onnx.ModelProto:
         onnx.checker.check_model(model, full_check=True)
         return onnx.shape_inference.infer_shapes(version_converter.convert_version(model, 15), strict_mode=True)
 
-    whole = transform(_wide(tmp_path))
+    whole = transform(_wide(tmp_path, listed))
     seen: list[onnx.ModelProto] = []
-    light = apply_to_structure(_wide(tmp_path), lambda m: seen.append(m) or transform(m))
+    light = apply_to_structure(_wide(tmp_path, listed), lambda m: seen.append(m) or transform(m))
     assert "1.weight" not in {t.name for t in seen[0].graph.initializer}  # the large weight is not copied ...
     assert "1.weight" in {i.name for i in seen[0].graph.input}  # ... but typed as an input
     assert light.graph.node == whole.graph.node

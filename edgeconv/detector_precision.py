@@ -273,15 +273,16 @@ def quantize_detector(
         work = Path(tmp)
         extra: dict[str, Any] = {}
         stage(f"calibrate ({options.calib_method}) and quantize the network on {len(calibration)} samples")
-        if options.calib_method in ("percentile", "mse"):  # streamed (ORT's calibrator keeps every tensor)
+        streamed = options.calib_method in ("percentile", "mse")  # ORT's own calibrator would keep every tensor
+        if streamed:
             cache = work / "ranges.json"
             grid = activation_grid(options.target) if options.calib_method == "mse" else None
             ranges = percentile_ranges(source, calibration, "image", options.percentile, 1, progress, grid=grid)
             save_tensors_data(ranges, cache)
             extra["calibration_cache_path"] = str(cache)
         quantized_path = work / "int8.onnx"
-        # read by ORT's own calibrator (minmax, entropy), which counts on the progress line sample by sample
-        reader = CalibrationReader(calibration, "image", progress=None if extra else progress)
+        # read by ORT's own calibrator (minmax, entropy), which then counts on the progress line sample by sample
+        reader = CalibrationReader(calibration, "image", progress=None if streamed else progress)
         root = logging.getLogger()  # ORT's quantizer warns on the root logger: shared RPN-head biases, no pre-process
         level = root.level
         root.setLevel(logging.ERROR)

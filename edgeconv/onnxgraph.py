@@ -45,15 +45,28 @@ def module_name(node_name: str) -> str:
     return qualified
 
 
-def session(model: str | os.PathLike[str] | bytes | onnx.ModelProto, *, exact: bool = False, threads: int = 0) -> Any:
+def session(
+    model: str | os.PathLike[str] | bytes | onnx.ModelProto,
+    *,
+    exact: bool = False,
+    threads: int = 0,
+    spin: bool = False,
+) -> Any:
     """An ONNX Runtime CPU session. ``exact``: graph optimizations off, so a QDQ graph computes as written (what
-    TensorRT computes) instead of through ORT's fused integer kernels. ``threads`` 0: ORT's default."""
+    TensorRT computes) instead of through ORT's fused integer kernels. ``threads`` 0: ORT's default.
+
+    ``spin``: ORT's default, worker threads that keep spinning after a run for the next one. Off unless asked (latency
+    measurements ask): edgeconv's checks and calibration do PyTorch / NumPy work between runs, which threads spinning
+    on the same cores slowed down (mobilenet_v2's per-tensor calibration statistics at batch 1, 2 cores: 6.6 s with
+    spinning, 3.1 s without; the runs themselves took the same time)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if exact:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     if not isinstance(model, (str, os.PathLike, bytes)):
         model = model.SerializeToString()

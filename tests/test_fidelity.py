@@ -99,3 +99,17 @@ def test_int8_manifest_keeps_reports_below_the_gate() -> None:
     manifest = report.manifest()
     assert manifest["plain_ptq_fidelity"] == below.as_dict()
     assert manifest["fidelity_before_fallback"] == below.as_dict()  # always below the gate: that is why fallback ran
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int32])
+def test_sqnr_db_is_the_float64_ratio_for_any_input_type(dtype: type) -> None:
+    """``sqnr_db`` sums in float64 without converting the tensors: the same figure as the float64 formula."""
+    from edgeconv.quantize.fidelity import sqnr_db
+
+    rng = np.random.default_rng(0)
+    reference = (rng.standard_normal((4, 3, 50, 50)) * 100).astype(dtype)
+    test = (reference + rng.standard_normal(reference.shape) * 3).astype(dtype)
+    r, t = reference.astype(np.float64), test.astype(np.float64)
+    expected = 10 * np.log10(np.sum(r * r) / np.sum((r - t) ** 2))
+    assert sqnr_db(reference, test) == pytest.approx(expected, rel=1e-9)
+    assert sqnr_db(reference, reference) == float("inf")

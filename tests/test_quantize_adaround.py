@@ -114,6 +114,29 @@ def test_layers_over_the_weight_limit_keep_nearest_rounding(tmp_path: Path) -> N
     assert any(not np.array_equal(graphs[True][n][0], graphs[False][n][0]) for n in graphs[True] if n != big)
 
 
+def test_depthwise_convs_keep_nearest_rounding_unless_asked(tmp_path: Path) -> None:
+    """Depthwise convs are left out of AdaRound by default (``AdaRoundOptions.depthwise``): the weight the quantizer
+    rounded to nearest stays, every other layer is learned; with ``depthwise=True`` it is learned too."""
+    fp32 = _export(_model(), tmp_path / "tiny.onnx")
+    options = Int8Options(**{**OPTIONS, "adaround": True, "target": "onnxruntime"})
+    data = prepare_calibration(PREP, options)
+    graphs, modules = {}, {}
+    for variant in ("nearest", "default", "depthwise"):
+        work = tmp_path / variant
+        work.mkdir()
+        quantizer = StaticQuantizer(
+            fp32, work, data.calibration, "input", replace(options, adaround=variant != "nearest"), None
+        )
+        quantizer.adaround_options = replace(quantizer.adaround_options, depthwise=variant == "depthwise")
+        graphs[variant] = _weights(quantizer(work / "q.onnx"))
+        modules[variant] = [r.module for r in quantizer.rounded or []]
+    assert modules["default"] == ["stem.0", "pw.0", "head.0", "head.2", "classifier"]
+    assert modules["depthwise"] == ["stem.0", "dw.0", "pw.0", "head.0", "head.2", "classifier"]
+    dw = next(name for name in graphs["default"] if "/dw/" in name)
+    assert np.array_equal(graphs["default"][dw][0], graphs["nearest"][dw][0])
+    assert not np.array_equal(graphs["depthwise"][dw][0], graphs["nearest"][dw][0])
+
+
 def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path) -> None:
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
     options = Int8Options(**{**OPTIONS, "adaround": True})
@@ -147,14 +170,20 @@ def test_rounding_is_kept_only_where_it_brings_the_network_closer(target: str, t
     rounding = quantizer.rounded
     notes: list[str] = []
     exact = target == "tensorrt"
-    kept = _keep_rounding_if_better(quantizer, learned, fp32, data, tmp_path, exact, notes)
+    kept = _keep_rounding_if_better(quantizer, learned, fp32, data, exact, notes)
     reference = run_onnx(fp32, unseen)
 
     def fidelity(path: Path) -> FidelityReport:
         return compare_logits(reference, run_onnx(path, unseen, exact=exact))
 
-    nearest = tmp_path / "q0_nearest.onnx"
-    assert nearest.is_file() and kept in (learned, nearest)
+    nearest = tmp_path / "q0_nearest.onnx"  # kept by the call that learned the rounding, from the same graph
+    assert quantizer.nearest == nearest and kept in (learned, nearest)
+    (tmp_path / "fresh").mkdir()
+    fresh = StaticQuantizer(fp32, tmp_path / "fresh", data.calibration, "input", replace(options, adaround=False), None)
+    quantized = _weights(fresh(tmp_path / "fresh" / "q.onnx"))
+    assert {k: (q.tolist(), s.tolist()) for k, (q, s) in _weights(nearest).items()} == {
+        k: (q.tolist(), s.tolist()) for k, (q, s) in quantized.items()
+    }  # what quantizing again without AdaRound gives
     assert (kept == learned) == rounding_is_closer(fidelity(learned), fidelity(nearest))
     assert (kept == nearest) == bool(notes) == (quantizer.rounded == [])
     if kept == learned:
@@ -178,3 +207,65 @@ def test_rounding_is_judged_by_top1_agreement_first_then_kl() -> None:
     assert rounding_is_closer(blur, one_flip)
     assert rounding_is_closer(exact, blur) and not rounding_is_closer(blur, exact)  # a tie goes to the lower KL
     assert rounding_is_closer(exact, exact)
+
+
+def _soft_weight_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(V, floor, scale, upstream gradient) where both clamps hold in places: a weight beyond the grid, h at 0 or 1."""
+    from edgeconv.quantize.qdq.adaround import QMAX, QMIN
+
+    generator = torch.Generator().manual_seed(0)
+    scale = torch.rand(8, 1, 1, 1, generator=generator, dtype=torch.float64) + 0.5
+    floor = torch.randint(-127, 127, (8, 4, 3, 3), generator=generator).double()
+    floor[0, 0] = QMAX  # floor + h above the grid for h > 0
+    floor[1, 0] = QMIN - 1  # below it
+    v = torch.randn(8, 4, 3, 3, generator=generator, dtype=torch.float64) * 4  # h clamped at 0 and 1 in places
+    upstream = torch.randn(8, 4, 3, 3, generator=generator, dtype=torch.float64)
+    return v, floor, scale, upstream
+
+
+@pytest.mark.parametrize("beta", [None, 2.0, 13.7])
+def test_soft_weight_gradient_is_autograds(beta: float | None) -> None:
+    """``_SoftWeight``'s hand-written gradient with respect to V is the one autograd computes through the rectified
+    sigmoid, both clamps and the regularizer, with and without it."""
+    from edgeconv.quantize.qdq.adaround import GAMMA, QMAX, QMIN, ZETA, _SoftWeight
+
+    v, floor, scale, upstream = _soft_weight_case()
+    regularization = 0.1
+    leaf = v.clone().requires_grad_(True)
+    h = (torch.sigmoid(leaf) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
+    weight = torch.clamp(floor + h, QMIN, QMAX) * scale
+    loss = (weight * upstream).sum()
+    if beta is not None:
+        loss = loss + regularization * (1 - (2 * h - 1).abs().pow(beta)).mean()
+    loss.backward()
+    assert leaf.grad is not None
+    held = ((h == 0) | (h == 1)).sum()
+    assert 0 < held < h.numel()  # both clamps take part
+
+    soft = _SoftWeight(v.clone(), floor, scale, learning_rate=1e-2)
+    mine = soft.weight()
+    assert torch.equal(mine.detach(), weight.detach())
+    (mine * upstream).sum().backward()
+    torch.testing.assert_close(soft.gradient(mine, regularization, beta), leaf.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_soft_weight_steps_are_torch_adams() -> None:
+    """``_SoftWeight.step`` is torch.optim.Adam's update on V, bit for bit, over steps with and without the
+    regularizer (the bias corrections change every step)."""
+    from edgeconv.quantize.qdq.adaround import _SoftWeight
+
+    v, floor, scale, upstream = _soft_weight_case()
+    soft = _SoftWeight(v.clone(), floor, scale, learning_rate=1e-2)
+    theirs = v.clone().requires_grad_(True)
+    adam = torch.optim.Adam([theirs], lr=1e-2)
+    for step in range(6):
+        beta = None if step < 2 else 20.0 - step
+        mine = soft.weight()
+        (mine * upstream).sum().backward()
+        with torch.no_grad():
+            theirs.copy_(soft.v)  # Adam steps from where _SoftWeight is, with the gradient it computed
+        theirs.grad = soft.gradient(mine, 0.1, beta).clone()
+        soft.step(mine, 0.1, beta)
+        adam.step()
+        assert torch.equal(soft.v, theirs.detach()), step
+        assert not torch.equal(soft.v, v)

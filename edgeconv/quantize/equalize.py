@@ -654,17 +654,26 @@ def _choose_depthwise_policies(
         def record(name: str, output: torch.Tensor, limits: dict = limits) -> None:
             if name not in limits:
                 return
-            x = output.detach().transpose(0, 1).flatten(1)  # (channels, values), thinned to 16k values a batch
-            x = x[:, :: max(1, x.shape[1] // 16384)]
-            positive = (x > 0).sum(1)
+            x = _thinned(output.detach(), 16384)  # (channels, values)
+            positive = torch.count_nonzero(x > 0, dim=1)
             for i, (limit, step) in enumerate(zip(*limits[name], strict=True)):
-                above = (x - limit[:, None]).clamp_min(0)
-                clipped = (above > 0).sum(1)
-                per_channel = above.square().sum(1).double() + step.double().square() / 12 * (positive - clipped)
+                above = (x - limit[:, None]).clamp_min_(0)
+                clipped = torch.count_nonzero(above, dim=1)
+                per_channel = above.square_().sum(1).double() + step.double().square() / 12 * (positive - clipped)
                 errors[name][i] += float((per_channel * norms[name]).sum())
 
         _observe(model, batches(samples[labels == photo], batch_size), acts, record)
     return {na: DEPTHWISE_POLICIES[int(errors[na].argmin())] for na in errors}
+
+
+def _thinned(output: torch.Tensor, values: int) -> torch.Tensor:
+    """``output`` (N, C, ...) as (C, N * ...) thinned to every k-th value of each channel (k: about ``values`` left),
+    gathered without first copying the whole transposed tensor."""
+    n, c = output.shape[:2]
+    flat = output.reshape(n, c, -1)
+    per_sample = flat.shape[2]
+    index = torch.arange(0, n * per_sample, max(1, n * per_sample // values))
+    return flat[index // per_sample, :, index % per_sample].t()
 
 
 class IdentitySplitConv(nn.Module):

@@ -165,7 +165,7 @@ def quantize_int8(
             candidate = quantizer(work / "q0.onnx")
         if quantizer.rounded:
             with stage("rounding check", "compare adaptive and nearest rounding on unseen calibration crops"):
-                candidate = _keep_rounding_if_better(quantizer, candidate, source_fp32, data, work, exact, notes)
+                candidate = _keep_rounding_if_better(quantizer, candidate, source_fp32, data, exact, notes)
         fallback_nodes: list[str] = []
         if isinstance(options.fallback, tuple):
             with stage("quantize", "quantize again with the chosen layers in high precision"):
@@ -242,7 +242,6 @@ def _keep_rounding_if_better(
     rounded: Path,
     source_fp32: Path,
     data: CalibrationData,
-    work: Path,
     exact: bool,
     notes: list[str],
 ) -> Path:
@@ -254,15 +253,14 @@ def _keep_rounding_if_better(
     unseen = data.calibration[quantizer.adaround_options.samples :]
     if len(unseen) == 0:
         return rounded
-    learned = quantizer.rounded
-    quantizer.rounded = []  # re-quantize with nearest rounding
-    nearest = quantizer(work / "q0_nearest.onnx")
+    nearest = quantizer.nearest
+    assert nearest is not None  # written by the call that learned the rounding
     reference = run_onnx(source_fp32, unseen)
     with_rounding = compare_logits(reference, run_onnx(rounded, unseen, exact=exact))
     without = compare_logits(reference, run_onnx(nearest, unseen, exact=exact))
     if rounding_is_closer(with_rounding, without):
-        quantizer.rounded = learned
         return rounded
+    quantizer.rounded = []  # later quantizations (the fallback's) keep nearest rounding too
     notes.append(
         f"adaptive rounding not kept: on {len(unseen)} calibration crops it did not learn from, top-1 agreement with "
         f"FP32 {with_rounding.top1_agreement:.1%} with it, {without.top1_agreement:.1%} with nearest rounding (mean KL "

@@ -82,8 +82,8 @@ class Int8Options:
     bias_correction: bool = False
     bias_correction_samples: int = 64  # expected error per channel converges fast; each sample costs 2 forward passes
     # Adaptive rounding of the 8-bit weights (qdq/adaround.py). mobilenet_v2 onnxruntime, 1000 held-out crops, AVX-512
-    # VNNI CPU: 86.9% / 100% confident all-INT8, against 81.0% / 99.7% for nearest rounding; about 40 s on 2 cores,
-    # most of the INT8 time (bench/results/int8_peers.md).
+    # VNNI CPU: 86.9% / 100% confident all-INT8, against 81.0% / 99.7% for nearest rounding; the largest part of the
+    # INT8 time (bench/results/int8_peers.md). Depthwise convs keep nearest rounding (AdaRoundOptions.depthwise).
     adaround: bool = True
     adaround_iterations: int = 200
     cpu_kernels: str = "auto"  # CPU_KERNELS

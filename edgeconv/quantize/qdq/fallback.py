@@ -49,7 +49,7 @@ def measure_latency_ratio(
     fp32: Path, int8: Path, sample: np.ndarray, *, runs: int = 30, warmup: int = 5, exact: bool = False
 ) -> tuple[float, float, float]:
     """(fp32 ms, int8 ms, ratio): medians of interleaved batch-1 runs on ORT CPU, same process, same input."""
-    sessions = [session(fp32), session(int8, exact=exact)]
+    sessions = [session(fp32, spin=True), session(int8, exact=exact, spin=True)]  # as deployed
     feeds = [{s.get_inputs()[0].name: sample[:1]} for s in sessions]
     for s, f in zip(sessions, feeds, strict=True):
         for _ in range(warmup):

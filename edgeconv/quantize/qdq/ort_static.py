@@ -196,6 +196,7 @@ class StaticQuantizer:
         self.slow_in_int8 = thin_3d_convs(self.model) if target == "onnxruntime" and not plain else []
         self.adaround_options = AdaRoundOptions(iterations=options.adaround_iterations, seed=options.seed)
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
+        self.nearest: Path | None = None  # that graph with nearest rounding instead
         self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
         if self.offsets:  # quantized on exactly [-c, c]
             extra = self.kwargs["extra_options"]
@@ -264,6 +265,14 @@ class StaticQuantizer:
         float_outputs(model)
         if self.saturation_safe:
             self.safe_layers = make_saturation_safe(model, self.model)
+        if self.adaround and self.rounded is None:  # the same graph with nearest rounding, for the rounding check
+            nearest = type(model)()
+            nearest.CopyFrom(model)
+            if self.offsets:
+                compensate_offsets(nearest, self.model, self.offsets)
+            self.nearest = out.with_name(f"{out.stem}_nearest.onnx")
+            onnx.save(nearest, str(self.nearest))
+            del nearest
         if self.adaround:
             self._round(model)
         if self.offsets:

@@ -66,9 +66,10 @@ class AdaRoundOptions:
     # 20M keeps VGG's fc7 (16.8M) and every conv of the zoo.
     max_weights: int = 20_000_000
     # Depthwise convs (one input channel per filter) keep nearest rounding: each output reads k x k weights, so there
-    # is little rounding to choose, and on their large maps they took a third of the time. mobilenet_v2, 1000 held-out
-    # crops, 2 cores (bench/results/int8_peers.md): AdaRound lowered their output MSE by 0-4.4% (median 0.6%) against
-    # 1-51% for the other layers, and took 17 of its 56 s; without them, onnxruntime form 87.6% -> 87.8% top-1
+    # is little rounding to choose, and on their large maps they took a third of the time. mobilenet_v2, 2 cores
+    # (per-layer lines of `edgeconv --verbose export mobilenet_v2 --weights imagenet --int8`): AdaRound lowered their
+    # output MSE by 0-4.4% (median 0.6%) against 1-51% for the other layers, and took 17 of its 56 s; on 1000 held-out
+    # crops (bench/results/int8_peers.md) without them, onnxruntime form 87.6% -> 87.8% top-1
     # agreement, confident 99.4% -> 100%, mean KL 0.0306 -> 0.0335; tensorrt form 85.3% -> 86.1%, 99.4% both,
     # 0.0575 -> 0.0581.
     depthwise: bool = False

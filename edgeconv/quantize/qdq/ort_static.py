@@ -265,7 +265,8 @@ class StaticQuantizer:
         float_outputs(model)
         if self.saturation_safe:
             self.safe_layers = make_saturation_safe(model, self.model)
-        if self.adaround and self.rounded is None:  # the same graph with nearest rounding, for the rounding check
+        if self.adaround and self.rounded is None and len(self.samples) > self.adaround_options.samples:
+            # the same graph with nearest rounding, for the rounding check (on the crops AdaRound does not learn from)
             nearest = type(model)()
             nearest.CopyFrom(model)
             if self.offsets:

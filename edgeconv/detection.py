@@ -131,6 +131,7 @@ def export_fixed_detector(
     import onnxslim
 
     from edgeconv.fixed_detector import FIXED_OUTPUTS, FixedSizeDetector, fixed_sizes_are_static
+    from edgeconv.onnxgraph import inferred_structure
 
     path = Path(path)
     fixed = FixedSizeDetector(model, image_size)  # type: ignore[arg-type]  # a zoo FasterRCNN
@@ -140,7 +141,7 @@ def export_fixed_detector(
     # onnxslim folds what the fixed size decides: shape arithmetic, and the If nodes the exporter writes for
     # squeezes of dims it could not see (LocalResponseNorm's decomposition in the ZF trunk).
     slim = onnxslim.slim(onnx.load(str(path)))
-    if not fixed_sizes_are_static(onnx.shape_inference.infer_shapes(slim)):
+    if not fixed_sizes_are_static(inferred_structure(slim)):
         raise ExportError(f"{path}: the TensorRT form has a dynamic output shape or an If node (a bug in edgeconv)")
     onnx.save(slim, str(path))
     return path

@@ -51,10 +51,9 @@ def is_network(node_name: str) -> bool:
 
 def _elem_types(model: Any) -> dict[str, int]:
     """Element type of every top-level tensor that ONNX shape inference can type."""
-    import onnx
+    from edgeconv.onnxgraph import inferred_structure
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
+    graph = inferred_structure(model).graph  # the large weights are typed graph inputs there
     types = {i.name: i.data_type for i in graph.initializer}
     for info in [*graph.input, *graph.value_info, *graph.output]:
         if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:

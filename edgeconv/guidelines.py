@@ -892,6 +892,9 @@ def run_guidelines(
     guidelines = [get_guideline(key) for key in keys]
     if not guidelines:
         raise InvalidArgumentError(f"no guideline given; choose from {', '.join(GUIDELINES)}")
+    unavailable = _unavailable_backends(options)
+    if len(unavailable) == len(options.backends):  # before any network is built or exported
+        raise _nothing_ran(options, unavailable)
     started = time.time()
     env = environment()
     with tempfile.TemporaryDirectory(prefix="edgeconv-guidelines-") as scratch:
@@ -903,11 +906,8 @@ def run_guidelines(
         for cell in cells
     )  # fmt: skip
     if not measured:
-        reasons = [line for table in tables.values() for line in [*table["failures"], *table["skipped"]]]
-        raise BackendUnavailableError(
-            f"no network could run on {', '.join(options.backends)} ({options.device}): "
-            + (reasons[0] if reasons else "nothing to run")
-            + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+        raise _nothing_ran(
+            options, [line for table in tables.values() for line in [*table["failures"], *table["skipped"]]]
         )
     return {
         "settings": options.to_dict(),
@@ -916,6 +916,27 @@ def run_guidelines(
         "seconds": round(time.time() - started, 1),
         "tables": tables,
     }
+
+
+def _unavailable_backends(options: GuidelineOptions) -> list[str]:
+    """Why each of ``options.backends`` that cannot run on ``options.device`` here cannot (installed? a GPU?)."""
+    from edgeconv.backends.availability import check_backend
+
+    reasons = []
+    for backend in options.backends:
+        try:
+            check_backend(backend, device=options.device)
+        except BackendUnavailableError as exc:
+            reasons.append(f"{backend}: {exc}")
+    return reasons
+
+
+def _nothing_ran(options: GuidelineOptions, reasons: Sequence[str]) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"no network could run on {', '.join(options.backends)} ({options.device}): "
+        + (reasons[0] if reasons else "nothing to run")
+        + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    )
 
 
 def results_document(runs: Sequence[dict[str, Any]], machine: str | None = None) -> dict[str, Any]:

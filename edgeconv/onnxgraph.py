@@ -8,6 +8,7 @@ locator and the latency profiler, so that a node name maps to the same module ev
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -135,8 +136,9 @@ def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProt
     return copy
 
 
-# Initializers at least this large are weights: never a shape, axes or scales that an output's shape depends on.
-_WEIGHT_BYTES = 1 << 16
+# Initializers of at least this many elements are weights: never a shape, axes or scales that an output's shape
+# depends on. Counted from the dims: ``ByteSize()`` or ``len(raw_data)`` copy the bytes (0.8 s for VGG's 500 MB).
+_WEIGHT_ELEMENTS = 1 << 14
 
 
 def _copy_fields(target: Any, source: Any, skip: tuple[str, ...]) -> None:
@@ -157,21 +159,7 @@ def apply_to_structure(
     input of the same type and shape. ONNX's C++ passes serialize and parse the whole model on every call: about 2 s
     a call on a VGG-16-sized graph (500 MB of weights) that they never read. ``model`` is unchanged when ``transform``
     raises."""
-    import onnx
-
-    light = onnx.ModelProto()
-    _copy_fields(light, model, skip=("graph",))
-    _copy_fields(light.graph, model.graph, skip=("initializer",))
-    listed = {i.name for i in model.graph.input}  # an older exporter lists initializers as inputs too
-    weights, added = set(), set()
-    for tensor in model.graph.initializer:
-        if tensor.ByteSize() < _WEIGHT_BYTES:
-            light.graph.initializer.append(tensor)
-            continue
-        weights.add(tensor.name)
-        if tensor.name not in listed:
-            added.add(tensor.name)
-            light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    light, weights, added = _structure(model)
     done = transform(light) or light
     _copy_fields(model, done, skip=("graph",))
     _copy_fields(model.graph, done.graph, skip=("initializer", "input"))
@@ -183,6 +171,35 @@ def apply_to_structure(
             del graph.initializer[index]
     graph.initializer.extend(done.graph.initializer)
     return model
+
+
+def _structure(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str], set[str]]:
+    """A copy of ``model`` without its large weights, each typed as a graph input instead; the weights' names, and
+    those of them that were not graph inputs already."""
+    import onnx
+
+    light = onnx.ModelProto()
+    _copy_fields(light, model, skip=("graph",))
+    _copy_fields(light.graph, model.graph, skip=("initializer",))
+    listed = {i.name for i in model.graph.input}  # an older exporter lists initializers as inputs too
+    weights, added = set(), set()
+    for tensor in model.graph.initializer:
+        if math.prod(tensor.dims) < _WEIGHT_ELEMENTS:
+            light.graph.initializer.append(tensor)
+            continue
+        weights.add(tensor.name)
+        if tensor.name not in listed:
+            added.add(tensor.name)
+            light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    return light, weights, added
+
+
+def inferred_structure(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference on ``model`` without its large weights (typed graph inputs there, as in
+    ``apply_to_structure``): a copy to read types and shapes from; ``model`` is not changed."""
+    import onnx
+
+    return onnx.shape_inference.infer_shapes(_structure(model)[0])
 
 
 def run_batched(

@@ -15,7 +15,7 @@ from conftest import load_script
 from typer.testing import CliRunner
 
 from edgeconv.cli import app
-from edgeconv.errors import ArtifactError, InvalidArgumentError
+from edgeconv.errors import ArtifactError, BackendUnavailableError, InvalidArgumentError
 from edgeconv.guidelines import (
     FAILS,
     FLOPS_TOLERANCE,
@@ -337,6 +337,14 @@ def test_cli_cuda_without_gpu_is_one_line_error() -> None:
     assert result.exit_code == 1, result.output
     assert "no network could run on torch (cuda)" in result.stderr and "CUDA" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_no_backend_for_the_device_is_refused_before_any_export(tmp_path: Path) -> None:
+    options = GuidelineOptions(device="cuda", backends=("torch",), scales=(1,), iterations=1, warmup=0)
+    with pytest.raises(BackendUnavailableError, match=r"no network could run on torch \(cuda\): torch: "):
+        run_guidelines(["g4"], options, workdir=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing was built or exported first
 
 
 def test_cli_help_teaches() -> None:

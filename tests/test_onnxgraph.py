@@ -12,7 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from edgeconv.onnxgraph import Graph, Segments, apply_to_structure, module_name, run_named, run_onnx
+from edgeconv.onnxgraph import (
+    Graph,
+    Segments,
+    apply_to_structure,
+    inferred_structure,
+    module_name,
+    run_named,
+    run_onnx,
+)
 
 
 class _Branchy(nn.Module):
@@ -229,3 +237,16 @@ def test_a_failing_structure_pass_leaves_the_model_unchanged(tmp_path: Path) -> 
     with pytest.raises(Exception, match="Adapter"):  # opset 17 -> 1: the converter has no way down
         apply_to_structure(model, lambda m: version_converter.convert_version(m, 1))
     assert model.SerializeToString() == before
+
+
+def test_inferred_structure_types_what_whole_model_inference_types_and_leaves_the_model(tmp_path: Path) -> None:
+    model = _wide(tmp_path)
+    before = model.SerializeToString()
+    inferred = inferred_structure(model)
+    assert model.SerializeToString() == before
+    whole = onnx.shape_inference.infer_shapes(_wide(tmp_path))
+    assert inferred.graph.value_info == whole.graph.value_info and inferred.graph.output == whole.graph.output
+    weight = next(i for i in inferred.graph.input if i.name == "1.weight")  # typed, not copied
+    assert list(weight.type.tensor_type.shape.dim) == list(
+        onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [64, 64, 3, 3]).tensor_type.shape.dim
+    )

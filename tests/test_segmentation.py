@@ -267,8 +267,10 @@ def coins_unet() -> tuple[nn.Module, np.ndarray, np.ndarray]:
     return _coins_unet()
 
 
-def _coins_unet(steps: int = 60) -> tuple[nn.Module, np.ndarray, np.ndarray]:
-    """A width-16 U-Net trained for a few seconds on coins (bench/seg_coins.py), calibration and held-out crops."""
+def _coins_unet(steps: int = 30) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    """A width-16 U-Net trained for a few seconds on coins (bench/seg_coins.py), calibration and held-out crops. 30
+    steps: pixel accuracy 98.5% and IoU 0.98 / 0.96 (background / coin) on the held-out crops (60 steps: 99.2%, 0.99 /
+    0.98, at 1.3x the training time)."""
     from conftest import load_script
 
     bench = load_script("seg_coins")

@@ -1,7 +1,8 @@
 """Registry-wide checks: every registered model builds, runs at its default input and matches its paper figures.
 
 The output shape of every model is checked on the meta device (no weights, no arithmetic); the real forward pass, for
-finite logits, runs one model per family by default and every other model under ``-m slow``.
+finite logits, runs one model per family by default and every other model under ``-m slow``; the label-map families'
+models run it at their 512-572 px tiles only under ``-m slow``.
 """
 
 from __future__ import annotations

@@ -390,6 +390,13 @@ class _SoftWeight:
             slope = torch.mul(self.sigmoid, -1.0, out=self.work).add_(1.0).mul_(self.sigmoid)  # sigmoid'(V)
             return grad.mul_(slope).mul_(ZETA - GAMMA).mul_(self.h_free)
 
+    def rounded_up(self) -> torch.Tensor:
+        """Where the learned rounding goes up from the floor: h(V) >= 0.5."""
+        import torch
+
+        with torch.no_grad():
+            return torch.sigmoid(self.v).mul_(ZETA - GAMMA).add_(GAMMA) >= 0.5
+
     def step(self, weight: torch.Tensor, regularization: float, beta: float | None) -> None:
         """One Adam step on ``V``: torch.optim.Adam's single-tensor update, operation for operation."""
         import torch
@@ -444,9 +451,7 @@ def _optimize(
             progress = (step - warm) / max(1, options.iterations - warm)
             beta = options.beta[1] + 0.5 * (options.beta[0] - options.beta[1]) * (1 + math.cos(math.pi * progress))
         soft.step(weight, options.regularization, beta)
-    with torch.no_grad():
-        soft.weight()
-        learned = torch.clamp(floor + (soft.h >= 0.5).float(), QMIN, QMAX)
+    learned = torch.clamp(floor + soft.rounded_up().to(floor.dtype), QMIN, QMAX)
     learned_error = error(learned)
     if learned_error > base:  # never worse than nearest on the calibration crops
         return nearest.numpy().astype(np.int8), base, base

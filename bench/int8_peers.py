@@ -48,6 +48,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shlex
@@ -149,6 +150,7 @@ class Row:
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the INT8 file scored (in the run's temporary folder), for the latency pass
+    hits: Any = None  # per held-out crop: does its top-1 class match FP32's (for the paired comparison)
 
 
 def load_avg() -> float | None:
@@ -201,6 +203,7 @@ def score(row: Row, path: Path, evaluation: Any, reference: Any) -> None:
     start = time.perf_counter()
     logits = _run_onnx()(path, evaluation, exact=row.form == "tensorrt")
     row.fidelity = compare_logits(reference, logits).as_dict()
+    row.hits = logits.argmax(axis=1) == reference.argmax(axis=1)
     row.extra["score_seconds"] = round(time.perf_counter() - start, 1)
     row.path = path
     row.extra["graph"] = qdq_summary(path)
@@ -486,6 +489,16 @@ def measure_latency(rows: list[Row], fp32: Path, rounds: int, feed: Any) -> floa
     return medians[0]
 
 
+def paired(mine: Row, peer: Row) -> str:
+    """The two top-1 agreements compared crop by crop: the crops only one of the two gets right, and the exact
+    two-sided McNemar p-value (the chance of a split at least this uneven if both were equally faithful)."""
+    only_peer = int((peer.hits & ~mine.hits).sum())
+    only_mine = int((mine.hits & ~peer.hits).sum())
+    n, k = only_peer + only_mine, min(only_peer, only_mine)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return f"crop by crop {only_peer} right only with {peer.tool}, {only_mine} only with edgeconv (McNemar p = {p:.2f})"
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{100 * value:.1f}%"
 
@@ -517,6 +530,8 @@ def verdicts(rows: list[Row], fp32_ms: float | None = None) -> list[str]:
                 f"confident {pct(c['confident_agreement'])} ({best_conf.variant}): "
                 f"{'at least as high' if fid['confident_agreement'] >= c['confident_agreement'] else 'LOWER'}"
             )
+            if mine.hits is not None and best.hits is not None:
+                checks.append(f"top-1 against {peer_tool} {best.variant}: {paired(mine, best)}")
         if form == "onnxruntime" and mine.extra.get("ort_cpu_ms") is not None:
             fp32_ms = fp32_ms or 0.0
             fast = [r for r in peers if r.extra.get("ort_cpu_ms") is not None and r.extra["ort_cpu_ms"] < fp32_ms]
@@ -739,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             "skipped": skipped,
             "load_avg_end": load_avg(),
             "goals": GOALS,
-            "rows": [{k: v for k, v in vars(r).items() if k != "path"} for r in rows],
+            "rows": [{k: v for k, v in vars(r).items() if k not in ("path", "hits")} for r in rows],
         }
     )
     out = Path(args.out)

@@ -4,7 +4,7 @@ Stages (each timed; the times go into the manifest):
 
 1. **data** -- calibration and held-out crops from disjoint photos, through the model's own preprocessing
    (``calibration.py``), and the FP32 artifact's logits on both.
-2. **prepare** (PyTorch, on the BN-folded model; ``equalize.py``) -- one module per activation call site, cross-layer
+2. **prepare** (PyTorch, on the BN-folded model; ``prepare/``) -- one module per activation call site, cross-layer
    equalization of conv pairs and residual streams, activation centring (tensorrt target), the identity-tap split of
    re-parameterized kernels, optionally bias correction. Each is exact in float (bias correction aside), and the one
    exporter ``edgeconv export`` uses proves it on every run: the prepared model is exported with its checker,
@@ -344,7 +344,7 @@ def _prepare(
 
     from edgeconv.export import FP32_TOLERANCE, export_onnx
     from edgeconv.fuse import fuse_model
-    from edgeconv.quantize.equalize import (
+    from edgeconv.quantize.prepare import (
         batches,
         center_unsigned_activations,
         correct_bias,

@@ -233,7 +233,7 @@ def _layers(
             before = float_producer.get(before.input[0])
         offset = (offsets or {}).get(module_name(before.name) or "", 0.0) if before is not None else 0.0
         if offset and node.op_type != "Conv":
-            offset = 0.0  # centring only ever feeds convs (equalize.center_unsigned_activations)
+            offset = 0.0  # centring only ever feeds convs (prepare.center_unsigned_activations)
         layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs, offset))
     return layers
 

@@ -1,4 +1,4 @@
-"""Per-channel clips back to one per-tensor Clip before quantization (``equalize.equalize_depthwise_inputs`` does the
+"""Per-channel clips back to one per-tensor Clip before quantization (``prepare.equalize_depthwise_inputs`` does the
 float part in PyTorch)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Centred activations in a QDQ graph (the tensorrt target): their exact ``[-c, c]`` ranges and the readers' biases
-re-derived from the weights the graph really computes with (``equalize.center_unsigned_activations`` does the float
+re-derived from the weights the graph really computes with (``prepare.center_unsigned_activations`` does the float
 part in PyTorch)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def compensate_offsets(model: onnx.ModelProto, float_model: onnx.ModelProto, off
     """Re-derive the bias of every quantized Conv/Gemm that reads a centred activation from the weights the QDQ graph
     really computes with; returns how many were set.
 
-    Centring (``equalize.center_unsigned_activations``) feeds ``x - c`` and adds ``c * sum(W)`` to the reader's bias,
+    Centring (``prepare.center_unsigned_activations``) feeds ``x - c`` and adds ``c * sum(W)`` to the reader's bias,
     exact in float. Quantized, the reader computes ``W_q (x - c)``: the bias must add ``c * sum(W_q)``, or each output
     channel is off by ``c * sum(W_q - W)``, a rounding error summed over all its inputs. ``offsets``: activation
     (PyTorch module name) -> ``c``. Idempotent: computed from ``float_model``'s bias every time.
@@ -68,7 +68,7 @@ def compensate_offsets(model: onnx.ModelProto, float_model: onnx.ModelProto, off
 
 def centred_ranges(model: onnx.ModelProto, offsets: Mapping[str, float]) -> dict[str, float]:
     """``{tensor: c}`` for every tensor of ``model`` that holds a centred activation (``offsets``: PyTorch module name
-    -> shift ``c``): the activation's output, and the output of a Pad that reads it (``equalize.PaddedConv2d``).
+    -> shift ``c``): the activation's output, and the output of a Pad that reads it (``prepare.PaddedConv2d``).
 
     Each is quantized with the range ``[-c, c]`` exactly (scale ``c / 127``), not its calibrated one: the ReLU's zeros,
     most of the tensor, are ``-c`` after the shift, and only this range puts them on a grid point (``-127``). A

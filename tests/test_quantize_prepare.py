@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeconv.quantize.equalize import (
+from edgeconv.quantize.prepare import (
     ChannelClip,
     IdentitySplitConv,
     PaddedConv2d,
@@ -185,7 +185,7 @@ class _Bottlenecks(nn.Module):
 
 
 def test_residual_stream_equalization_keeps_the_function_and_evens_the_ranges() -> None:
-    from edgeconv.quantize.equalize import equalize_residual_streams, find_residual_streams
+    from edgeconv.quantize.prepare import equalize_residual_streams, find_residual_streams
 
     torch.manual_seed(0)
     net = _Bottlenecks().eval()
@@ -212,7 +212,7 @@ def test_residual_stream_equalization_keeps_the_function_and_evens_the_ranges() 
 
 
 def test_residual_stream_with_a_nonlinear_producer_is_left_alone() -> None:
-    from edgeconv.quantize.equalize import equalize_residual_streams
+    from edgeconv.quantize.prepare import equalize_residual_streams
 
     net = _Bottlenecks(stem_relu=True).eval()  # ReLU(stem) writes the stream: a per-channel scale would not commute
     original = copy.deepcopy(net.state_dict())
@@ -267,7 +267,7 @@ def _fused_resnet(name: str) -> nn.Module:
 
 def test_split_shared_activations_gives_resnets_cle_and_centring() -> None:
     """ResNet's blocks call one ``self.relu`` 2-3 times: no pair before the split, every conv -> ReLU -> conv after."""
-    from edgeconv.quantize.equalize import split_shared_activations
+    from edgeconv.quantize.prepare import split_shared_activations
 
     x = torch.randn(2, 3, 96, 96)
     for name, blocks, per_block in (("resnet18", 8, 1), ("resnet50", 16, 2)):
@@ -291,7 +291,7 @@ def test_split_shared_activations_gives_resnets_cle_and_centring() -> None:
 
 
 def test_split_shared_activations_handles_aliases_and_leaves_parametric_ones() -> None:
-    from edgeconv.quantize.equalize import split_shared_activations
+    from edgeconv.quantize.prepare import split_shared_activations
 
     relu = nn.ReLU()
     net = nn.Sequential(nn.Conv2d(3, 4, 1), relu, nn.Conv2d(4, 4, 1), relu, nn.Conv2d(4, 2, 1)).eval()
@@ -318,7 +318,7 @@ def test_split_shared_activations_handles_aliases_and_leaves_parametric_ones() -
 
 def test_split_shared_activations_rewrites_only_the_owner_forward() -> None:
     """The owner keeps its class (a subclass of it), its attributes and later module swaps still take effect."""
-    from edgeconv.quantize.equalize import split_shared_activations
+    from edgeconv.quantize.prepare import split_shared_activations
 
     class Block(nn.Module):
         def __init__(self) -> None:

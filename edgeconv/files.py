@@ -147,6 +147,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def scratch_cwd() -> Iterator[None]:
+    """Run a step whose library writes into the working directory in a private one, deleted afterwards. ONNX Runtime's
+    symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and a uuid-named copy of the weights into the
+    current directory when it cannot infer every shape (``quant_pre_process`` then fails, and edgeconv carries on
+    without it): those files must not land in the user's folder. Paths handed to the step must be absolute."""
+    with tempfile.TemporaryDirectory(prefix="edgeconv-cwd-") as folder, contextlib.chdir(folder):
+        yield
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

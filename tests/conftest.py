@@ -165,3 +165,33 @@ def fvcore_count(name: str, input_shape: tuple[int, ...]) -> dict[str, int]:
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         return dict(analysis.by_operator())
+
+
+def save_custom_op_model(path: Path) -> Path:
+    """conv -> an op of an unknown domain -> conv, saved to ``path``, with the custom op's output declared with an
+    unknown batch: ONNX Runtime's symbolic shape inference cannot finish it, and then saves its partial model (the
+    weights, 3.5 kB, as a uuid-named external data file) into the working directory before it raises."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [
+        numpy_helper.from_array(np.ones((32, 3, 3, 3), np.float32), "w"),
+        numpy_helper.from_array(np.ones((8, 32, 1, 1), np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Mystery", ["c"], ["m"], domain="example.custom"),
+        helper.make_node("Conv", ["m", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "custom_op",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        weights,
+        value_info=[helper.make_tensor_value_info("m", TensorProto.FLOAT, ["n", 32, 6, 6])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+    return path

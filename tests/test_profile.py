@@ -341,3 +341,20 @@ def test_every_zoo_model_profiles_at_default_input(name: str) -> None:
             assert spec.figures.note or explanation_for(name, metric), (
                 f"{name} {metric}: {ours:,} vs paper {paper:,.0f}"
             )
+
+
+def test_profile_of_a_graph_symbolic_inference_cannot_finish_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import save_custom_op_model
+
+    from edgeconv.profile.onnx_count import profile_onnx
+
+    source = save_custom_op_model(tmp_path / "custom.onnx")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    report = profile_onnx(source)
+    conv = report.layers[0]
+    assert (conv.op, conv.macs) == ("Conv", 32 * 27 * 6 * 6)  # profiled from onnx's own shapes all the same
+    assert list(cwd.iterdir()) == []

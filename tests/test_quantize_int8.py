@@ -474,3 +474,27 @@ def test_repvgg_identity_taps_quantize_as_their_own_conv(tmp_path: Path) -> None
         else:
             assert report.identity_split == [] and len(convs) == 3
     assert sqnr[True] > sqnr[False] + 3, sqnr
+
+
+def test_failed_pre_processing_leaves_nothing_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quant_pre_process's symbolic shape inference writes its partial model into the current directory when it
+    fails; the quantizer runs it in a private one and carries on with the model as exported."""
+    from conftest import save_custom_op_model
+
+    from edgeconv.quantize.qdq.ort_static import StaticQuantizer
+
+    source = save_custom_op_model(tmp_path / "custom.onnx")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    work = Path("work")  # relative, as a user's --out can be
+    work.mkdir()
+    quantizer = StaticQuantizer(
+        Path("..") / "custom.onnx", work, np.zeros((1, 3, 8, 8), np.float32), "x", Int8Options(), None
+    )
+    assert quantizer.pre == Path("..") / "custom.onnx"  # pre-processing failed: the model as exported
+    assert sorted(p.name for p in cwd.iterdir()) == ["work"]
+    assert list(work.iterdir()) == []
+    assert source.is_file()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeconv.errors import ArtifactError, InvalidArgumentError
+from edgeconv.files import scratch_cwd
 from edgeconv.onnxgraph import module_name
 from edgeconv.profile.count import classify_conv
 from edgeconv.profile.report import LayerProfile, ProfileReport
@@ -109,7 +110,8 @@ def profile_onnx(path: str | os.PathLike[str], *, batch: int = 1, name: str | No
         try:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-            inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+            with scratch_cwd():  # on failure it saves the model into the working directory
+                inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
         except Exception as exc:  # an optional improvement: keep onnx's partial shapes and say so in the notes
             logger.debug("symbolic shape inference failed: %s", exc)
     model = inferred

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeconv.files import scratch_cwd
 from edgeconv.quantize.calibration import CalibrationReader, ProgressCallback
 from edgeconv.quantize.options import QUANTIZED_OPS, Int8Options
 from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
@@ -176,9 +177,10 @@ class StaticQuantizer:
         import onnx
         from onnxruntime.quantization import quant_pre_process
 
-        self.pre = workdir / "pre.onnx"
+        self.pre = workdir.resolve() / "pre.onnx"
         try:
-            quant_pre_process(str(source), str(self.pre))
+            with scratch_cwd():  # its shape inference writes into the working directory when it fails
+                quant_pre_process(str(Path(source).resolve()), str(self.pre))
         except Exception as exc:  # shape inference failures surface as many exception types
             logger.info("quant_pre_process failed (%s); quantizing the model as exported", exc)
             self.pre = source

@@ -153,8 +153,13 @@ def scratch_cwd() -> Iterator[None]:
     symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and a uuid-named copy of the weights into the
     current directory when it cannot infer every shape (``quant_pre_process`` then fails, and edgeconv carries on
     without it): those files must not land in the user's folder. Paths handed to the step must be absolute."""
-    with tempfile.TemporaryDirectory(prefix="edgeconv-cwd-") as folder, contextlib.chdir(folder):
-        yield
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="edgeconv-cwd-") as folder:
+        os.chdir(folder)  # contextlib.chdir is Python 3.11+
+        try:
+            yield
+        finally:
+            os.chdir(previous)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

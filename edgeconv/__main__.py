@@ -13,11 +13,11 @@ from __future__ import annotations
 import signal
 import sys
 
-from edgeconv.errors import Interrupted
+from edgeconv.errors import Interrupted, received_signals
 
 
 def main() -> None:
-    received: list[int] = []
+    received = received_signals
 
     def interrupt(signum: int, frame: object) -> None:
         received.append(signum)

@@ -71,6 +71,12 @@ class InputError(EdgeconvError, ValueError):
     """An array or image of the wrong shape, dtype or content handed to a runtime."""
 
 
+# The signals the console script's handler has raised as interrupts (``edgeconv/__main__.py``). A library can swallow
+# the ``KeyboardInterrupt`` (one that lands inside torch's imports was seen to) and fail later with an error of its own;
+# the CLI then reports the interrupt, not that error.
+received_signals: list[int] = []
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM raised in the main thread as SIGINT raises ``KeyboardInterrupt``, so that cleanup (``finally`` blocks,
     staging folders, temp files) runs before the process ends; the CLI exits with 128 + ``signum``. Not an

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from edgeconv.errors import EdgeconvError, InvalidArgumentError
+from edgeconv.errors import EdgeconvError, InvalidArgumentError, received_signals
 
 try:  # typer >= 0.24 vendors click
     from typer._click.exceptions import UsageError
@@ -58,6 +58,9 @@ class _Group(TyperGroup):
         except EdgeconvError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            if received_signals:  # an interrupt that a library swallowed, then failed on: report the interrupt
+                typer.echo(f"edgeconv: interrupted ({signal.Signals(received_signals[0]).name})", err=True)
+                raise typer.Exit(128 + received_signals[0]) from None
             typer.echo(f"edgeconv: error: {one_line(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # a subcommand's options and arguments are parsed here

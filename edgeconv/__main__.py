@@ -17,10 +17,8 @@ from edgeconv.errors import Interrupted, received_signals
 
 
 def main() -> None:
-    received = received_signals
-
     def interrupt(signum: int, frame: object) -> None:
-        received.append(signum)
+        received_signals.append(signum)
         raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
     signal.signal(signal.SIGTERM, interrupt)
@@ -35,10 +33,10 @@ def main() -> None:
         sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(signum).name})\n")
         raise SystemExit(128 + signum) from None
     except Exception:
-        if not received:
+        if not received_signals:
             raise  # a bug: its traceback is what to report
-        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(received[0]).name})\n")
-        raise SystemExit(128 + received[0]) from None
+        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(received_signals[0]).name})\n")
+        raise SystemExit(128 + received_signals[0]) from None
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)

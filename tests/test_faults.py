@@ -395,7 +395,7 @@ def test_an_interrupt_a_library_swallowed_is_reported_as_the_interrupt(
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 1 and "not an edgeconv artifact" in failed.stderr
     cli_module = importlib.import_module("edgeconv.cli.app")  # the package's ``app`` attribute is the Typer app
-    monkeypatch.setattr(cli_module, "received_signals", [signal.SIGINT], raising=False)
+    monkeypatch.setattr(cli_module, "received_signals", [signal.SIGINT])
     interrupted = CliRunner().invoke(app, args)
     stderr_ok(interrupted.stderr, interrupted.exit_code)
     assert interrupted.exit_code == 130

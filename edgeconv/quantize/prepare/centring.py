@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgeconv.quantize.prepare.cle import find_equalization_pairs
-from edgeconv.quantize.prepare.common import conv_bias, observe, set_module
+from edgeconv.quantize.prepare.common import conv_bias, observe
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +111,11 @@ def center_unsigned_activations(
         conv_bias(conv1).sub_(shift)
         conv_bias(conv2).add_(shift * conv2.weight.double().sum(dim=(1, 2, 3)).to(conv2.weight.dtype))
         high = None if isinstance(act, nn.ReLU) else 6.0 - shift
-        set_module(model, na, ShiftedClip(-shift, high))
+        model.set_submodule(na, ShiftedClip(-shift, high))
         if _explicit_padding(conv2):
             padded.append((n2, conv2, -shift))
         done[na] = shift
     for n2, conv2, value in padded:  # last: conv2 may be the next triple's conv1, whose bias moves too
-        set_module(model, n2, PaddedConv2d(conv2, value))
+        model.set_submodule(n2, PaddedConv2d(conv2, value))
     logger.info("centered %d unsigned activations for a symmetric int8 grid", len(done))
     return done

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from edgeconv.quantize.prepare.common import HOMOGENEOUS, PASS, RELU6, LayerTracer, set_module
+from edgeconv.quantize.prepare.common import HOMOGENEOUS, PASS, RELU6, LayerTracer
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def equalize_model(
             if relu6 == "skip":
                 why = "ReLU6 between (scaling would move its clip point)"
             else:
-                set_module(model, na, nn.ReLU(inplace=False))
+                model.set_submodule(na, nn.ReLU(inplace=False))
                 report.relu6_replaced.append(na)
         if why is None and isinstance(act, (nn.PReLU,)):
             why = "PReLU slope is per channel"  # homogeneous, but keep it simple: not needed by the zoo

@@ -1,4 +1,4 @@
-"""What the preparation passes share: activation types, forward hooks, module surgery, batches."""
+"""What the preparation passes share: activation types, the FX tracer, forward hooks, conv biases, batches."""
 
 from __future__ import annotations
 
@@ -43,12 +43,6 @@ def conv_bias(conv: nn.Conv2d) -> torch.Tensor:
     if conv.bias is None:
         conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype))
     return conv.bias
-
-
-def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, new)
 
 
 def batches(array: np.ndarray, batch_size: int = 32) -> Iterable[torch.Tensor]:

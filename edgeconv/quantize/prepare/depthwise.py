@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgeconv.quantize.prepare.cle import compatible_pair, find_equalization_pairs
-from edgeconv.quantize.prepare.common import RELU6, batches, observe, set_module
+from edgeconv.quantize.prepare.common import RELU6, batches, observe
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def equalize_depthwise_inputs(
         if conv1.bias is not None:
             conv1.bias.copy_((conv1.bias.double() * k).to(conv1.bias.dtype))
         conv2.weight.copy_((conv2.weight.double() / k.reshape(-1, 1, 1, 1)).to(conv2.weight.dtype))
-        set_module(model, na, ChannelClip((6.0 * k).to(conv1.weight.dtype)))
+        model.set_submodule(na, ChannelClip((6.0 * k).to(conv1.weight.dtype)))
         done[na] = float(k.max())
     logger.info(
         "equalized the ReLU6 inputs of %d of %d depthwise convs (cap, headroom): %s",

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from edgeconv.quantize.prepare.centring import PaddedConv2d
-from edgeconv.quantize.prepare.common import set_module
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def split_identity_taps(model: nn.Module, min_fraction: float = 0.5) -> list[str
             continue
         kept = torch.maximum(torch.minimum(taps, limit), -limit)
         weight[channels, channels, centre, centre] = kept
-        set_module(model, name, IdentitySplitConv(conv, taps - kept))
+        model.set_submodule(name, IdentitySplitConv(conv, taps - kept))
         split.append(name)
     if split:
         logger.info("split the identity taps out of %d re-parameterized convs", len(split))

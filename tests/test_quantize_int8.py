@@ -158,6 +158,32 @@ def test_tensorrt_centring_of_padded_readers_keeps_pytorch_function(tmp_path: Pa
     assert fidelity.top1_agreement >= 0.95 and fidelity.output_sqnr_db > 30, fidelity.summary()  # measured 38 dB
 
 
+@pytest.mark.parametrize("method", ["minmax", "mse"])
+def test_tensorrt_centring_shift_follows_the_calibration_method(tmp_path: Path, method: str) -> None:
+    """Centring shifts a ReLU output by half its range: the maximum on the calibration crops with minmax ranges (which
+    clip nothing), the 99.999th percentile (here the second largest value) with the others."""
+    from edgeconv.quantize.calibration import prepare_calibration
+
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(),
+        nn.Conv2d(16, 24, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10),
+    ).eval()  # fmt: skip
+    fp32 = _export(model, tmp_path / "relu.onnx")
+    options = Int8Options(target="tensorrt", fallback="none", equalize=False, **{**OPTIONS, "calib_method": method})
+    data = prepare_calibration(PREP, options)
+    report = quantize_int8(fp32, tmp_path / "relu.int8.onnx", PREP, model, options, data=data)
+    assert set(report.centred_activations) == {"1", "3"}
+    with torch.no_grad():
+        x = torch.from_numpy(data.calibration[:64])
+        outputs = {"1": model[:2](x), "3": model[:4](x)}
+    for name, output in outputs.items():
+        top = output.flatten().topk(2).values.double()
+        assert top[0] > top[1]
+        expected = top[0] / 2 if method == "minmax" else top[1] / 2
+        assert report.centred_activations[name] == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_onnxruntime_target_matches_pytorch(fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "ort.onnx"
     torch_model = _model()

@@ -92,11 +92,15 @@ def center_unsigned_activations(
     tops: dict[str, list[torch.Tensor]] = {na: [] for _, na, _, _, _ in triples}
     counts = dict.fromkeys(tops, 0)
     keep = 1 - percentile / 100
+    samples = list(samples)
+    total = sum(len(batch) for batch in samples)
 
     def record(name: str, output: torch.Tensor) -> None:
         flat = output.detach().flatten()
         counts[name] += flat.numel()
-        tops[name].append(flat.topk(min(flat.numel(), int(flat.numel() * keep) + 1)).values)
+        # as many of each batch's largest values as the whole set's percentile may need: they can all be in one batch
+        needed = int(flat.numel() // len(output) * total * keep) + 1
+        tops[name].append(flat.topk(min(flat.numel(), needed)).values)
 
     observe(model, samples, {na: act for _, na, act, _, _ in triples}, record)
     done, padded = {}, []

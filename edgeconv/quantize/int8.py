@@ -376,9 +376,9 @@ def _prepare(
             prepared.depthwise = len(depthwise)
     if _centers(options):
         # Half the range the method gives the tensor, pinned there (qdq.offsets): minmax ranges clip nothing, nor does
-        # their centring. resnet50 (random weights), 300 held-out crops, nearest rounding, minmax: 74.0% top-1
-        # agreement / mean KL 0.0083 with the 99.999th percentile, 76.3% / 0.0064 with the maximum (plain PTQ: 75.0% /
-        # 0.0069); bench/results/int8_resnet50_tensorrt.md.
+        # their centring. resnet50 (random weights), 300 held-out crops, nearest rounding, minmax ranges and centring at
+        # the maximum: 76.3% top-1 agreement / mean KL 0.0064, plain PTQ 75.0% / 0.0069; with the shift from the
+        # percentile as estimated before 6020bd8, 74.0% / 0.0083 (bench/results/int8_resnet50_tensorrt.md).
         percentile = 100.0 if options.calib_method == "minmax" else options.percentile
         prepared.offsets = center_unsigned_activations(model, batches(data.calibration[:64], 16), percentile)
     if options.split_identity:  # last: exact for any kernel, and it must not hide convs from the passes above

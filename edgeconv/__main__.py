@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from edgeconv.errors import Interrupted, received_signals
+from edgeconv.errors import Interrupted, interruption, received_signals
 
 
 def main() -> None:
@@ -29,17 +29,20 @@ def main() -> None:
 
         cli_main()
     except KeyboardInterrupt as exc:  # before the commands could handle it: during the imports
-        signum = getattr(exc, "signum", signal.SIGINT)
-        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(signum).name})\n")
-        raise SystemExit(128 + signum) from None
+        _exit_interrupted(getattr(exc, "signum", signal.SIGINT))
     except Exception:
         if not received_signals:
             raise  # a bug: its traceback is what to report
-        sys.stderr.write(f"edgeconv: interrupted ({signal.Signals(received_signals[0]).name})\n")
-        raise SystemExit(128 + received_signals[0]) from None
+        _exit_interrupted(received_signals[0])
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _exit_interrupted(signum: int) -> None:
+    line, status = interruption(signum)
+    sys.stderr.write(line + "\n")
+    raise SystemExit(status) from None
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ The CLI turns an ``EdgeconvError`` into one line on stderr and a non-zero exit; 
 
 from __future__ import annotations
 
+import signal
+
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (libraries raise pages: protobuf, torch, OpenVINO), or its type name
@@ -75,6 +77,11 @@ class InputError(EdgeconvError, ValueError):
 # the ``KeyboardInterrupt`` (one that lands inside torch's imports was seen to) and fail later with an error of its own;
 # the CLI then reports the interrupt, not that error.
 received_signals: list[int] = []
+
+
+def interruption(signum: int) -> tuple[str, int]:
+    """The line an interrupted command prints on stderr and its exit status: ``edgeconv: interrupted (SIGINT)``, 130."""
+    return f"edgeconv: interrupted ({signal.Signals(signum).name})", 128 + signum
 
 
 class Interrupted(KeyboardInterrupt):

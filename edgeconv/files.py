@@ -152,7 +152,8 @@ def scratch_cwd() -> Iterator[None]:
     """Run a step whose library writes into the working directory in a private one, deleted afterwards. ONNX Runtime's
     symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and a uuid-named copy of the weights into the
     current directory when it cannot infer every shape (``quant_pre_process`` then fails, and edgeconv carries on
-    without it): those files must not land in the user's folder. Paths handed to the step must be absolute."""
+    without it): those files must not land in the user's folder. Paths handed to the step must be absolute. The
+    working directory is the process's: call it from the main thread, with no other thread reading relative paths."""
     previous = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="edgeconv-cwd-") as folder:
         os.chdir(folder)  # contextlib.chdir is Python 3.11+

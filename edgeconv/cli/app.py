@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from edgeconv.errors import EdgeconvError, InvalidArgumentError, received_signals
+from edgeconv.errors import EdgeconvError, InvalidArgumentError, interruption, received_signals
 
 try:  # typer >= 0.24 vendors click
     from typer._click.exceptions import UsageError
@@ -59,8 +59,7 @@ class _Group(TyperGroup):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             if received_signals:  # an interrupt that a library swallowed, then failed on: report the interrupt
-                typer.echo(f"edgeconv: interrupted ({signal.Signals(received_signals[0]).name})", err=True)
-                raise typer.Exit(128 + received_signals[0]) from None
+                raise _interrupted(received_signals[0]) from None
             typer.echo(f"edgeconv: error: {one_line(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:  # a subcommand's options and arguments are parsed here
@@ -68,9 +67,14 @@ class _Group(TyperGroup):
                 raise
             raise _usage_error(exc) from None
         except KeyboardInterrupt as exc:
-            signum = getattr(exc, "signum", signal.SIGINT)
-            typer.echo(f"edgeconv: interrupted ({signal.Signals(signum).name})", err=True)
-            raise typer.Exit(128 + signum) from None
+            raise _interrupted(getattr(exc, "signum", signal.SIGINT)) from None
+
+
+def _interrupted(signum: int) -> typer.Exit:
+    """Says on stderr that the command was interrupted by ``signum``; the ``typer.Exit`` to raise."""
+    line, status = interruption(signum)
+    typer.echo(line, err=True)
+    return typer.Exit(status)
 
 
 app = typer.Typer(

@@ -192,6 +192,48 @@ def test_rounding_is_kept_only_where_it_brings_the_network_closer(target: str, t
     assert all(np.array_equal(again[name][0], q) for name, (q, _) in _weights(kept).items())
 
 
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_rounding_is_learned_again_around_layers_in_high_precision(target: str, tmp_path: Path) -> None:
+    """With a layer in high precision, the later layers' rounding is learned again on that graph (``relearn``: their
+    inputs no longer carry its 8-bit error), and ``int8._relearn_rounding`` keeps whichever rounding, re-applied or
+    learned again, brings the network closer to FP32 on the calibration crops AdaRound did not learn from; the next
+    quantization re-applies the one kept."""
+    from edgeconv.quantize.fidelity import compare_logits
+    from edgeconv.quantize.int8 import _relearn_rounding, rounding_is_closer
+
+    fp32 = _export(_outlier_model(), tmp_path / "outlier.onnx")
+    options = Int8Options(target=target, **{**OPTIONS, "adaround": True, "calib_samples": 96})  # type: ignore[arg-type]
+    data = prepare_calibration(PREP, options)
+    quantizer = StaticQuantizer(fp32, tmp_path, data.calibration, "input", options, None)
+    quantizer(tmp_path / "q0.onnx")
+    first = quantizer.rounded
+    assert first and [r.module for r in first] == ["0", "2", "4"]
+    kept_float = [first[0].node]
+    reapplied = quantizer(tmp_path / "q1.onnx", kept_float)
+    assert quantizer.rounded is first
+    exact = target == "tensorrt"
+    chosen = _relearn_rounding(quantizer, reapplied, kept_float, [], fp32, data, exact)
+    relearned = tmp_path / "q1_relearned.onnx"
+    assert chosen in (reapplied, relearned) and relearned.is_file()
+    learned_again = {name: q for name, (q, _) in _weights(relearned).items() if name not in kept_float}
+    assert learned_again.keys() == {r.node for r in first[1:]}
+    assert any(not np.array_equal(learned_again[r.node], r.weight) for r in first[1:])  # learned on other inputs
+
+    unseen = data.calibration[quantizer.adaround_options.samples :]
+    reference = run_onnx(fp32, unseen)
+
+    def fidelity(path: Path) -> FidelityReport:
+        return compare_logits(reference, run_onnx(path, unseen, exact=exact))
+
+    assert (chosen == relearned) == rounding_is_closer(fidelity(relearned), fidelity(reapplied))
+    if chosen == relearned:
+        assert quantizer.rounded is not first and [r.module for r in quantizer.rounded or []] == ["2", "4"]
+    else:
+        assert quantizer.rounded is first
+    again = _weights(quantizer(tmp_path / "q2.onnx", kept_float))
+    assert all(np.array_equal(again[name][0], q) for name, (q, _) in _weights(chosen).items())
+
+
 def test_rounding_is_judged_by_top1_agreement_first_then_kl() -> None:
     """resnet50 (random weights, tensorrt form): AdaRound lowered the mean KL and cost 13 points of top-1 agreement."""
     from edgeconv.quantize.fidelity import compare_logits

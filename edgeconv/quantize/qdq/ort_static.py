@@ -221,10 +221,13 @@ class StaticQuantizer:
         batch_dim = graph_input.type.tensor_type.shape.dim[0]
         self.batch_size = batch_dim.dim_value if batch_dim.HasField("dim_value") else 16  # a fixed batch must be fed
 
-    def __call__(self, out: Path, exclude: Sequence[str] = (), tensors: Sequence[str] = ()) -> Path:
+    def __call__(
+        self, out: Path, exclude: Sequence[str] = (), tensors: Sequence[str] = (), *, relearn: bool = False
+    ) -> Path:
         """Quantize to ``out``, keeping the compute nodes ``exclude`` and the activation ``tensors`` in high precision
         (onnxruntime target: 16-bit weights / 16-bit activations, see ``high_precision``; tensorrt target: the nodes
-        left unquantized, which TensorRT then runs in FP16/FP32)."""
+        left unquantized, which TensorRT then runs in FP16/FP32). The adaptive rounding learned on the first graph is
+        re-applied; ``relearn`` learns it again on this one (and re-applies that from then on)."""
         from onnxruntime.quantization import quantize_static
 
         reader = CalibrationReader(
@@ -277,7 +280,7 @@ class StaticQuantizer:
             onnx.save(nearest, str(self.nearest))
             del nearest
         if self.adaround:
-            self._round(model)
+            self._round(model, relearn)
         if self.offsets:
             count = compensate_offsets(model, self.model, self.offsets)
             logger.debug("biases re-derived for %d readers of centred activations", count)
@@ -285,10 +288,10 @@ class StaticQuantizer:
         self.count += 1
         return out
 
-    def _round(self, model: onnx.ModelProto) -> None:
-        """Adaptive rounding: learned on the first graph, re-applied to the later ones (layers the fallback moved to
-        16 bits keep theirs)."""
-        if self.rounded is not None:
+    def _round(self, model: onnx.ModelProto, relearn: bool = False) -> None:
+        """Adaptive rounding: learned on the first graph (or again, ``relearn``), re-applied to the later ones (layers
+        the fallback moved to 16 bits keep theirs)."""
+        if self.rounded is not None and not relearn:
             apply_rounding(model, self.model, self.rounded)
             return
 

@@ -259,21 +259,18 @@ def _keep_rounding_if_better(
     with nearest rounding, although its mean KL was lower). Keep it only if, on the calibration crops it did not learn
     from (the held-out crops stay for the gate), the network agrees with FP32's top-1 at least as often as with
     nearest rounding -- the gate's measure -- and, on a tie, its mean KL to FP32 is not higher."""
-    unseen = data.calibration[quantizer.adaround_options.samples :]
-    if len(unseen) == 0:
+    nearest = quantizer.nearest  # written by the call that learned the rounding if some calibration crops are unseen
+    if nearest is None:
         return rounded
-    nearest = quantizer.nearest
-    assert nearest is not None  # written by the call that learned the rounding
-    reference = run_onnx(source_fp32, unseen)
-    with_rounding = compare_logits(reference, run_onnx(rounded, unseen, exact=exact))
-    without = compare_logits(reference, run_onnx(nearest, unseen, exact=exact))
-    if rounding_is_closer(with_rounding, without):
+    scores = _on_unseen_crops(quantizer, (rounded, nearest), source_fp32, data, exact)
+    if scores is None or rounding_is_closer(*scores):
         return rounded
+    with_rounding, without = scores
     quantizer.rounded = []  # later quantizations (the fallback's) keep nearest rounding too
     notes.append(
-        f"adaptive rounding not kept: on {len(unseen)} calibration crops it did not learn from, top-1 agreement with "
-        f"FP32 {with_rounding.top1_agreement:.1%} with it, {without.top1_agreement:.1%} with nearest rounding (mean KL "
-        f"{with_rounding.mean_kl:.4f} / {without.mean_kl:.4f})"
+        f"adaptive rounding not kept: on {without.samples} calibration crops it did not learn from, top-1 agreement "
+        f"with FP32 {with_rounding.top1_agreement:.1%} with it, {without.top1_agreement:.1%} with nearest rounding "
+        f"(mean KL {with_rounding.mean_kl:.4f} / {without.mean_kl:.4f})"
     )
     return nearest
 
@@ -297,12 +294,10 @@ def _relearn_rounding(
     0.0335)."""
     previous = quantizer.rounded
     relearned = quantizer(candidate.with_name(f"{candidate.stem}_relearned.onnx"), nodes, tensors, relearn=True)
-    unseen = data.calibration[quantizer.adaround_options.samples :]
-    if len(unseen) == 0:
+    scores = _on_unseen_crops(quantizer, (relearned, candidate), source_fp32, data, exact)
+    if scores is None:
         return relearned
-    reference = run_onnx(source_fp32, unseen)
-    again = compare_logits(reference, run_onnx(relearned, unseen, exact=exact))
-    before = compare_logits(reference, run_onnx(candidate, unseen, exact=exact))
+    again, before = scores
     logger.info(
         "rounding learned again around the layers in high precision: top-1 agreement %.1f%% (re-applied %.1f%%), "
         "mean KL %.4f (%.4f) on %d unseen calibration crops",
@@ -310,12 +305,24 @@ def _relearn_rounding(
         100 * before.top1_agreement,
         again.mean_kl,
         before.mean_kl,
-        len(unseen),
+        before.samples,
     )
     if rounding_is_closer(again, before):
         return relearned
     quantizer.rounded = previous
     return candidate
+
+
+def _on_unseen_crops(
+    quantizer: StaticQuantizer, paths: Sequence[Path], source_fp32: Path, data: CalibrationData, exact: bool
+) -> list[FidelityReport] | None:
+    """Each graph of ``paths`` against FP32 on the calibration crops AdaRound does not learn from (the held-out crops
+    stay for the gate); None when every calibration crop was learned from."""
+    unseen = data.calibration[quantizer.adaround_options.samples :]
+    if len(unseen) == 0:
+        return None
+    reference = run_onnx(source_fp32, unseen)
+    return [compare_logits(reference, run_onnx(path, unseen, exact=exact)) for path in paths]
 
 
 def rounding_is_closer(learned: FidelityReport, nearest: FidelityReport) -> bool:

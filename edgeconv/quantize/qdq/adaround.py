@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeconv.onnxgraph import Graph, Segments, module_name
 from edgeconv.quantize.qdq.offsets import compensate_offsets
-from edgeconv.quantize.qdq.weights import dequantized_weight, weight_grid
+from edgeconv.quantize.qdq.weights import weight_grid
 
 if TYPE_CHECKING:
     import onnx
@@ -73,14 +73,6 @@ class AdaRoundOptions:
     # agreement, confident 99.4% -> 100%, mean KL 0.0306 -> 0.0335; tensorrt form 85.3% -> 86.1%, 99.4% both,
     # 0.0575 -> 0.0581.
     depthwise: bool = False
-    # ... and get an empirical bias correction instead (Nagel et al. 2019, "Data-Free Quantization", section 4.2, from
-    # data): per output channel, the mean over the same crops of the float graph's pre-activation minus the QDQ
-    # graph's (its input from the graph with every earlier layer already rounded), added to the bias. With few
-    # weights per output their rounding errors do not average out, so each channel's output is shifted; AdaRound's
-    # layers absorb such shifts, the depthwise ones did not. mobilenet_v2, 1000 held-out crops, 2-core AMD EPYC
-    # without VNNI (saturation-safe weights): onnxruntime form 86.6% -> 88.2% top-1 agreement, confident 100% both,
-    # mean KL 0.0360 -> 0.0330; tensorrt form 86.2% -> 87.0%, 99.7% -> 99.4%, 0.0440 -> 0.0414; a few ms per layer.
-    depthwise_bias: bool = True
 
 
 @dataclass
@@ -92,9 +84,8 @@ class RoundedLayer:
     scale: np.ndarray
     weight: np.ndarray  # int8, in the node's weight layout
     error_nearest: float  # output MSE on the calibration crops with nearest rounding
-    error: float  # ... with the learned rounding (or, ``bias`` set, with the corrected bias)
+    error: float  # ... with the learned rounding
     flipped: float  # fraction of weights rounded away from nearest
-    bias: np.ndarray | None = None  # added to the bias (depthwise convs: their empirical bias correction)
 
 
 @dataclass
@@ -105,8 +96,6 @@ class _Layer:
     scale: np.ndarray  # broadcastable to the weight
     store: Callable[[np.ndarray], None]
     target: str  # float-graph tensor to match: the node's output or the ReLU/Clip after it
-    output: str  # the float-graph node's own output (before the ReLU/Clip)
-    add_bias: Callable[[np.ndarray], np.ndarray] | None  # adds to the bias; returns what the graph really adds
     activation: tuple[float, float] | None  # (low, high) clamp applied after the node, if any
     attrs: dict[str, Any]  # the node's ONNX attributes
     offset: float = 0.0  # the input is a centred activation x - offset: the bias follows the rounded weight
@@ -134,10 +123,9 @@ def adaround(
     offsets = offsets or {}
     samples = samples[: options.samples]
     layers = _layers(qdq, float_model, offsets)
-    if not options.depthwise and not options.depthwise_bias:
+    if not options.depthwise:
         layers = [layer for layer in layers if not _depthwise(layer)]
     done: list[RoundedLayer] = []
-    corrections: dict[str, np.ndarray] = {}  # node -> bias correction, kept when centring re-derives the bias
     generator = torch.Generator().manual_seed(options.seed)
     # One pass over each graph: the QDQ graph up to each layer (its earlier layers already re-rounded), the float
     # graph up to each layer's target; only the tensors still needed later are kept between pieces.
@@ -145,13 +133,6 @@ def adaround(
     reference = Segments(float_model, {Graph(float_model).inputs[0]: samples})
     for index, layer in enumerate(layers):
         inputs = quantized.advance(layer.node.name).get(layer.node.input[0])
-        if _depthwise(layer) and not options.depthwise:
-            corrected = _correct_bias(layer, quantized, reference, qdq, float_model, offsets, corrections)
-            if corrected is not None:
-                done.append(corrected)
-            if progress:
-                progress(index + 1, len(layers))
-            continue
         targets = reference.produce(layer.target)
         if inputs is None or targets is None:
             continue
@@ -170,7 +151,7 @@ def adaround(
         if constrain is not None:
             q = constrain(layer.node, q)
         layer.store(q)
-        compensate_offsets(qdq, float_model, offsets, corrections)  # later layers' inputs come from this graph
+        compensate_offsets(qdq, float_model, offsets)  # later layers' inputs come from this graph
         flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), QMIN, QMAX)))
         module = module_name(layer.node.name) or layer.node.name
         done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
@@ -187,57 +168,17 @@ def adaround(
     return done
 
 
-def _correct_bias(
-    layer: _Layer,
-    quantized: Segments,
-    reference: Segments,
-    qdq: onnx.ModelProto,
-    float_model: onnx.ModelProto,
-    offsets: Mapping[str, float],
-    corrections: dict[str, np.ndarray],
-) -> RoundedLayer | None:
-    """Empirical bias correction of one layer that keeps nearest rounding (``AdaRoundOptions.depthwise_bias``): add
-    to its bias, per output channel, the mean of the float graph's pre-activation minus the QDQ graph's on the crops;
-    ``quantized`` continues from the corrected output."""
-    if layer.add_bias is None:
-        return None
-    compensate_offsets(qdq, float_model, offsets, corrections)  # the bias as the finished graph derives it
-    want = reference.produce(layer.output)
-    got = quantized.produce(layer.node.output[0])
-    if want is None or got is None or want.shape != got.shape:
-        return None
-    axes = (0, *range(2, got.ndim))
-    added = layer.add_bias((want - got).mean(axis=axes, dtype=np.float64).astype(np.float32))
-    corrections[layer.node.name] = added
-    fixed = got + added.reshape(1, -1, *[1] * (got.ndim - 2))
-    quantized.values[layer.node.output[0]] = fixed  # later layers read the corrected output
-    weight = dequantized_weight(layer.node, quantized.graph.producer, quantized.graph.initializers)
-    assert weight is not None  # _layers found the same DequantizeLinear
-    q = np.rint(weight / layer.scale).astype(np.int8)
-    before, after = float(np.mean((want - got) ** 2)), float(np.mean((want - fixed) ** 2))
-    module = module_name(layer.node.name) or layer.node.name
-    logger.info("bias correction %s: output MSE %.3g -> %.3g", layer.node.name, before, after)
-    return RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, before, after, 0.0, added)
-
-
 def apply_rounding(qdq: onnx.ModelProto, float_model: onnx.ModelProto, rounded: Sequence[RoundedLayer]) -> int:
-    """Write ``rounded`` weights (and bias corrections) into a re-quantized ``qdq`` wherever the node still has the
-    same 8-bit scale (a node the fallback moved to 16 bits keeps its own). Returns the number of layers written."""
+    """Write ``rounded`` weights into a re-quantized ``qdq`` wherever the node still has the same 8-bit scale (a node
+    the fallback moved to 16 bits keeps its own). Returns the number of layers written."""
     by_node = {r.node: r for r in rounded}
     count = 0
     for layer in _layers(qdq, float_model):
         r = by_node.get(layer.node.name)
         if r is not None and np.array_equal(r.scale, layer.scale.reshape(-1)):
             layer.store(r.weight)
-            if r.bias is not None and layer.add_bias is not None:
-                layer.add_bias(r.bias)
             count += 1
     return count
-
-
-def bias_corrections(rounded: Sequence[RoundedLayer]) -> dict[str, np.ndarray]:
-    """Node -> bias correction, for ``compensate_offsets``."""
-    return {r.node: r.bias for r in rounded if r.bias is not None}
 
 
 def _layers(
@@ -293,10 +234,7 @@ def _layers(
         offset = (offsets or {}).get(module_name(before.name) or "", 0.0) if before is not None else 0.0
         if offset and node.op_type != "Conv":
             offset = 0.0  # centring only ever feeds convs (prepare.center_unsigned_activations)
-        add_bias = _bias_adder(node, inits, producer) if len(node.input) > 2 else None
-        layers.append(
-            _Layer(node, weight, bias, scale, store, target, source.output[0], add_bias, activation, attrs, offset)
-        )
+        layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs, offset))
     return layers
 
 
@@ -342,41 +280,6 @@ def _writer(
         )
 
     return store_float
-
-
-def _bias_adder(
-    node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], producer: dict[str, onnx.NodeProto]
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """How to add to ``node``'s bias: a float initializer (tensorrt form), or an int32 one behind a
-    DequantizeLinear (onnxruntime form), where the amount is rounded to the bias's grid."""
-    from onnx import TensorProto, numpy_helper
-
-    name = node.input[2]
-    if name in inits and inits[name].data_type == TensorProto.FLOAT:
-        tensor = inits[name]
-
-        def add_float(delta: np.ndarray) -> np.ndarray:
-            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + delta, tensor.name))
-            return delta
-
-        return add_float
-    dq = producer.get(name)
-    if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
-        return None
-    if inits[dq.input[0]].data_type != TensorProto.INT32:
-        return None
-    if len(dq.input) > 2 and dq.input[2] and np.any(numpy_helper.to_array(inits[dq.input[2]])):
-        return None  # ORT writes a zero point of zeros
-    quantized, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
-
-    def add_int(delta: np.ndarray) -> np.ndarray:
-        steps = np.rint(delta / scale)
-        value = numpy_helper.to_array(quantized).astype(np.int64) + steps.astype(np.int64)
-        info = np.iinfo(np.int32)
-        quantized.CopyFrom(numpy_helper.from_array(np.clip(value, info.min, info.max).astype(np.int32), quantized.name))
-        return (steps * scale).astype(np.float32)
-
-    return add_int
 
 
 def _clamp(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, float] | None:

@@ -17,7 +17,7 @@ import numpy as np
 from edgeconv.files import scratch_cwd
 from edgeconv.quantize.calibration import CalibrationReader, ProgressCallback
 from edgeconv.quantize.options import QUANTIZED_OPS, Int8Options
-from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding, bias_corrections
+from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
 from edgeconv.quantize.qdq.offsets import centred_ranges, compensate_offsets
 from edgeconv.quantize.qdq.weights import gemm_layout, limit_pair_sums, make_saturation_safe, thin_3d_convs
 
@@ -282,7 +282,7 @@ class StaticQuantizer:
         if self.adaround:
             self._round(model, relearn)
         if self.offsets:
-            count = compensate_offsets(model, self.model, self.offsets, bias_corrections(self.rounded or []))
+            count = compensate_offsets(model, self.model, self.offsets)
             logger.debug("biases re-derived for %d readers of centred activations", count)
         onnx.save(model, str(out))
         self.count += 1

@@ -652,15 +652,18 @@ def openvino_runner(
 def _openvino_cases(
     target: Any, precision: str, shape: tuple[int, ...], x: np.ndarray, info: dict[str, Any], options: CaseOptions
 ) -> list[BenchCase]:
-    """One OpenVINO case per inference precision hint; OpenVINO's default is named by what it is on this device, and
-    a hint equal to the default is measured once."""
+    """One OpenVINO case per inference precision: OpenVINO's default (hint None) is named by what it is on this
+    device, and hints that come to the same precision are measured once, under the first one asked for (``f32`` and
+    the default on a CPU without bf16: one case, ``f32``)."""
     from edgeconv.backends.openvino import default_inference_precision
 
     path = target.onnx_for(precision)
     default = default_inference_precision(options.openvino_device)
-    hints = dict.fromkeys(h if h != default else None for h in options.openvino_precisions)
+    hints: dict[str, str | None] = {}  # effective precision -> the first hint that asks for it
+    for hint in options.openvino_precisions:
+        hints.setdefault(hint or default, hint)
     cases = []
-    for hint in hints:
+    for hint in hints.values():
         runner = openvino_runner(path, precision, options, hint, shape)
         variant = hint or f"default={default}"
         cases.append(BenchCase(runner, x, {**info, "variant": variant, "onnx": Path(path).name,

@@ -63,13 +63,17 @@ def test_openvino_errors_are_one_line(artifact: Path, tmp_path: Path) -> None:
     assert "\n" not in str(caught.value)
 
 
-def test_make_cases_names_openvino_default_and_dedupes(artifact: Path) -> None:
+@pytest.mark.parametrize("default", ["f32", "bf16"])
+def test_make_cases_names_openvino_default_and_dedupes(
+    artifact: Path, default: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both branches on any CPU: OpenVINO's default is f32 on a CPU without bf16, bf16 on one with it.
+    monkeypatch.setattr("edgeconv.backends.openvino.default_inference_precision", lambda device="CPU": default)
     target = resolve_target(str(artifact))
-    default = default_inference_precision()
     options = CaseOptions(openvino_precisions=("f32", None, default))
     cases, skipped = make_cases(target, backends=["openvino"], precisions=["fp32"], batches=[1], options=options)
     variants = [case.info["variant"] for case in cases]
-    assert variants == (["f32"] if default == "f32" else ["f32", f"default={default}"]) and not skipped
+    assert variants == (["f32"] if default == "f32" else ["f32", "default=bf16"]) and not skipped
     _, skipped = make_cases(target, backends=["openvino"], precisions=["fp32"], batches=[1],
                             options=CaseOptions(device="cuda"))  # fmt: skip
     assert skipped and "not on --device cuda" in skipped[0]

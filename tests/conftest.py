@@ -45,36 +45,6 @@ if _WORKERS > 1:  # ORT-heavy test files ran 10-16% faster with it on 2 cores
     _share_cores_in_onnxruntime()
 
 
-def _build_torchlib_registry_once() -> None:
-    """torch.onnx's dynamo exporter builds its table of ONNX functions from onnxscript's torchlib on every export,
-    parsing the source of about 500 functions (on a 2-core AMD EPYC, in a process that has exported before: lenet5 2.3
-    -> 1.3 s, resnet18 5.2 -> 4.1 s, mobilenet_v3_small 9.8 -> 7.3 s). A test worker exports dozens of models, so the
-    table is built once per opset here and each export gets its own copy (the exporter only reads it;
-    ``custom_translation_table`` adds to the copy). What is exported is unchanged: the same functions, the same opset.
-    Without this private API (another torch) the exporter is left as it is."""
-    try:
-        from torch.onnx._internal.exporter import _constants, _registration
-    except ImportError:
-        return
-    registry_class = _registration.ONNXRegistry
-    build = registry_class.__dict__.get("from_torchlib")
-    if not isinstance(build, classmethod) or not hasattr(registry_class(), "functions"):
-        return
-    built: dict[int, Any] = {}
-
-    def from_torchlib(cls: type, opset_version: int = _constants.TORCHLIB_OPSET) -> Any:
-        if opset_version not in built:
-            built[opset_version] = build.__func__(cls, opset_version=opset_version)
-        registry = copy.copy(built[opset_version])
-        registry.functions = {op: list(metas) for op, metas in built[opset_version].functions.items()}
-        return registry
-
-    registry_class.from_torchlib = classmethod(from_torchlib)
-
-
-_build_torchlib_registry_once()
-
-
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ from edgeconv.export import (
     convert_fp16,
     export_onnx,
     locate_divergence,
+    share_torchlib_registry,
     validate_fp16,
     validate_onnx,
     validation_batch,
@@ -291,6 +292,21 @@ def test_dynamo_graphs_with_pad_and_split_come_down_to_opset_17(tmp_path) -> Non
     assert {n.op_type for n in ops} == {"Pad", "Split"} and all(n.domain == "" for n in ops)
     assert not any(a.name == "num_outputs" for n in ops for a in n.attribute)
     assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+
+
+def test_dynamo_exports_share_one_torchlib_table_each_with_its_own_copy() -> None:
+    """The table of ONNX functions is built once per opset; each export gets a copy whose lists it may change (a
+    ``custom_translation_table`` does) without the next export seeing it."""
+    from torch.onnx._internal.exporter import _registration
+
+    assert share_torchlib_registry() and share_torchlib_registry.cache_info().currsize == 1
+    first, second = (_registration.ONNXRegistry.from_torchlib(opset_version=18) for _ in range(2))
+    assert first is not second and first.opset_version == second.opset_version == 18
+    assert first.functions.keys() == second.functions.keys() and len(first.functions) > 300
+    op = next(iter(first.functions))
+    assert first.functions[op] is not second.functions[op] and first.functions[op] == second.functions[op]
+    first.functions[op].append(first.functions[op][0])
+    assert len(second.functions[op]) == len(first.functions[op]) - 1
 
 
 def test_auto_exporter_uses_dynamo_where_it_validates_at_the_opset_asked(tmp_path) -> None:

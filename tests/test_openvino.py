@@ -68,7 +68,7 @@ def test_make_cases_names_openvino_default_and_dedupes(
     artifact: Path, default: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both branches on any CPU: OpenVINO's default is f32 on a CPU without bf16, bf16 on one with it.
-    monkeypatch.setattr("edgeconv.backends.openvino.default_inference_precision", lambda device="CPU": default)
+    monkeypatch.setattr("edgeconv.backends.openvino.default_inference_precision", lambda ov_device="CPU": default)
     target = resolve_target(str(artifact))
     options = CaseOptions(openvino_precisions=("f32", None, default))
     cases, skipped = make_cases(target, backends=["openvino"], precisions=["fp32"], batches=[1], options=options)

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -360,6 +361,23 @@ def _version(module: str) -> str | None:
         return None
 
 
+# Where an NVIDIA GPU can be: a desktop/server driver, a Jetson (L4T), WSL's GPU paravirtualization device.
+_NVIDIA_MARKERS = ("/proc/driver/nvidia/version", "/etc/nv_tegra_release", "/dev/dxg")
+
+
+def _torch_for_record() -> Any:
+    """torch for the environment record (GPU name and memory, CUDA build, threads): the imported module where a torch
+    row ran or an NVIDIA GPU may be, else None. Elsewhere importing it (seconds on a small CPU) would add nothing, and
+    ``edgeconv bench ARTIFACT`` with ONNX Runtime / TensorRT rows runs without torch."""
+    if "torch" not in sys.modules and not any(os.path.exists(path) for path in _NVIDIA_MARKERS):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def gpu_info() -> dict[str, Any] | None:
     """GPU name, capability, memory and driver (torch + /proc/driver/nvidia/version), or None without a GPU."""
     driver_text = _read("/proc/driver/nvidia/version")
@@ -367,10 +385,7 @@ def gpu_info() -> dict[str, Any] | None:
     if driver_text:
         match = re.search(r"Kernel Module(?: for \S+)?\s+([\d.]+)", driver_text)
         driver = match.group(1) if match else driver_text.splitlines()[0].strip()
-    try:
-        import torch
-    except ImportError:
-        torch = None  # type: ignore[assignment]
+    torch = _torch_for_record()
     if torch is not None and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         return {
@@ -479,13 +494,10 @@ def environment() -> dict[str, Any]:
         env["versions"]["tensorrt"] = tensorrt_version()
     except ImportError:
         pass
-    try:
-        import torch
-
+    torch = _torch_for_record()
+    if torch is not None:
         env["versions"]["cuda"] = torch.version.cuda
         env["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
     try:
         import onnxruntime
 
@@ -684,13 +696,14 @@ def fidelity_images(
     std: Sequence[float] | None = None,
     resize_ratio: float | None = None,
     interpolation: str | None = None,
+    clip_format: str | None = None,
 ) -> np.ndarray:
     """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
     used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it, at
     ``input_size`` (C, H, W) when given, else the spec's (or, without a name, for ``input_size`` with ``mean`` /
-    ``std``, ImageNet's by default, and ``resize_ratio`` / ``interpolation``, an artifact manifest's):
+    ``std``, ImageNet's by default, and ``resize_ratio`` / ``interpolation`` / ``clip_format``, an artifact manifest's):
     ``(N, C, H, W)`` float32; for a clip model's ``(C, T, H, W)``, clips panning across them, ``(N, C, T, H, W)``."""
-    from edgeconv.export import validation_images
+    from edgeconv.data import validation_images
     from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
     from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
 
@@ -709,7 +722,8 @@ def fidelity_images(
     std = tuple(std or IMAGENET_STD)
     if resize_ratio is None:  # no spec, no manifest: whole images for small inputs (CIFAR-like), else ImageNet's crop
         resize_ratio = 0.875 if chw[1] >= 96 else 1.0
-    clip = {"frames": frames[0], "clip_format": spec.clip_format if name is not None else "rgb"} if frames else {}
+    clip_format = spec.clip_format if name is not None else clip_format or "rgb"
+    clip = {"frames": frames[0], "clip_format": clip_format} if frames else {}
     preprocessing = Preprocessing(chw, mean, std, float(resize_ratio), interpolation or "bilinear", **clip)
     photos = np.stack([preprocessing(image) for image in validation_images()])
     if crops <= 0:
@@ -732,9 +746,12 @@ def target_reference(
     chw = (target.input_shape[1], *size) if size is not None else tuple(target.input_shape[1:])
     if any(d < 0 for d in chw):
         raise InvalidArgumentError(f"{target.name} has a dynamic input size {target.input_shape}: give the size to run")
+    # An artifact says how it was calibrated and is deployed (its manifest's preprocessing, no torch needed: on a board
+    # the zoo may not import); a zoo model without an artifact, or a manifest without the entry, takes its spec's.
     images = fidelity_images(
-        target.zoo_name, crops, input_size=chw, mean=preprocessing.get("mean"), std=preprocessing.get("std"),
-        resize_ratio=preprocessing.get("resize_ratio"), interpolation=preprocessing.get("resize"),
+        None if preprocessing else target.zoo_name, crops, input_size=chw, mean=preprocessing.get("mean"),
+        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio"),
+        interpolation=preprocessing.get("resize"), clip_format=preprocessing.get("clip_format"),
     )  # fmt: skip
     if "fp32" in target.onnx:
         with OnnxRuntimeRunner(target.onnx["fp32"]) as runner:
@@ -816,7 +833,7 @@ def output_tolerance(precision: str, variant: str | None = None) -> float | None
     """Max relative error a configuration must stay within: the export check's FP32 / FP16 tolerances, by the
     arithmetic the row actually runs (TF32 and OpenVINO's f16 have FP16's 10-bit mantissa; bf16 gets
     :data:`BF16_TOLERANCE`). INT8 has none (its gate is top-1 agreement)."""
-    from edgeconv.export import FP16_TOLERANCE, FP32_TOLERANCE
+    from edgeconv.compare import FP16_TOLERANCE, FP32_TOLERANCE
 
     variant = variant or ""
     if precision == "int8":
@@ -831,7 +848,7 @@ def output_tolerance(precision: str, variant: str | None = None) -> float | None
 def fidelity_check(case: BenchCase, images: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     """A case's outputs on ``images`` against ``reference`` (CPU FP32 logits of the same images): the export check's
     tolerance verdict (max relative error, top-1 except near ties) and the INT8 gate's agreement figures."""
-    from edgeconv.export import compare_outputs
+    from edgeconv.compare import compare_outputs
     from edgeconv.quantize.fidelity import compare_logits
 
     outputs = run_batched(case.runner, images, case.batch)

@@ -736,7 +736,7 @@ def _run_table(
 ) -> dict[str, Any]:
     """Every row x size x backend of one table, interleaved in one measure() per repeat."""
     from edgeconv.bench import BenchCase, CaseOptions, make_cases, measure
-    from edgeconv.export import FP32_TOLERANCE, compare_outputs
+    from edgeconv.compare import FP32_TOLERANCE, compare_outputs
 
     platform = options.platform
     check_equal_flops(guideline, platform, options.scales)

@@ -61,7 +61,8 @@ def reduced_input(name: str, model: nn.Module) -> tuple[int, ...]:
 def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_model: Callable[..., nn.Module]) -> None:
     spec = get_spec(name)
     model = zoo_model(name)
-    fused = fuse_model(model).model
+    fusion = fuse_model(model)
+    fused = fusion.model
     chw = reduced_input(name, model)
     opset = max(DEFAULT_OPSET, spec.min_opset or 0)
     try:
@@ -85,7 +86,7 @@ def test_every_zoo_model_exports_and_matches_pytorch(name: str, tmp_path, zoo_mo
     assert report.validation.unit == ("pixel" if spec.output == "label_map" else "image")
     graph = onnx.load(tmp_path / "m.onnx").graph
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
-    assert not any(n.op_type == "BatchNormalization" for n in graph.node) or fuse_model(model).unfoldable
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node) or fusion.unfoldable
 
 
 def _lenet() -> nn.Module:

@@ -395,6 +395,14 @@ def test_tables_unknown_name_lists_guideline_tables() -> None:
     assert get_guideline("shufflenet_v2_g4") is GUIDELINES["g4"]
 
 
+def test_cli_spells_out_the_guideline_table_names() -> None:
+    """``edgeconv tables`` names the guideline tables without importing edgeconv.guidelines (torch): the same names."""
+    from edgeconv.cli.tables import GUIDELINE_TABLES
+    from edgeconv.guidelines import TABLE_NAMES
+
+    assert GUIDELINE_TABLES == TABLE_NAMES
+
+
 def test_tables_missing_guidelines_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["tables", "shufflenet_v2_g1", "--guidelines", str(tmp_path / "none.json")])
     assert result.exit_code != 0 and "none.json not found" in result.stderr

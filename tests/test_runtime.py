@@ -72,6 +72,29 @@ def test_runtime_classifies_coffee_as_espresso_without_torch(mobilenet_artifact:
     assert label == "espresso" and prob > 0.5
 
 
+def test_cli_help_and_bench_of_an_artifact_run_without_torch(lenet_artifact: Path) -> None:
+    """What runs on a board: ``edgeconv --help`` and ``edgeconv bench ARTIFACT`` (ONNX Runtime rows, fidelity against
+    the artifact's FP32 graph on photos preprocessed as its manifest says) import no torch."""
+    script = TORCH_BLOCKER + textwrap.dedent(f"""
+        from edgeconv.cli import app
+        for args in (["--help"], ["bench", {str(lenet_artifact)!r}, "-p", "fp32,fp16", "--iters", "2", "--warmup", "0",
+                                  "--fidelity-crops", "4", "--json"]):
+            try:
+                app(args, prog_name="edgeconv")
+            except SystemExit as exc:
+                assert exc.code in (0, None), (args, exc.code)
+        print("torch_modules", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: edgeconv" in done.stdout and done.stdout.rstrip().endswith("torch_modules []")
+    lines = done.stdout.splitlines()
+    start = lines.index("[")  # the --json document: a list of rows, after the help text
+    rows = json.loads("\n".join(lines[start : lines.index("]", start) + 1]))
+    assert {(r["backend"], r["precision"]) for r in rows} == {("onnxruntime", "fp32"), ("onnxruntime", "fp16")}
+    assert all(r["check"]["passed"] and r["check"]["samples"] == 8 for r in rows)
+
+
 def test_blocker_really_blocks_torch() -> None:
     done = subprocess.run([sys.executable, "-c", TORCH_BLOCKER + "import torch"], capture_output=True, text=True)
     assert done.returncode != 0 and "torch is blocked" in done.stderr

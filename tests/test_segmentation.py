@@ -15,8 +15,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from edgeconv.cli.app import app
+from edgeconv.compare import PIXEL_DISAGREEMENT, compare_outputs
 from edgeconv.errors import InvalidArgumentError
-from edgeconv.export import PIXEL_DISAGREEMENT, compare_outputs, export_onnx
+from edgeconv.export import export_onnx
 from edgeconv.fuse import fuse_model
 from edgeconv.profile import profile_model
 from edgeconv.quantize.fidelity import compare_logits

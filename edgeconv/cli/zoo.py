@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgeconv.cli.app import app, print_json
 from edgeconv.errors import UnknownModelError
-from edgeconv.profile import profile_model
-from edgeconv.profile.report import ProfileReport
-from edgeconv.zoo import get_spec, list_specs
-from edgeconv.zoo.registry import count_params
+
+if TYPE_CHECKING:
+    from edgeconv.profile.report import ProfileReport
 
 
 def _millions(value: float | None) -> str:
@@ -27,10 +28,10 @@ def list_command(
 
     Example: [bold]edgeconv list shufflenet[/bold]
     """
+    from edgeconv.zoo.registry import _suggest, count_params, list_specs
+
     specs = list_specs(pattern)
     if pattern and not specs:
-        from edgeconv.zoo.registry import _suggest
-
         raise UnknownModelError(f"no zoo model matches {pattern!r}; {_suggest(pattern)}")
     rows = [
         {
@@ -85,6 +86,9 @@ def info_command(
 
     Example: [bold]edgeconv info mobilenet_v2[/bold]
     """
+    from edgeconv.profile.count import profile_model
+    from edgeconv.zoo.registry import count_params, get_spec
+
     spec = get_spec(name)
     params = count_params(name)
     report = profile_model(name)

@@ -7,19 +7,30 @@
 The counting convention is in ``edgeconv.profile.count``'s docstring; the paper tables in ``edgeconv.profile.tables``.
 """
 
-from edgeconv.profile.count import classify_conv, profile_model, profile_module
-from edgeconv.profile.onnx_count import profile_onnx
-from edgeconv.profile.report import LayerProfile, ProfileReport, TypeTotals
+from __future__ import annotations
 
-__all__ = [
-    "LayerProfile",
-    "ProfileReport",
-    "TypeTotals",
-    "classify_conv",
-    "profile_model",
-    "profile_module",
-    "profile_onnx",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use, as in ``edgeconv/__init__.py``: ``edgeconv.profile.tables`` and ``.report`` (the CLI's tables,
+# bench rows) need no torch; ``count`` (PyTorch modules) imports it.
+_LAZY = {
+    "LayerProfile": "edgeconv.profile.report",
+    "ProfileReport": "edgeconv.profile.report",
+    "TypeTotals": "edgeconv.profile.report",
+    "classify_conv": "edgeconv.profile.count",
+    "profile_model": "edgeconv.profile.count",
+    "profile_module": "edgeconv.profile.count",
+    "profile_onnx": "edgeconv.profile.onnx_count",
+}
+
+__all__ = [*_LAZY, "layer_summary"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgeconv.profile' has no attribute {name!r}")
 
 
 def layer_summary(name: str, **model_kwargs: object) -> dict[str, object]:
@@ -27,11 +38,10 @@ def layer_summary(name: str, **model_kwargs: object) -> dict[str, object]:
 
     For ``edgeconv info NAME`` (the CLI's zoo command shows it as the layer summary).
     """
+    from edgeconv.profile.count import profile_model
+
     report = profile_model(name, **model_kwargs)  # type: ignore[arg-type]
     data = report.to_dict()
     data.pop("layers")
     data["layers"] = len(report.layers)
     return data
-
-
-__all__ += ["layer_summary"]

@@ -741,16 +741,18 @@ def target_reference(
     1e-4), else the PyTorch model on the CPU."""
     from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
     from edgeconv.errors import ArtifactError
+    from edgeconv.preprocess import DEFAULT_CROP_PCT
 
     preprocessing = (target.manifest or {}).get("preprocessing") or {}
     chw = (target.input_shape[1], *size) if size is not None else tuple(target.input_shape[1:])
     if any(d < 0 for d in chw):
         raise InvalidArgumentError(f"{target.name} has a dynamic input size {target.input_shape}: give the size to run")
-    # An artifact says how it was calibrated and is deployed (its manifest's preprocessing, no torch needed: on a board
-    # the zoo may not import); a zoo model without an artifact, or a manifest without the entry, takes its spec's.
+    # An artifact says how it was calibrated and is deployed (its manifest's preprocessing, read as the runtime reads
+    # it, with no torch: on a board the zoo may not import); a zoo model without an artifact, or a manifest without
+    # the entry, takes its spec's.
     images = fidelity_images(
         None if preprocessing else target.zoo_name, crops, input_size=chw, mean=preprocessing.get("mean"),
-        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio"),
+        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio", DEFAULT_CROP_PCT),
         interpolation=preprocessing.get("resize"), clip_format=preprocessing.get("clip_format"),
     )  # fmt: skip
     if "fp32" in target.onnx:

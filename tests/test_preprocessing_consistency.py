@@ -123,3 +123,23 @@ def test_deployed_artifact_preprocesses_as_calibration(name: str, tmp_path: Path
     assert manifest["preprocessing"] == manifest_preprocessing(spec)
     engine = Engine(folder)
     np.testing.assert_array_equal(engine.preprocess(photo)[0], Preprocessing.from_spec(spec)(photo))
+
+
+def test_bench_fidelity_images_follow_the_artifact_manifest(tmp_path: Path) -> None:
+    """``edgeconv bench ARTIFACT`` compares every row on photos preprocessed as the artifact's manifest says (read
+    without the zoo, so without torch on a board): the spec's for an artifact edgeconv wrote, the manifest's where the
+    two differ."""
+    from edgeconv.artifact import export_artifact
+    from edgeconv.backends.artifacts import resolve_target
+    from edgeconv.bench import fidelity_images, target_reference
+
+    folder = tmp_path / "lenet5"
+    export_artifact("lenet5", folder)
+    images, _, _ = target_reference(resolve_target(str(folder)), crops=3)
+    np.testing.assert_array_equal(images, fidelity_images("lenet5", 3))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["preprocessing"]["mean"] = [0.0]
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    shifted, _, _ = target_reference(resolve_target(str(folder)), crops=3)
+    mean, std = get_spec("lenet5").mean[0], get_spec("lenet5").std[0]
+    np.testing.assert_allclose(shifted, images + mean / std, atol=1e-5)

@@ -51,6 +51,8 @@ class _Group(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `edgeconv`: click prints the help
                 raise
             raise _usage_error(exc) from None
+        except KeyboardInterrupt as exc:  # while the command line is parsed (typer would exit 130 saying nothing)
+            raise _interrupted(getattr(exc, "signum", signal.SIGINT)) from None
 
     def invoke(self, ctx: Any) -> Any:
         try:

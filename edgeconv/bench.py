@@ -368,7 +368,7 @@ _NVIDIA_MARKERS = ("/proc/driver/nvidia/version", "/etc/nv_tegra_release", "/dev
 def _torch_for_record() -> Any:
     """torch for the environment record (GPU name and memory, CUDA build, threads): the imported module where a torch
     row ran or an NVIDIA GPU may be, else None. Elsewhere importing it (seconds on a small CPU) would add nothing, and
-    ``edgeconv bench ARTIFACT`` with ONNX Runtime / TensorRT rows runs without torch."""
+    ``edgeconv bench ARTIFACT`` with ONNX Runtime rows runs without torch."""
     if "torch" not in sys.modules and not any(os.path.exists(path) for path in _NVIDIA_MARKERS):
         return None
     try:
@@ -686,51 +686,41 @@ def _openvino_cases(
 # ---------------------------------------------------------------------------------------------------------------
 # Fidelity of a case's outputs: the reference is the PyTorch FP32 model on the CPU, on real photos
 # ---------------------------------------------------------------------------------------------------------------
-def fidelity_images(
-    name: str | None,
-    crops: int,
-    *,
-    seed: int = 0,
-    input_size: Sequence[int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    resize_ratio: float | None = None,
-    interpolation: str | None = None,
-    clip_format: str | None = None,
-) -> np.ndarray:
+def fidelity_images(preprocessing: Any, crops: int, *, seed: int = 0) -> np.ndarray:
     """The export check's photos plus ``crops`` random crops of the held-out photos in ``calibration/eval`` (never
-    used to calibrate), preprocessed for zoo model ``name`` as calibration and deployment preprocess it, at
-    ``input_size`` (C, H, W) when given, else the spec's (or, without a name, for ``input_size`` with ``mean`` /
-    ``std``, ImageNet's by default, and ``resize_ratio`` / ``interpolation`` / ``clip_format``, an artifact manifest's):
-    ``(N, C, H, W)`` float32; for a clip model's ``(C, T, H, W)``, clips panning across them, ``(N, C, T, H, W)``."""
+    used to calibrate), through ``preprocessing`` (a ``quantize.calibration.Preprocessing``: the one that calibrated
+    and deploys the model): ``(N, C, H, W)`` float32; for a clip model's, clips panning across them,
+    ``(N, C, T, H, W)``."""
     from edgeconv.data import validation_images
-    from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from edgeconv.quantize.calibration import Preprocessing, random_crops, split_calibration_folder
+    from edgeconv.quantize.calibration import random_crops, split_calibration_folder
 
-    if name is not None:
-        from edgeconv.zoo import get_spec
-
-        spec = get_spec(name)
-        input_size = spec.input_size if input_size is None else input_size
-        mean, std = spec.mean, spec.std
-        resize_ratio, interpolation = spec.crop_pct, spec.interpolation
-    if input_size is None:
-        raise InvalidArgumentError("fidelity images need a zoo model name or an input size (C, H, W)")
-    channels, *frames, height, width = (int(v) for v in input_size)
-    chw = (channels, height, width)
-    mean = tuple(mean or IMAGENET_MEAN)
-    std = tuple(std or IMAGENET_STD)
-    if resize_ratio is None:  # no spec, no manifest: whole images for small inputs (CIFAR-like), else ImageNet's crop
-        resize_ratio = 0.875 if chw[1] >= 96 else 1.0
-    clip_format = spec.clip_format if name is not None else clip_format or "rgb"
-    clip = {"frames": frames[0], "clip_format": clip_format} if frames else {}
-    preprocessing = Preprocessing(chw, mean, std, float(resize_ratio), interpolation or "bilinear", **clip)
     photos = np.stack([preprocessing(image) for image in validation_images()])
     if crops <= 0:
         return photos
     held_out = [image for _, image in split_calibration_folder().evaluation.images]
     extra = random_crops(held_out, crops, preprocessing, seed=seed + 1_000_003)
     return np.concatenate([photos, extra]).astype(np.float32)
+
+
+def target_preprocessing(target: Any, input_size: Sequence[int]) -> Any:
+    """How a benchmark target's inputs are preprocessed, at ``input_size`` ((C, H, W), a clip's (C, T, H, W)): an
+    artifact's manifest entry, read as the runtime reads it and without torch (on a board the zoo may not import);
+    else the zoo spec's; else, for a bare ONNX file, ImageNet's statistics with its centre crop from 96 pixels up
+    (whole images below: CIFAR-like inputs)."""
+    from edgeconv.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from edgeconv.quantize.calibration import Preprocessing
+
+    entry = (target.manifest or {}).get("preprocessing")
+    if entry:
+        return Preprocessing.from_manifest(entry, input_size)
+    if target.zoo_name is not None:
+        from edgeconv.zoo import get_spec
+
+        return Preprocessing.from_spec(get_spec(target.zoo_name), input_size=tuple(input_size[-2:]))
+    channels, *frames, height, width = (int(v) for v in input_size)
+    clip = {"frames": frames[0], "clip_format": "rgb"} if frames else {}
+    ratio = 0.875 if height >= 96 else 1.0
+    return Preprocessing((channels, height, width), IMAGENET_MEAN, IMAGENET_STD, ratio, "bilinear", **clip)
 
 
 def target_reference(
@@ -741,20 +731,11 @@ def target_reference(
     1e-4), else the PyTorch model on the CPU."""
     from edgeconv.backends.onnxruntime import OnnxRuntimeRunner
     from edgeconv.errors import ArtifactError
-    from edgeconv.preprocess import DEFAULT_CROP_PCT
 
-    preprocessing = (target.manifest or {}).get("preprocessing") or {}
     chw = (target.input_shape[1], *size) if size is not None else tuple(target.input_shape[1:])
     if any(d < 0 for d in chw):
         raise InvalidArgumentError(f"{target.name} has a dynamic input size {target.input_shape}: give the size to run")
-    # An artifact says how it was calibrated and is deployed (its manifest's preprocessing, read as the runtime reads
-    # it, with no torch: on a board the zoo may not import); a zoo model without an artifact, or a manifest without
-    # the entry, takes its spec's.
-    images = fidelity_images(
-        None if preprocessing else target.zoo_name, crops, input_size=chw, mean=preprocessing.get("mean"),
-        std=preprocessing.get("std"), resize_ratio=preprocessing.get("resize_ratio", DEFAULT_CROP_PCT),
-        interpolation=preprocessing.get("resize"), clip_format=preprocessing.get("clip_format"),
-    )  # fmt: skip
+    images = fidelity_images(target_preprocessing(target, chw), crops)
     if "fp32" in target.onnx:
         with OnnxRuntimeRunner(target.onnx["fp32"]) as runner:
             fixed = runner.input_shape is not None and runner.input_shape[0] > 0

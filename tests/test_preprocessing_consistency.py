@@ -136,10 +136,20 @@ def test_bench_fidelity_images_follow_the_artifact_manifest(tmp_path: Path) -> N
     folder = tmp_path / "lenet5"
     export_artifact("lenet5", folder)
     images, _, _ = target_reference(resolve_target(str(folder)), crops=3)
-    np.testing.assert_array_equal(images, fidelity_images("lenet5", 3))
+    np.testing.assert_array_equal(images, fidelity_images(Preprocessing.from_spec(get_spec("lenet5")), 3))
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     manifest["preprocessing"]["mean"] = [0.0]
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     shifted, _, _ = target_reference(resolve_target(str(folder)), crops=3)
     mean, std = get_spec("lenet5").mean[0], get_spec("lenet5").std[0]
     np.testing.assert_allclose(shifted, images + mean / std, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ji2013_3dcnn", "c3d"])  # gray + optical flow; RGB
+def test_a_clip_models_manifest_reads_back_as_its_calibration(name: str) -> None:
+    """A clip artifact's manifest entry (its frames from the (C, T, H, W) input, its clip format) reads back as the
+    preprocessing that calibrated it, which ``edgeconv bench`` then compares the rows on."""
+    spec = get_spec(name)
+    read = Preprocessing.from_manifest(manifest_preprocessing(spec), spec.input_size)
+    assert read == Preprocessing.from_spec(spec) and read.frames == spec.input_size[1]
+    assert read.clip_format == spec.clip_format

@@ -9,8 +9,7 @@ The counting convention is in ``edgeconv.profile.count``'s docstring; the paper 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeconv import lazy_attributes
 
 # Loaded on first use, as in ``edgeconv/__init__.py``: ``edgeconv.profile.tables`` and ``.report`` (the CLI's tables,
 # bench rows) need no torch; ``count`` (PyTorch modules) imports it.
@@ -25,12 +24,7 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "layer_summary"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgeconv.profile' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def layer_summary(name: str, **model_kwargs: object) -> dict[str, object]:

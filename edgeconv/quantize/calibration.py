@@ -90,14 +90,17 @@ class Preprocessing:
 
     @classmethod
     def from_manifest(cls, preprocessing: Mapping[str, Any], input_size: Sequence[int]) -> Preprocessing:
-        """What an artifact's manifest ``preprocessing`` entry says, for its ``(C, H, W)`` input."""
-        channels, height, width = (int(v) for v in input_size)
+        """What an artifact's manifest ``preprocessing`` entry says, for its ``(C, H, W)`` input (a clip model's
+        ``(C, T, H, W)``: ``T`` frames in the entry's ``clip_format``)."""
+        channels, *frames, height, width = (int(v) for v in input_size)
+        clip = {"frames": frames[0], "clip_format": str(preprocessing.get("clip_format", "rgb"))} if frames else {}
         return cls(
             (channels, height, width),
             tuple(float(v) for v in preprocessing["mean"]),
             tuple(float(v) for v in preprocessing["std"]),
             float(preprocessing.get("resize_ratio", 0.875)),
             str(preprocessing.get("resize") or "bilinear"),
+            **clip,
         )
 
     def __call__(self, image: PILImage.Image | np.ndarray) -> np.ndarray:

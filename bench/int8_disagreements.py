@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "graphs",
         nargs="+",
-        help="NAME=PATH of INT8 ONNX graphs (onnxruntime form); the first is set against each other",
+        help="NAME=PATH of INT8 ONNX graphs (onnxruntime form; split at the last '='); the first against each other",
     )
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--fp32", default=None, help="FP32 ONNX (default: models/MODEL/model.onnx)")
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     from edgeconv.quantize.calibration import Preprocessing, load_calibration_data
     from edgeconv.zoo import get_spec
 
-    bad = [g for g in args.graphs if "=" not in g or not Path(g.split("=", 1)[1]).is_file()]
+    bad = [g for g in args.graphs if "=" not in g or not Path(g.rsplit("=", 1)[1]).is_file()]
     if bad:
         parser.error(f"{bad[0]!r} is not NAME=PATH of an existing ONNX file; give e.g. 'edgeconv=/tmp/keep/x.onnx'")
-    graphs = dict(g.split("=", 1) for g in args.graphs)
+    graphs = dict(g.rsplit("=", 1) for g in args.graphs)
     fp32 = Path(args.fp32 or ROOT / "models" / args.model / "model.onnx")
     data = load_calibration_data(
         None, Preprocessing.from_spec(get_spec(args.model)), samples=128, eval_samples=args.eval_samples, seed=args.seed

@@ -231,6 +231,7 @@ def test_fast_rcnn_fp16_keeps_roi_pooling_in_float32(tmp_path, monkeypatch) -> N
     result = runner.invoke(app, ["export", "fast_rcnn_vgg16", "--fp16", "--out", str(out)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["detector"]["export_size"] == [224, 320]
     assert manifest["validation"]["fp16"]["passed"] and "fp16: model_fp16.onnx, max abs diff" in result.stdout
     model = onnx.load(str(out / "model_fp16.onnx"))
     initializers = {i.name: i.data_type for i in model.graph.initializer}

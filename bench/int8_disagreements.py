@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="NAME=PATH of INT8 ONNX graphs (onnxruntime form; split at the last '='); the first against each other",
     )
-    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--model", default="mobilenet_v2", help="an ImageNet classifier of the zoo")
     parser.add_argument("--fp32", default=None, help="FP32 ONNX (default: models/MODEL/model.onnx)")
     parser.add_argument("--eval-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{bad[0]!r} is not NAME=PATH of an existing ONNX file; give e.g. 'edgeconv=/tmp/keep/x.onnx'")
     graphs = dict(g.rsplit("=", 1) for g in args.graphs)
     fp32 = Path(args.fp32 or ROOT / "models" / args.model / "model.onnx")
+    if not fp32.is_file():
+        parser.error(f"no FP32 model at {fp32}; run `edgeconv export {args.model} --weights imagenet` or give --fp32")
     data = load_calibration_data(
         None, Preprocessing.from_spec(get_spec(args.model)), samples=128, eval_samples=args.eval_samples, seed=args.seed
     )

@@ -54,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from edgeconv.bench import environment, environment_line
+    from edgeconv.data import imagenet_labels
     from edgeconv.onnxgraph import run_onnx
     from edgeconv.quantize.calibration import Preprocessing, load_calibration_data
     from edgeconv.zoo import get_spec
 
+    if args.eval_samples < 1:
+        parser.error(f"--eval-samples {args.eval_samples} is not valid; give at least 1 (int8_peers scores 1000)")
     bad = [g for g in args.graphs if "=" not in g or not Path(g.rsplit("=", 1)[1]).is_file()]
     if bad:
         parser.error(f"{bad[0]!r} is not NAME=PATH of an existing ONNX file; give e.g. 'edgeconv=/tmp/keep/x.onnx'")
@@ -69,10 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         None, Preprocessing.from_spec(get_spec(args.model)), samples=128, eval_samples=args.eval_samples, seed=args.seed
     )
     photos = [path.stem for path, _ in data.split.evaluation.images]
+    # random_crops visits the photos round-robin: crop i is from photo i mod len(photos)
     photo = np.array([photos[i % len(photos)] for i in range(args.eval_samples)])
-    names = (ROOT / "edgeconv" / "data" / "imagenet_classes.txt").read_text().splitlines()
-    reference = run_onnx(fp32, data.evaluation)
-    logits = {name: run_onnx(path, data.evaluation) for name, path in graphs.items()}
+    names = imagenet_labels()
+
+    def scores(label: str, path: str | Path) -> np.ndarray:
+        print(f"scoring {label} on {args.eval_samples} crops ...", file=sys.stderr, flush=True)
+        try:
+            out = run_onnx(path, data.evaluation)
+        except Exception as exc:  # a corrupt file, another model's graph: one line, not ORT's traceback
+            parser.error(f"{path} does not run on {args.model}'s crops ({type(exc).__name__}: {str(exc)[:200]})")
+        if out.shape != (args.eval_samples, len(names)):
+            parser.error(f"{path} gives outputs of shape {out.shape}, not ImageNet's {len(names)} class scores")
+        return out
+
+    reference = scores("FP32", fp32)
+    logits = {name: scores(name, path) for name, path in graphs.items()}
 
     order = np.argsort(-reference, axis=1)
     top1, top2 = order[:, 0], order[:, 1]

@@ -165,3 +165,21 @@ def test_module_imports_no_torch_onnx_or_numpy() -> None:
     code = "import edgeconv.manifest, sys; print(sorted({'torch', 'onnx', 'numpy'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_other_module_names_the_file() -> None:
+    """The one-reader rule, checked on the source: outside ``edgeconv/manifest.py`` no code of the package has the
+    file name ``"manifest.json"`` as a literal (a path built by hand); readers go through :class:`Manifest`, and the
+    few that only test for the file name it by ``MANIFEST``. (The profiler's ONNX-vs-PyTorch reconciliation built the
+    path and read it with ``json.loads`` until this test was added.)"""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "edgeconv"
+    found = [
+        f"{path.relative_to(package.parent)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        if path != package / "manifest.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value == MANIFEST
+    ]
+    assert not found, f"manifest.json named outside edgeconv/manifest.py: {found}"

@@ -290,6 +290,13 @@ def test_cli_profile_onnx_target(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     notes = json.loads(runner.invoke(app, ["profile", str(path), "--json"]).stdout)["notes"]
     assert any(n.startswith("vs PyTorch lenet5: mult-adds: pytorch 416,520 / onnx 416,520") for n in notes), notes
+    # read by the one manifest policy: a hand-written manifest naming no model adds nothing, a malformed one is an error
+    (tmp_path / "manifest.json").write_text(json.dumps({"engines": []}))
+    notes = json.loads(runner.invoke(app, ["profile", str(path), "--json"]).stdout)["notes"]
+    assert not any(n.startswith("vs PyTorch") for n in notes), notes
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "input": [1, 1, 32, 32]}))
+    broken = runner.invoke(app, ["profile", str(path)])
+    assert broken.exit_code != 0 and "manifest.json: input is not a JSON object" in broken.stderr, broken.output
 
 
 @pytest.mark.parametrize(

@@ -341,6 +341,24 @@ def test_copy_faults_leave_both_sides_usable(jetpack: tuple[sshboard.SshBoard, l
     assert engine["onnx_sha256"] == hashlib.sha256((second / "model.onnx").read_bytes()).hexdigest()
 
 
+def test_a_corrupt_board_manifest_is_rewritten(
+    jetpack: tuple[sshboard.SshBoard, list[str]], board_home: Path, lenet: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The board's manifest.json is edgeconv's own copy: a malformed one is read (by ``Manifest``'s policy) as empty,
+    with a warning, and the next sync writes a good one; its engine records are lost, so the engine is built again."""
+    board, options = jetpack
+    assert _invoke("bench", str(lenet), "--on", _on(board), "--json", *options).exit_code == 0
+    live = _remote_folder(board_home, "lenet5")
+    (live / "manifest.json").write_text('{"format": "edgeconv-artifact/1", "files": []}')  # files: not an object
+    again = _invoke("bench", str(lenet), "--on", _on(board), "--json", *options)
+    assert again.exit_code == 0, again.output
+    assert any(r.getMessage().endswith("manifest.json: files is not a JSON object; the board's copy is rewritten from "
+                                       "the local artifact") for r in caplog.records), caplog.text  # fmt: skip
+    manifest = json.loads((live / "manifest.json").read_text())
+    assert manifest["model"] == "lenet5" and len(manifest["tensorrt"]["engines"]) == 1
+    assert len([c for c in board.commands if "--saveEngine=" in c]) == 2
+
+
 def test_remote_command_failure_is_one_line(board: sshboard.SshBoard, lenet: Path) -> None:
     result = _invoke("bench", str(lenet), "--on", _on(board), "--precision", "int8", "--json", *FAST)
     assert result.exit_code == 1

@@ -333,27 +333,24 @@ def reconcile(pytorch: ProfileReport, onnx_report: ProfileReport) -> Reconciliat
 
 def compare_with_zoo(path: str | os.PathLike[str], onnx_report: ProfileReport) -> list[str]:
     """When ``path`` sits in an edgeconv artifact folder (``manifest.json`` naming its zoo model), reconcile the ONNX
-    count with the PyTorch count of that model at the same input; otherwise nothing to say (empty list)."""
-    import json
-
+    count with the PyTorch count of that model at the same input; otherwise nothing to say (empty list). A malformed
+    manifest is an ``ArtifactError``, as for every other reader of one (``edgeconv.manifest``)."""
     from edgeconv.errors import EdgeconvError
+    from edgeconv.manifest import Manifest
     from edgeconv.profile.count import profile_model
 
-    manifest_path = Path(path).parent / "manifest.json"
+    manifest = Manifest.read(Path(path).parent, required=False)  # empty without one
+    model, shape = manifest.model_name, (manifest.data.get("input") or {}).get("shape")
+    if model is None or not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(v, int) for v in shape[1:]):
+        return []  # not an export's manifest (hand-written, engine records only): no zoo model to compare with
+    kwargs, chw = manifest.model_kwargs, tuple(shape[1:])
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        model = str(manifest["model"])
-        shape = [int(v) for v in manifest["input"]["shape"][1:]]
-        kwargs = dict(manifest.get("model_kwargs") or {})
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    try:
-        pytorch = profile_model(model, tuple(shape), batch=onnx_report.input_shape[0] if onnx_report.input_shape else 1,
+        pytorch = profile_model(model, chw, batch=onnx_report.input_shape[0] if onnx_report.input_shape else 1,
                                 **kwargs)  # fmt: skip
     except EdgeconvError as exc:
         return [f"vs PyTorch {model}: not compared ({exc})"]
     lines = [f"vs PyTorch {model}: {line}" for line in reconcile(pytorch, onnx_report).lines()]
-    if manifest.get("fused"):
+    if manifest.fused:
         lines.append(
             f"vs PyTorch {model}: the artifact was fused before export (BatchNorm folded, parallel branches merged), "
             "so conv layers of reparameterized models differ from the unfused PyTorch count"

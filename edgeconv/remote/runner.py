@@ -51,7 +51,7 @@ from edgeconv.remote.sync import (
     LocalArtifact,
     SyncResult,
     local_artifact,
-    read_remote_json,
+    read_remote_manifest,
     remote_sha256,
     replace_remote,
     sync_artifact,
@@ -584,16 +584,14 @@ async def _ensure_engine(
     """The engine record (manifest entry) for ``choice`` in the board's folder, building it with trtexec when the
     manifest has none that fits; returns (record, build log path or "")."""
     from edgeconv.backends.tensorrt import EngineRecord, engine_file_name, find_engine
-    from edgeconv.manifest import Manifest
     from edgeconv.remote.trtexec import SOC_COMPUTE_CAPABILITY, build_flags, parse_log
 
     plan, version = choice.plan, features.version
     capability = SOC_COMPUTE_CAPABILITY.get(str(board.record.get("soc")))
     manifest_path = posixpath.join(folder, MANIFEST)
-    manifest = await read_remote_json(session, manifest_path)
     if capability and not force:
         found = find_engine(
-            manifest,
+            (await read_remote_manifest(session, folder)).data,
             precision=plan.precision,
             version=version,
             compute_capability=capability,
@@ -651,7 +649,7 @@ async def _ensure_engine(
         "build_log": posixpath.basename(log_path),
         "trtexec_flags": flags,
     }
-    updated = Manifest(Path(folder), await read_remote_json(session, manifest_path))
+    updated = await read_remote_manifest(session, folder)  # read again: what the board holds after the build
     updated.record_engine(entry)
     await _write_remote(session, manifest_path, updated.to_bytes())
     return entry, log_path

@@ -11,7 +11,6 @@ leftover staging folders are removed by the next sync. The local folder is only 
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import secrets
@@ -90,15 +89,23 @@ class SyncResult:
         }
 
 
-async def read_remote_json(session: BoardSession, path: str) -> dict[str, Any]:
-    """A JSON object file on the board; missing, unreadable or not an object: ``{}``."""
+async def read_remote_manifest(session: BoardSession, folder: str) -> Manifest:
+    """The manifest.json of the board's copy ``folder``, parsed by :class:`Manifest`'s one policy. The board's copy
+    is edgeconv's own (each sync writes it whole): a missing or unreadable one is an empty manifest, and a malformed
+    one is logged and read as empty too, so that the next sync replaces it instead of the board staying stuck."""
     sftp = await session.sftp()
+    path = posixpath.join(folder, MANIFEST)
     try:
         async with sftp.open(path, "rb") as handle:
-            data = json.loads((await handle.read()).decode("utf-8"))
+            raw = await handle.read()
     except Exception:  # noqa: BLE001  missing or unreadable: an empty manifest
-        return {}
-    return data if isinstance(data, dict) else {}
+        return Manifest(Path(folder), {}, required=False)
+    try:
+        return Manifest.parse(raw, folder=folder, required=False)
+    except ArtifactError as exc:
+        what = str(exc).partition("; ")[0]  # the fix ArtifactError suggests is for a local artifact, not this copy
+        log.warning("%s: %s; the board's copy is rewritten from the local artifact", session.label, what)
+        return Manifest(Path(folder), {}, required=False)
 
 
 async def replace_remote(sftp: Any, source: str, destination: str) -> None:
@@ -170,7 +177,7 @@ async def sync_artifact(session: BoardSession, artifact: LocalArtifact, remote_d
         else:
             result.sent.append(name)
     result.kept = sorted(name for name in existing if name.endswith(BOARD_MADE) and name not in sendable)
-    remote_manifest = await read_remote_json(session, posixpath.join(live, MANIFEST)) if MANIFEST in existing else None
+    remote_manifest = (await read_remote_manifest(session, live)).data if MANIFEST in existing else None
     manifest = merged_manifest(artifact.manifest, remote_manifest, set(result.kept))
     stale = existing - set(sendable) - set(result.kept) - {MANIFEST}
     if existing and not result.sent and not stale and manifest == remote_manifest:

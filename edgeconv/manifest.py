@@ -2,8 +2,8 @@
 
 ``edgeconv export`` writes it, ``edgeconv build`` (TensorRT) appends its engine records to it, and the runtime, the
 backends, ``edgeconv remote`` (the local artifact's and the board's copy), ``edgeconv profile`` and the preflight
-checks read it, all through :class:`Manifest`. Standard library only
-(no torch, onnx or numpy), so that ``edgeconv.runtime`` reads artifacts without importing PyTorch.
+checks read it, all through :class:`Manifest`. Standard library only (no torch, onnx or numpy), so that
+``edgeconv.runtime`` reads artifacts without importing PyTorch.
 
 One policy for every reader (:meth:`Manifest.read`):
 

@@ -340,10 +340,10 @@ def compare_with_zoo(path: str | os.PathLike[str], onnx_report: ProfileReport) -
     from edgeconv.profile.count import profile_model
 
     manifest = Manifest.read(Path(path).parent, required=False)  # empty without one
-    model, shape = manifest.model_name, (manifest.data.get("input") or {}).get("shape")
-    if model is None or not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(v, int) for v in shape[1:]):
+    model, chw = manifest.model_name, tuple((manifest.data.get("input") or {}).get("shape") or ())[1:]
+    if model is None or not chw or not all(isinstance(v, int) for v in chw):
         return []  # not an export's manifest (hand-written, engine records only): no zoo model to compare with
-    kwargs, chw = manifest.model_kwargs, tuple(shape[1:])
+    kwargs = manifest.model_kwargs
     try:
         pytorch = profile_model(model, chw, batch=onnx_report.input_shape[0] if onnx_report.input_shape else 1,
                                 **kwargs)  # fmt: skip

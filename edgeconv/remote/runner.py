@@ -589,9 +589,10 @@ async def _ensure_engine(
     plan, version = choice.plan, features.version
     capability = SOC_COMPUTE_CAPABILITY.get(str(board.record.get("soc")))
     manifest_path = posixpath.join(folder, MANIFEST)
+    manifest = await read_remote_manifest(session, folder)  # the sync just wrote it; the build below adds one record
     if capability and not force:
         found = find_engine(
-            (await read_remote_manifest(session, folder)).data,
+            manifest.data,
             precision=plan.precision,
             version=version,
             compute_capability=capability,
@@ -649,9 +650,8 @@ async def _ensure_engine(
         "build_log": posixpath.basename(log_path),
         "trtexec_flags": flags,
     }
-    updated = await read_remote_manifest(session, folder)  # read again: what the board holds after the build
-    updated.record_engine(entry)
-    await _write_remote(session, manifest_path, updated.to_bytes())
+    manifest.record_engine(entry)
+    await _write_remote(session, manifest_path, manifest.to_bytes())
     return entry, log_path
 
 

@@ -103,7 +103,9 @@ async def read_remote_manifest(session: BoardSession, folder: str) -> Manifest:
     try:
         return Manifest.parse(raw, folder=folder, required=False)
     except ArtifactError as exc:
-        what = str(exc).partition("; ")[0]  # the fix ArtifactError suggests is for a local artifact, not this copy
+        # Without the fix ArtifactError suggests (for a local artifact, not this copy): it follows the last "; ", and
+        # the board's path may hold one.
+        what = str(exc).rpartition("; ")[0]
         log.warning("%s: %s; the board's copy is rewritten from the local artifact", session.label, what)
         return Manifest(Path(folder), {}, required=False)
 

@@ -114,13 +114,35 @@ def test_layers_over_the_weight_limit_keep_nearest_rounding(tmp_path: Path) -> N
     assert any(not np.array_equal(graphs[True][n][0], graphs[False][n][0]) for n in graphs[True] if n != big)
 
 
-def test_depthwise_convs_keep_nearest_rounding_unless_asked(tmp_path: Path) -> None:
+def _dw_node(model: onnx.ModelProto) -> onnx.NodeProto:
+    return next(n for n in model.graph.node if n.op_type == "Conv" and "/dw/" in n.name)
+
+
+def _bias(path: Path, node: str) -> np.ndarray:
+    """The float bias a Conv of either QDQ form adds."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    name = next(n for n in model.graph.node if n.name == node).input[2]
+    if name in inits:
+        return inits[name].astype(np.float64)
+    dq = producer[name]
+    return inits[dq.input[0]].astype(np.float64) * inits[dq.input[1]]
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_depthwise_convs_keep_nearest_rounding_and_get_their_bias_corrected(target: str, tmp_path: Path) -> None:
     """Depthwise convs are left out of AdaRound by default (``AdaRoundOptions.depthwise``): the weight the quantizer
-    rounded to nearest stays, every other layer is learned; with ``depthwise=True`` it is learned too."""
+    rounded to nearest stays and the bias is corrected instead (``depthwise_bias``), so that on the crops AdaRound
+    learns from each output channel's mean is FP32's (the QDQ graph's pre-activation error has zero mean per channel,
+    which it has not with nearest rounding); with ``depthwise=True`` the weight is learned and the bias left alone. A
+    re-quantized graph gets the same correction back (``apply_rounding``)."""
+    from edgeconv.onnxgraph import run_named
+
     fp32 = _export(_model(), tmp_path / "tiny.onnx")
-    options = Int8Options(**{**OPTIONS, "adaround": True, "target": "onnxruntime"})
+    options = Int8Options(**{**OPTIONS, "adaround": True, "target": target})  # type: ignore[arg-type]
     data = prepare_calibration(PREP, options)
-    graphs, modules = {}, {}
+    paths, learned, corrected, correction = {}, {}, {}, {}
     for variant in ("nearest", "default", "depthwise"):
         work = tmp_path / variant
         work.mkdir()
@@ -128,13 +150,80 @@ def test_depthwise_convs_keep_nearest_rounding_unless_asked(tmp_path: Path) -> N
             fp32, work, data.calibration, "input", replace(options, adaround=variant != "nearest"), None
         )
         quantizer.adaround_options = replace(quantizer.adaround_options, depthwise=variant == "depthwise")
-        graphs[variant] = _weights(quantizer(work / "q.onnx"))
-        modules[variant] = [r.module for r in quantizer.rounded or []]
-    assert modules["default"] == ["stem.0", "pw.0", "head.0", "head.2", "classifier"]
-    assert modules["depthwise"] == ["stem.0", "dw.0", "pw.0", "head.0", "head.2", "classifier"]
-    dw = next(name for name in graphs["default"] if "/dw/" in name)
+        paths[variant] = quantizer(work / "q.onnx")
+        learned[variant] = [r.module for r in quantizer.rounded or [] if r.bias is None]
+        corrected[variant] = [r.module for r in quantizer.rounded or [] if r.bias is not None]
+        correction[variant] = next((r.bias for r in quantizer.rounded or [] if r.bias is not None), None)
+        if variant == "default":
+            again = quantizer(work / "q1.onnx")  # re-quantized: the rounding and the correction re-applied
+    assert learned["default"] == ["stem.0", "pw.0", "head.0", "head.2", "classifier"]
+    assert corrected["default"] == ["dw.0"]
+    assert learned["depthwise"] == ["stem.0", "dw.0", "pw.0", "head.0", "head.2", "classifier"]
+    assert corrected["depthwise"] == []
+    graphs = {variant: _weights(path) for variant, path in paths.items()}
+    dw = _dw_node(onnx.load(str(paths["default"]))).name
     assert np.array_equal(graphs["default"][dw][0], graphs["nearest"][dw][0])
     assert not np.array_equal(graphs["depthwise"][dw][0], graphs["nearest"][dw][0])
+    assert np.array_equal(_bias(paths["depthwise"], dw), _bias(paths["nearest"], dw))
+    assert np.array_equal(_bias(again, dw), _bias(paths["default"], dw))
+    for name, (q, scale) in _weights(again).items():
+        assert np.array_equal(q, graphs["default"][name][0]) and np.array_equal(scale, graphs["default"][name][1])
+
+    # ORT's QDQ graph drops the ReLU6 the range covers and gives the Conv its output name: compare each graph's own
+    # Conv output, both before the activation
+    output = _dw_node(onnx.load(str(paths["default"]))).output[0]
+    float_output = next(n for n in quantizer.model.graph.node if n.name == dw).output[0]
+    crops = data.calibration[: quantizer.adaround_options.samples]
+    want = run_named(quantizer.model, [float_output], crops)[float_output]
+
+    def channel_mean_error(path: Path) -> np.ndarray:
+        got = run_named(onnx.load(str(path)), [output], crops, exact=True)[output]
+        return np.abs((want - got).mean(axis=(0, 2, 3)))
+
+    before, after = channel_mean_error(paths["nearest"]), channel_mean_error(paths["default"])
+    assert before.max() > 1e-4  # nearest rounding shifts some channel's mean
+    kept = correction["default"] != 0  # the channels whose correction held when each fold of crops was left out
+    assert kept.any()
+    assert after[kept].max() < 0.05 * before.max(), (before.max(), after[kept].max())
+
+
+def test_a_bias_correction_is_kept_only_where_it_holds_on_photos_it_was_not_measured_on() -> None:
+    """``_validated``: per channel, the mean error of the crops, kept where the mean of the other photos' crops lowers
+    each left-out photo's error: a shift every photo shares is corrected, one that a single photo carries, or that
+    changes sign from photo to photo, is not (the plain mean would correct both)."""
+    from edgeconv.quantize.qdq.adaround import _validated
+
+    rng = np.random.default_rng(0)
+    groups = np.arange(64) % 8  # 64 crops of 8 photos, round-robin
+    noise = rng.normal(0.0, 0.01, (64, 3))
+    shared = 0.05 + noise[:, 0]  # every photo shifted alike
+    one_photo = np.where(groups == 3, 0.4, 0.0) + noise[:, 1]  # only photo 3
+    alternating = np.where(groups % 2 == 0, 0.05, -0.05) + 0.004 + noise[:, 2]  # the sign follows the photo
+    error = np.stack([shared, one_photo, alternating], axis=1)
+    corrected = _validated(error, groups)
+    np.testing.assert_allclose(corrected[0], shared.mean())
+    assert corrected[1] == 0.0 and corrected[2] == 0.0
+    assert np.all(error.mean(axis=0) != 0.0)  # what the plain mean would have added
+
+
+def test_centring_keeps_the_bias_correction(tmp_path: Path) -> None:
+    """Centring re-derives its readers' biases from the float bias (``compensate_offsets``): a bias correction given
+    to it is added on top, not lost."""
+    from edgeconv.quantize.qdq.offsets import compensate_offsets
+
+    fp32 = _export(_model(), tmp_path / "tiny.onnx")
+    options = Int8Options(**{**OPTIONS, "target": "tensorrt"})  # type: ignore[arg-type]
+    data = prepare_calibration(PREP, options)
+    quantizer = StaticQuantizer(fp32, tmp_path, data.calibration, "input", options, None)
+    model = onnx.load(str(quantizer(tmp_path / "q.onnx")))
+    dw = _dw_node(model)
+    offsets = {"stem.2": 0.5}  # as if the stem's ReLU (read by the depthwise conv) were centred
+    delta = np.linspace(-0.1, 0.1, 16).astype(np.float32)
+    assert compensate_offsets(model, quantizer.model, offsets) >= 1
+    plain = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == dw.input[2])).copy()
+    compensate_offsets(model, quantizer.model, offsets, {dw.name: delta})
+    corrected = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == dw.input[2]))
+    np.testing.assert_allclose(corrected - plain, delta, atol=1e-6)
 
 
 def test_rounding_is_reapplied_and_fallback_layers_keep_their_own(tmp_path: Path) -> None:

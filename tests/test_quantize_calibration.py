@@ -65,6 +65,21 @@ def test_folder_to_batches(tmp_path: Path) -> None:
     assert reader.get_next() is not None
 
 
+def test_each_calibration_crop_knows_its_photo(tmp_path: Path) -> None:
+    """``calibration_photos``: crop i is from photo i % photos (``random_crops``' round-robin), for the choices checked
+    by leaving one photo out; arrays handed over without photos fall into 8 folds."""
+    from edgeconv.quantize.calibration import CalibrationData
+
+    data = load_calibration_data(_photo_folder(tmp_path / "photos", 8), SMALL, samples=10, eval_samples=6, seed=3)
+    photos = len(data.split.calibration.images)
+    assert 1 < photos < 10
+    np.testing.assert_array_equal(data.calibration_photos(), np.arange(10) % photos)
+    one = random_crops([data.split.calibration.images[0][1]], 1, SMALL, seed=3)  # the first draw: photo 0's crop
+    np.testing.assert_array_equal(data.calibration[0], one[0])
+    bare = CalibrationData(np.zeros((20, 3, 32, 32), np.float32), np.zeros((2, 3, 32, 32), np.float32))
+    np.testing.assert_array_equal(bare.calibration_photos(), np.arange(20) % 8)
+
+
 def test_progress_callback_counts_every_crop(tmp_path: Path) -> None:
     folder = _photo_folder(tmp_path / "p", 6)
     calls: list[tuple[int, int]] = []

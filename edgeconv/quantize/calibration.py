@@ -357,6 +357,13 @@ class CalibrationData:
     def skipped(self) -> list[tuple[Path, str]]:
         return self.split.skipped if self.split else []
 
+    def calibration_photos(self) -> np.ndarray:
+        """The photo each calibration crop comes from (``random_crops`` visits them round-robin: crop i is from photo
+        i % photos), for choices checked by leaving one photo out; crops handed over without their photos are put in 8
+        folds instead."""
+        photos = len(self.split.calibration.images) if self.split else 0
+        return np.arange(len(self.calibration)) % (photos if photos > 1 else 8)
+
 
 def load_calibration_data(
     folder: str | Path | None,

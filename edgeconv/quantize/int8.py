@@ -11,7 +11,8 @@ Stages (each timed; the times go into the manifest):
    simplifier and numerical check against the *unprepared* model.
 3. **quantize** -- ONNX Runtime's ``quantize_static`` with the target's QDQ scheme, then the target's weight treatment:
    saturation-safe weights (onnxruntime target, CPUs whose integer kernels saturate), the centred activations' biases
-   and adaptive rounding, block by block (``qdq/``).
+   and adaptive rounding, block by block; depthwise convs keep nearest rounding and get their biases corrected where
+   the correction holds on calibration photos it was not measured on (``qdq/``).
 4. **sensitivity** and **fallback** -- per-layer SQNR, and layers / activation tensors kept in high precision until the
    gate holds (``qdq/sensitivity.py``, ``qdq/fallback.py``).
 5. **fidelity** -- agreement with the FP32 artifact on the held-out crops, and the gate.
@@ -161,6 +162,7 @@ def quantize_int8(
                 progress,
                 prepared.offsets,
                 saturation_safe=saturating,
+                photos=data.calibration_photos(),
             )
             candidate = quantizer(work / "q0.onnx")
         if quantizer.rounded:
@@ -395,7 +397,6 @@ def _prepare(
 ) -> _Prepared:
     """The PyTorch preparation, on a BN-folded copy of ``torch_model``, then one export through ``export_onnx``, checked
     against ``torch_model`` itself: every step but bias correction keeps the function exactly (in float)."""
-    import numpy as np
     from torch import nn
 
     from edgeconv.export import FP32_TOLERANCE, export_onnx
@@ -423,12 +424,8 @@ def _prepare(
         prepared.eq_pairs, prepared.eq_skipped = len(eq.equalized), len(eq.skipped)
         prepared.streams = len(equalize_residual_streams(model, batches(data.calibration[:64], 16)))
         if options.equalize_depthwise and options.target == "onnxruntime":
-            # random_crops visits the calibration photos round-robin: crop i comes from photo i % photos. Arrays
-            # handed over without their photos are left out in 8 folds of samples instead.
-            photos = len(data.split.calibration.images) if data.split else 0
             subset = data.calibration[:64]
-            groups = np.arange(len(subset)) % (photos if photos > 1 else 8)
-            depthwise = equalize_depthwise_inputs(model, subset, groups)
+            depthwise = equalize_depthwise_inputs(model, subset, data.calibration_photos()[:64])
             prepared.depthwise = len(depthwise)
     if _centers(options):
         # Half the 99.999th percentile, pinned there (qdq.offsets); with minmax ranges, which clip nothing, half the

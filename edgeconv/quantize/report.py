@@ -48,6 +48,8 @@ class Int8Report:
     depthwise_equalized: int = 0  # depthwise convs whose ReLU6 input channels were given one range
 
     def manifest(self) -> dict[str, Any]:
+        learned = [r for r in self.rounded if r.bias is None]
+        corrected = [r for r in self.rounded if r.bias is not None]
         return {
             "target": self.target,
             "weights": {"form": self.weights_form, "cpu_kernels": self.cpu_kernels} if self.weights_form else None,
@@ -77,10 +79,14 @@ class Int8Report:
             "identity_split_convs": self.identity_split,
             "split_activations": self.split_activations,
             "adaround": {
-                "layers": len(self.rounded),
-                "weights_flipped": round(float(np.mean([r.flipped for r in self.rounded])), 4) if self.rounded else 0.0,
+                "layers": len(learned),
+                "weights_flipped": round(float(np.mean([r.flipped for r in learned])), 4) if learned else 0.0,
                 "output_mse_vs_nearest": {
-                    r.module: round(r.error / r.error_nearest, 4) for r in self.rounded if r.error_nearest > 0
+                    r.module: round(r.error / r.error_nearest, 4) for r in learned if r.error_nearest > 0
+                },
+                # depthwise convs: nearest rounding and an empirical bias correction (AdaRoundOptions.depthwise_bias)
+                "bias_corrected_output_mse_vs_nearest": {
+                    r.module: round(r.error / r.error_nearest, 4) for r in corrected if r.error_nearest > 0
                 },
             },
             "float_fallback": self.fallback_modules,

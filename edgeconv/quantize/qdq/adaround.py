@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeconv.onnxgraph import Graph, Segments, module_name
 from edgeconv.quantize.qdq.offsets import compensate_offsets
-from edgeconv.quantize.qdq.weights import weight_grid
+from edgeconv.quantize.qdq.weights import dequantized_weight, weight_grid
 
 if TYPE_CHECKING:
     import onnx
@@ -73,6 +73,17 @@ class AdaRoundOptions:
     # agreement, confident 99.4% -> 100%, mean KL 0.0306 -> 0.0335; tensorrt form 85.3% -> 86.1%, 99.4% both,
     # 0.0575 -> 0.0581.
     depthwise: bool = False
+    # ... and get an empirical bias correction instead (Nagel et al. 2019, "Data-Free Quantization", section 4.2, from
+    # data): per output channel, the mean over the same crops of the float graph's pre-activation minus the QDQ
+    # graph's (its input from the graph with every earlier layer already rounded), added to the bias where it holds
+    # on photos it was not measured on (``_validated``). With few weights per output their rounding errors do not
+    # average out, so each channel's output is shifted; AdaRound's layers absorb such shifts, the depthwise ones did
+    # not. 1000 held-out crops, 2-core Xeon (VNNI: full 8-bit weights), no fallback, against no correction:
+    # efficientnet_lite0 onnxruntime form 92.4% -> 94.2% top-1 agreement, mean KL 0.0062 -> 0.0053; mobilenet_v2
+    # onnxruntime form 86.6% -> 87.2%, 0.0328 -> 0.0298, tensorrt form 86.5% -> 87.1%, 0.0442 -> 0.0421. Without
+    # the check (every channel corrected, as 029bd0b did) efficientnet_lite0 fell to 80.5% / 0.0545: a channel whose
+    # shift one photo carries, or whose sign changes from photo to photo, is moved the wrong way on the others.
+    depthwise_bias: bool = True
 
 
 @dataclass
@@ -84,8 +95,9 @@ class RoundedLayer:
     scale: np.ndarray
     weight: np.ndarray  # int8, in the node's weight layout
     error_nearest: float  # output MSE on the calibration crops with nearest rounding
-    error: float  # ... with the learned rounding
+    error: float  # ... with the learned rounding (or, ``bias`` set, with the corrected bias)
     flipped: float  # fraction of weights rounded away from nearest
+    bias: np.ndarray | None = None  # added to the bias (depthwise convs: their empirical bias correction)
 
 
 @dataclass
@@ -96,6 +108,8 @@ class _Layer:
     scale: np.ndarray  # broadcastable to the weight
     store: Callable[[np.ndarray], None]
     target: str  # float-graph tensor to match: the node's output or the ReLU/Clip after it
+    output: str  # the float-graph node's own output (before the ReLU/Clip)
+    add_bias: Callable[[np.ndarray], np.ndarray] | None  # adds to the bias; returns what the graph really adds
     activation: tuple[float, float] | None  # (low, high) clamp applied after the node, if any
     attrs: dict[str, Any]  # the node's ONNX attributes
     offset: float = 0.0  # the input is a centred activation x - offset: the bias follows the rounded weight
@@ -111,6 +125,7 @@ def adaround(
     constrain: Callable[[onnx.NodeProto, np.ndarray], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
     offsets: Mapping[str, float] | None = None,
+    photos: np.ndarray | None = None,
 ) -> list[RoundedLayer]:
     """Re-round, in place, the 8-bit weights of every quantized Conv / Gemm / MatMul of ``qdq`` (built from
     ``float_model``, matched by node name). ``constrain(node, int_weight)`` returns the integer weight the target can
@@ -123,15 +138,24 @@ def adaround(
     offsets = offsets or {}
     samples = samples[: options.samples]
     layers = _layers(qdq, float_model, offsets)
-    if not options.depthwise:
+    if not options.depthwise and not options.depthwise_bias:
         layers = [layer for layer in layers if not _depthwise(layer)]
     done: list[RoundedLayer] = []
+    corrections: dict[str, np.ndarray] = {}  # node -> bias correction, kept when centring re-derives the bias
     generator = torch.Generator().manual_seed(options.seed)
+    groups = np.arange(len(samples)) % 8 if photos is None else np.asarray(photos)[: len(samples)]
     # One pass over each graph: the QDQ graph up to each layer (its earlier layers already re-rounded), the float
     # graph up to each layer's target; only the tensors still needed later are kept between pieces.
     quantized = Segments(qdq, {Graph(qdq).inputs[0]: samples})
     reference = Segments(float_model, {Graph(float_model).inputs[0]: samples})
     for index, layer in enumerate(layers):
+        if _depthwise(layer) and not options.depthwise:  # runs the QDQ graph through the layer in the same piece
+            corrected = _correct_bias(layer, quantized, reference, qdq, float_model, offsets, corrections, groups)
+            if corrected is not None:
+                done.append(corrected)
+            if progress:
+                progress(index + 1, len(layers))
+            continue
         inputs = quantized.advance(layer.node.name).get(layer.node.input[0])
         targets = reference.produce(layer.target)
         if inputs is None or targets is None:
@@ -151,7 +175,7 @@ def adaround(
         if constrain is not None:
             q = constrain(layer.node, q)
         layer.store(q)
-        compensate_offsets(qdq, float_model, offsets)  # later layers' inputs come from this graph
+        compensate_offsets(qdq, float_model, offsets, corrections)  # later layers' inputs come from this graph
         flipped = float(np.mean(q != np.clip(np.rint(layer.float_weight / layer.scale), QMIN, QMAX)))
         module = module_name(layer.node.name) or layer.node.name
         done.append(RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, nearest, error, flipped))
@@ -168,17 +192,83 @@ def adaround(
     return done
 
 
+def _correct_bias(
+    layer: _Layer,
+    quantized: Segments,
+    reference: Segments,
+    qdq: onnx.ModelProto,
+    float_model: onnx.ModelProto,
+    offsets: Mapping[str, float],
+    corrections: dict[str, np.ndarray],
+    groups: np.ndarray,
+) -> RoundedLayer | None:
+    """Empirical bias correction of one layer that keeps nearest rounding (``AdaRoundOptions.depthwise_bias``): add
+    to its bias, per output channel, the mean of the float graph's pre-activation minus the QDQ graph's on the crops,
+    where leaving each photo (``groups``) out shows it holds (``_validated``); ``quantized`` continues from the
+    corrected output."""
+    if layer.add_bias is None:
+        return None
+    compensate_offsets(qdq, float_model, offsets, corrections)  # the bias as the finished graph derives it
+    want = reference.produce(layer.output)
+    got = quantized.produce(layer.node.output[0])
+    if want is None or got is None or want.shape != got.shape:
+        return None
+    error = want - got
+    per_sample = error.mean(axis=tuple(range(2, got.ndim)), dtype=np.float64)  # samples x channels
+    added = layer.add_bias(_validated(per_sample, groups).astype(np.float32))
+    corrections[layer.node.name] = added
+    got += added.reshape(1, -1, *[1] * (got.ndim - 2))  # later layers read the corrected output
+    # The output MSE before and after, from the error's sums: mean((e - a)^2) = mean(e^2) - 2 a.sum(e) / n + a^2 / C
+    before = float(np.vdot(error.reshape(-1), error.reshape(-1))) / error.size
+    channel_sums = per_sample.mean(axis=0) * error.size / error.shape[1]
+    after = before + float(np.sum(added * (added * error.size / error.shape[1] - 2 * channel_sums))) / error.size
+    weight = dequantized_weight(layer.node, quantized.graph.producer, quantized.graph.initializers)
+    assert weight is not None  # _layers found the same DequantizeLinear
+    q = np.rint(weight / layer.scale).astype(np.int8)
+    module = module_name(layer.node.name) or layer.node.name
+    logger.info(
+        "bias correction %s: %d of %d channels, output MSE %.3g -> %.3g",
+        layer.node.name,
+        np.count_nonzero(added),
+        added.size,
+        before,
+        after,
+    )
+    return RoundedLayer(layer.node.name, module, layer.scale.reshape(-1).copy(), q, before, after, 0.0, added)
+
+
+def _validated(error: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per channel, the mean of ``error`` (samples x channels: each sample's mean error over the map) where it holds
+    out of sample: leaving each group (photo) out in turn, the mean of the other groups' samples, added, must lower the
+    left-out groups' squared error in total (a group of n samples with mean m loses n * (2 * d * m - d^2) of it to a
+    correction d); 0 elsewhere."""
+    labels = np.unique(groups)
+    counts = np.array([np.sum(groups == g) for g in labels], dtype=np.float64)[:, None]
+    means = np.stack([error[groups == g].mean(axis=0) for g in labels])  # groups x channels
+    total = (counts * means).sum(axis=0)
+    others = (total - counts * means) / np.maximum(len(groups) - counts, 1)  # each group's d, measured without it
+    gain = (counts * (2 * others * means - others**2)).sum(axis=0)
+    return np.where(gain > 0, total / len(groups), 0.0)
+
+
 def apply_rounding(qdq: onnx.ModelProto, float_model: onnx.ModelProto, rounded: Sequence[RoundedLayer]) -> int:
-    """Write ``rounded`` weights into a re-quantized ``qdq`` wherever the node still has the same 8-bit scale (a node
-    the fallback moved to 16 bits keeps its own). Returns the number of layers written."""
+    """Write ``rounded`` weights (and bias corrections) into a re-quantized ``qdq`` wherever the node still has the
+    same 8-bit scale (a node the fallback moved to 16 bits keeps its own). Returns the number of layers written."""
     by_node = {r.node: r for r in rounded}
     count = 0
     for layer in _layers(qdq, float_model):
         r = by_node.get(layer.node.name)
         if r is not None and np.array_equal(r.scale, layer.scale.reshape(-1)):
             layer.store(r.weight)
+            if r.bias is not None and layer.add_bias is not None:
+                layer.add_bias(r.bias)
             count += 1
     return count
+
+
+def bias_corrections(rounded: Sequence[RoundedLayer]) -> dict[str, np.ndarray]:
+    """Node -> bias correction, for ``compensate_offsets``."""
+    return {r.node: r.bias for r in rounded if r.bias is not None}
 
 
 def _layers(
@@ -234,7 +324,10 @@ def _layers(
         offset = (offsets or {}).get(module_name(before.name) or "", 0.0) if before is not None else 0.0
         if offset and node.op_type != "Conv":
             offset = 0.0  # centring only ever feeds convs (prepare.center_unsigned_activations)
-        layers.append(_Layer(node, weight, bias, scale, store, target, activation, attrs, offset))
+        add_bias = _bias_adder(node, inits, producer) if len(node.input) > 2 else None
+        layers.append(
+            _Layer(node, weight, bias, scale, store, target, source.output[0], add_bias, activation, attrs, offset)
+        )
     return layers
 
 
@@ -280,6 +373,41 @@ def _writer(
         )
 
     return store_float
+
+
+def _bias_adder(
+    node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], producer: dict[str, onnx.NodeProto]
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How to add to ``node``'s bias: a float initializer (tensorrt form), or an int32 one behind a
+    DequantizeLinear (onnxruntime form), where the amount is rounded to the bias's grid."""
+    from onnx import TensorProto, numpy_helper
+
+    name = node.input[2]
+    if name in inits and inits[name].data_type == TensorProto.FLOAT:
+        tensor = inits[name]
+
+        def add_float(delta: np.ndarray) -> np.ndarray:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + delta, tensor.name))
+            return delta
+
+        return add_float
+    dq = producer.get(name)
+    if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
+        return None
+    if inits[dq.input[0]].data_type != TensorProto.INT32:
+        return None
+    if len(dq.input) > 2 and dq.input[2] and np.any(numpy_helper.to_array(inits[dq.input[2]])):
+        return None  # ORT writes a zero point of zeros
+    quantized, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+
+    def add_int(delta: np.ndarray) -> np.ndarray:
+        steps = np.rint(delta / scale)
+        value = numpy_helper.to_array(quantized).astype(np.int64) + steps.astype(np.int64)
+        info = np.iinfo(np.int32)
+        quantized.CopyFrom(numpy_helper.from_array(np.clip(value, info.min, info.max).astype(np.int32), quantized.name))
+        return (steps * scale).astype(np.float32)
+
+    return add_int
 
 
 def _clamp(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, float] | None:

@@ -16,14 +16,20 @@ if TYPE_CHECKING:
     import onnx
 
 
-def compensate_offsets(model: onnx.ModelProto, float_model: onnx.ModelProto, offsets: Mapping[str, float]) -> int:
+def compensate_offsets(
+    model: onnx.ModelProto,
+    float_model: onnx.ModelProto,
+    offsets: Mapping[str, float],
+    corrections: Mapping[str, np.ndarray] | None = None,
+) -> int:
     """Re-derive the bias of every quantized Conv/Gemm that reads a centred activation from the weights the QDQ graph
     really computes with; returns how many were set.
 
     Centring (``prepare.center_unsigned_activations``) feeds ``x - c`` and adds ``c * sum(W)`` to the reader's bias,
     exact in float. Quantized, the reader computes ``W_q (x - c)``: the bias must add ``c * sum(W_q)``, or each output
     channel is off by ``c * sum(W_q - W)``, a rounding error summed over all its inputs. ``offsets``: activation
-    (PyTorch module name) -> ``c``. Idempotent: computed from ``float_model``'s bias every time.
+    (PyTorch module name) -> ``c``. ``corrections``: node -> amount added to its bias on top (the empirical bias
+    correction of ``adaround``). Idempotent: computed from ``float_model``'s bias every time.
     """
     from onnx import numpy_helper
 
@@ -61,7 +67,8 @@ def compensate_offsets(model: onnx.ModelProto, float_model: onnx.ModelProto, off
             b_float = numpy_helper.to_array(float_inits[source.input[2]]).astype(np.float64)
             error = (weight - w_float).reshape(w_float.shape[0], -1).sum(axis=1)
             bias = inits[node.input[2]]
-            bias.CopyFrom(numpy_helper.from_array((b_float + shift * error).astype(np.float32), bias.name))
+            value = b_float + shift * error + (corrections or {}).get(node.name, 0.0)
+            bias.CopyFrom(numpy_helper.from_array(value.astype(np.float32), bias.name))
             count += 1
     return count
 

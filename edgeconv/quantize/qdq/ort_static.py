@@ -17,7 +17,7 @@ import numpy as np
 from edgeconv.files import scratch_cwd
 from edgeconv.quantize.calibration import CalibrationReader, ProgressCallback
 from edgeconv.quantize.options import QUANTIZED_OPS, Int8Options
-from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding
+from edgeconv.quantize.qdq.adaround import AdaRoundOptions, RoundedLayer, adaround, apply_rounding, bias_corrections
 from edgeconv.quantize.qdq.offsets import centred_ranges, compensate_offsets
 from edgeconv.quantize.qdq.weights import gemm_layout, limit_pair_sums, make_saturation_safe, thin_3d_convs
 
@@ -171,6 +171,7 @@ class StaticQuantizer:
         *,
         plain: bool = False,
         saturation_safe: bool | None = None,
+        photos: np.ndarray | None = None,
     ) -> None:
         """``plain``: what a user of ORT's quantizer gets with the target's types and nothing else (the baseline).
         ``saturation_safe``: onnxruntime target, saturation-safe weights (default: unless ``plain``)."""
@@ -197,6 +198,7 @@ class StaticQuantizer:
         # ORT CPU runs these 3D convs slower in INT8 than in float: the onnxruntime form always keeps them in float
         self.slow_in_int8 = thin_3d_convs(self.model) if target == "onnxruntime" and not plain else []
         self.adaround_options = AdaRoundOptions(iterations=options.adaround_iterations, seed=options.seed)
+        self.photos = photos  # the photo of each sample, for the depthwise convs' bias correction
         self.rounded: list[RoundedLayer] | None = None  # learned once, on the first (all-INT8) graph
         self.nearest: Path | None = None  # that graph with nearest rounding instead
         self.offsets = offsets or {}  # centred activations (module name -> shift) whose readers' biases follow W_q
@@ -282,7 +284,7 @@ class StaticQuantizer:
         if self.adaround:
             self._round(model, relearn)
         if self.offsets:
-            count = compensate_offsets(model, self.model, self.offsets)
+            count = compensate_offsets(model, self.model, self.offsets, bias_corrections(self.rounded or []))
             logger.debug("biases re-derived for %d readers of centred activations", count)
         onnx.save(model, str(out))
         self.count += 1
@@ -309,6 +311,7 @@ class StaticQuantizer:
             constrain=constrain if self.saturation_safe else None,
             progress=self.options.rounding_progress,
             offsets=self.offsets,
+            photos=self.photos,
         )
 
     def ranges(self) -> dict[str, tuple[float, float]]:

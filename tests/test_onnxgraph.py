@@ -133,7 +133,7 @@ def test_adaround_windows_are_the_layer_output(stride: int, pads: list[int], dil
     weight = rng.normal(size=(8, 4, kernel, kernel)).astype(np.float32)
     node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="c")
     attrs = {"strides": [stride] * 2, "pads": pads, "dilations": [dilation] * 2, "group": 1}
-    layer = _Layer(node, weight, None, np.ones((8, 1, 1, 1), np.float32), lambda q: None, "y", None, attrs)
+    layer = _Layer(node, weight, None, np.ones((8, 1, 1, 1), np.float32), lambda q: None, "y", "y", None, None, attrs)
     x = torch.from_numpy(rng.normal(size=(5, 4, 70, 66)).astype(np.float32))
     whole = _forward(layer, x, torch.from_numpy(weight), None)
     sample = _sampler(layer, x, whole, AdaRoundOptions(window=10), torch.Generator().manual_seed(0))

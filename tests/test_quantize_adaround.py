@@ -155,11 +155,22 @@ def test_depthwise_convs_keep_nearest_rounding_and_get_their_bias_corrected(targ
         corrected[variant] = [r.module for r in quantizer.rounded or [] if r.bias is not None]
         correction[variant] = next((r.bias for r in quantizer.rounded or [] if r.bias is not None), None)
         if variant == "default":
+            rounded = list(quantizer.rounded or [])
             again = quantizer(work / "q1.onnx")  # re-quantized: the rounding and the correction re-applied
     assert learned["default"] == ["stem.0", "pw.0", "head.0", "head.2", "classifier"]
     assert corrected["default"] == ["dw.0"]
     assert learned["depthwise"] == ["stem.0", "dw.0", "pw.0", "head.0", "head.2", "classifier"]
     assert corrected["depthwise"] == []
+    # the manifest tells the two apart; a correction measured on the crops can only lower their error
+    from edgeconv.quantize.fidelity import compare_logits
+    from edgeconv.quantize.report import Int8Report
+
+    logits = np.eye(4, 10, dtype=np.float32)
+    section = Int8Report(target, "mse", compare_logits(logits, logits), None, [], True, 0.5, rounded=rounded)
+    adaround = section.manifest()["adaround"]
+    assert adaround["layers"] == 5 and set(adaround["output_mse_vs_nearest"]) == set(learned["default"])
+    assert list(adaround["bias_corrected_output_mse_vs_nearest"]) == ["dw.0"]
+    assert 0 < adaround["bias_corrected_output_mse_vs_nearest"]["dw.0"] <= 1
     graphs = {variant: _weights(path) for variant, path in paths.items()}
     dw = _dw_node(onnx.load(str(paths["default"]))).name
     assert np.array_equal(graphs["default"][dw][0], graphs["nearest"][dw][0])

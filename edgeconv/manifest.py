@@ -42,6 +42,14 @@ _LISTS = ("precisions",)
 _REQUIRED = ("format", "files")  # what makes a manifest an artifact's (required=True)
 
 
+class ManifestError(ArtifactError):
+    """A malformed manifest.json: ``problem`` names the file and what is wrong with it, the message adds the fix."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One model file the manifest lists: ``files[precision]``."""
@@ -100,11 +108,11 @@ class Manifest:
         try:
             data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except UnicodeDecodeError:
-            raise ArtifactError(f"{path} is not JSON (binary data, not UTF-8 text); {fix}") from None
+            raise ManifestError(f"{path} is not JSON (binary data, not UTF-8 text)", fix) from None
         except ValueError as exc:  # JSONDecodeError
-            raise ArtifactError(f"{path} is not JSON ({first_line(exc, 120)}); {fix}") from None
+            raise ManifestError(f"{path} is not JSON ({first_line(exc, 120)})", fix) from None
         if not isinstance(data, dict):
-            raise ArtifactError(f"{path} is not a JSON object (it holds a JSON {_kind(data)}); {fix}")
+            raise ManifestError(f"{path} is not a JSON object (it holds a JSON {_kind(data)})", fix)
         manifest = cls(folder, data, required=required)
         manifest._check(required)
         return manifest
@@ -270,8 +278,8 @@ class Manifest:
 
     # --- errors -----------------------------------------------------------------------------------------------------
 
-    def _error(self, what: str, *, colon: bool = False) -> ArtifactError:
-        return ArtifactError(f"{self.path}{':' if colon else ''} {what}; {_fix(self.required)}")
+    def _error(self, what: str, *, colon: bool = False) -> ManifestError:
+        return ManifestError(f"{self.path}{':' if colon else ''} {what}", _fix(self.required))
 
 
 def _fix(required: bool) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgeconv.errors import ArtifactError
-from edgeconv.manifest import FORMAT, MANIFEST, Manifest
+from edgeconv.manifest import FORMAT, MANIFEST, Manifest, ManifestError, _fix
 
 
 def _document() -> dict[str, Any]:
@@ -122,6 +122,7 @@ def test_bad_manifest_is_one_line_naming_the_file_and_the_fix(tmp_path: Path, ca
     assert str(tmp_path / MANIFEST) in line and what in line, line
     assert "re-export the artifact with `edgeconv export MODEL`" in line, line
     assert ("delete it" in line) is not required, line  # a folder that may go without: it may be deleted too
+    assert isinstance(info.value, ManifestError) and line == f"{info.value.problem}; {_fix(required)}"
 
 
 def test_missing_keys_are_named_by_the_accessor(tmp_path: Path) -> None:
@@ -159,6 +160,11 @@ def test_parse_is_the_same_policy_for_bytes_from_elsewhere(tmp_path: Path) -> No
     assert Manifest.parse(json.dumps(_document()).encode(), folder=tmp_path).model == "lenet5"
     with pytest.raises(ArtifactError, match="is not a JSON object"):
         Manifest.parse("[]", folder=tmp_path)
+    # the problem apart from the fix (edgeconv remote warns with it about the board's copy), whatever the path holds
+    with pytest.raises(ManifestError) as info:
+        Manifest.parse("{", folder="/home/x/le net 5; $(id)", required=False)
+    assert info.value.problem.startswith("/home/x/le net 5; $(id)/manifest.json is not JSON (")
+    assert str(info.value) == f"{info.value.problem}; {_fix(False)}"
 
 
 def test_module_imports_no_torch_onnx_or_numpy() -> None:

@@ -358,11 +358,15 @@ class CalibrationData:
         return self.split.skipped if self.split else []
 
     def calibration_photos(self) -> np.ndarray:
-        """The photo each calibration crop comes from (``random_crops`` visits them round-robin: crop i is from photo
-        i % photos), for choices checked by leaving one photo out; crops handed over without their photos are put in 8
-        folds instead."""
-        photos = len(self.split.calibration.images) if self.split else 0
-        return np.arange(len(self.calibration)) % (photos if photos > 1 else 8)
+        """The photo each calibration crop comes from (``crop_photos``)."""
+        return crop_photos(len(self.calibration), len(self.split.calibration.images) if self.split else 0)
+
+
+def crop_photos(count: int, photos: int) -> np.ndarray:
+    """The photo each of ``count`` crops of ``photos`` photos comes from (``random_crops`` visits them round-robin:
+    crop i is from photo i % photos), for choices checked by leaving one photo out; crops without their photos (0 or 1)
+    are put in 8 folds instead."""
+    return np.arange(count) % (photos if photos > 1 else 8)
 
 
 def load_calibration_data(

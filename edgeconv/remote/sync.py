@@ -20,7 +20,7 @@ from typing import Any
 
 from edgeconv.errors import ArtifactError, RemoteError
 from edgeconv.files import sha256_file
-from edgeconv.manifest import MANIFEST, Manifest
+from edgeconv.manifest import MANIFEST, Manifest, ManifestError
 from edgeconv.remote.commands import Program, remote_command
 from edgeconv.remote.ssh import BoardSession, best_effort, one_line
 
@@ -102,11 +102,8 @@ async def read_remote_manifest(session: BoardSession, folder: str) -> Manifest:
         return Manifest(Path(folder), {}, required=False)
     try:
         return Manifest.parse(raw, folder=folder, required=False)
-    except ArtifactError as exc:
-        # Without the fix ArtifactError suggests (for a local artifact, not this copy): it follows the last "; ", and
-        # the board's path may hold one.
-        what = str(exc).rpartition("; ")[0]
-        log.warning("%s: %s; the board's copy is rewritten from the local artifact", session.label, what)
+    except ManifestError as exc:  # without the fix it suggests, which is for a local artifact, not this copy
+        log.warning("%s: %s; the board's copy is rewritten from the local artifact", session.label, exc.problem)
         return Manifest(Path(folder), {}, required=False)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeconv.onnxgraph import Graph, Segments, module_name
+from edgeconv.quantize.calibration import crop_photos
 from edgeconv.quantize.qdq.offsets import compensate_offsets
 from edgeconv.quantize.qdq.weights import dequantized_weight, weight_grid
 
@@ -130,8 +131,10 @@ def adaround(
     """Re-round, in place, the 8-bit weights of every quantized Conv / Gemm / MatMul of ``qdq`` (built from
     ``float_model``, matched by node name). ``constrain(node, int_weight)`` returns the integer weight the target can
     run (the onnxruntime target limits neighbour pair sums). ``offsets``: centred activations (module name -> shift,
-    ``offsets.compensate_offsets``), whose readers' biases move with their rounded weights. Returns what was done per
-    layer, for re-applying the result to a re-quantized graph (``apply_rounding``)."""
+    ``offsets.compensate_offsets``), whose readers' biases move with their rounded weights. ``photos``: the photo each
+    sample comes from (``CalibrationData.calibration_photos``; None: ``crop_photos``' 8 folds), against which the
+    depthwise convs' bias correction is checked. Returns what was done per layer, for re-applying the result to a
+    re-quantized graph (``apply_rounding``)."""
     import torch
 
     options = options or AdaRoundOptions()
@@ -143,7 +146,7 @@ def adaround(
     done: list[RoundedLayer] = []
     corrections: dict[str, np.ndarray] = {}  # node -> bias correction, kept when centring re-derives the bias
     generator = torch.Generator().manual_seed(options.seed)
-    groups = np.arange(len(samples)) % 8 if photos is None else np.asarray(photos)[: len(samples)]
+    groups = crop_photos(len(samples), 0) if photos is None else np.asarray(photos)[: len(samples)]
     # One pass over each graph: the QDQ graph up to each layer (its earlier layers already re-rounded), the float
     # graph up to each layer's target; only the tensors still needed later are kept between pieces.
     quantized = Segments(qdq, {Graph(qdq).inputs[0]: samples})

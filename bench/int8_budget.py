@@ -36,22 +36,15 @@ def without_rounding(model: Any, tensors: set[str]) -> Any:
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    consumers: dict[str, list[tuple[Any, int]]] = {}
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            consumers.setdefault(name, []).append((node, index))
-    quantized = {n.output[0] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tensors}
-    nodes = []
-    for node in graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in quantized:
-            continue  # its readers now read the clip
+    from edgeconv.onnxgraph import Graph
+
+    graph = Graph(onnx.ModelProto.FromString(model.SerializeToString()))
+    clips: dict[int, list[Any]] = {}  # QuantizeLinear -> the Min, Max nodes in its place
+    dropped: set[int] = set()  # its DequantizeLinear readers
+    for node in graph.nodes:
         if node.op_type != "QuantizeLinear" or node.input[0] not in tensors:
-            nodes.append(node)
             continue
-        scale, zero = inits[node.input[1]].astype(np.float64), inits[node.input[2]]
+        scale, zero = graph.array(node.input[1]).astype(np.float64), graph.array(node.input[2])
         info = np.iinfo(zero.dtype)
         low, high = (info.min - zero.astype(np.int64)) * scale, (info.max - zero.astype(np.int64)) * scale
         if scale.size > 1:  # per channel (NNCF's depthwise inputs): channels on axis 1 of an NCHW map
@@ -61,22 +54,28 @@ def without_rounding(model: Any, tensors: set[str]) -> Any:
             low, high = low.reshape(-1, 1, 1), high.reshape(-1, 1, 1)
         out = node.output[0]
         for bound, value in (("_low", low), ("_high", high)):
-            graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.float32), out + bound))
+            graph.model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.float32), out + bound))
         clipped = out + "_clip"
-        nodes.append(helper.make_node("Min", [node.input[0], out + "_high"], [out + "_min"]))
-        nodes.append(helper.make_node("Max", [out + "_min", out + "_low"], [clipped]))
-        for dq, _ in consumers.get(node.output[0], []):
-            for reader, index in consumers.get(dq.output[0], []):
-                reader.input[index] = clipped
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model
+        clips[id(node)] = [
+            helper.make_node("Min", [node.input[0], out + "_high"], [out + "_min"]),
+            helper.make_node("Max", [out + "_min", out + "_low"], [clipped]),
+        ]
+        for dq in graph.consumers.get(out, []):
+            dropped.add(id(dq))
+            for reader in graph.consumers.get(dq.output[0], []):
+                reader.input[:] = [clipped if name == dq.output[0] else name for name in reader.input]
+    nodes = [new for node in graph.nodes if id(node) not in dropped for new in clips.get(id(node), [node])]
+    del graph.model.graph.node[:]
+    graph.model.graph.node.extend(nodes)
+    return graph.model
 
 
 def activations(model: Any) -> list[str]:
     """The float tensors an activation QuantizeLinear quantizes (not initializers: those are weights), graph order."""
-    inits = {i.name for i in model.graph.initializer}
-    return [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    from edgeconv.onnxgraph import Graph
+
+    graph = Graph(model)
+    return [n.input[0] for n in graph.nodes if n.op_type == "QuantizeLinear" and n.input[0] not in graph.initializers]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         label, sep, path = item.rpartition("=")
         if not sep or not label or not Path(path).is_file():
             parser.error(f"{item!r}: give NAME=PATH of an existing ONNX file, e.g. edgeconv=/tmp/q/model_int8.onnx")
-        graphs.append((label, Path(path)))
+        try:
+            graphs.append((label, Path(path), onnx.load(path)))
+        except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
+            parser.error(f"{path}: not an ONNX model ({type(exc).__name__}); pass the model_int8.onnx of an export")
+    if args.eval_samples < 1:
+        parser.error(f"--eval-samples {args.eval_samples}: give a positive count (the peers' table uses 1000)")
     fp32 = Path(args.fp32) if args.fp32 else ROOT / "models" / args.model / "model.onnx"
     if not fp32.is_file():
         parser.error(f"{fp32}: no FP32 ONNX; run edgeconv export {args.model} --weights imagenet, or pass --fp32")
@@ -145,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     figures: dict[str, Any] = {"environment": env, "graphs": {}}
-    for label, path in graphs:
-        model = onnx.load(path)
+    for label, path, model in graphs:
         names = activations(model)
         base = score(label, model)
         every = score(

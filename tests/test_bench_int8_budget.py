@@ -68,8 +68,14 @@ def test_rounding_is_taken_out_and_the_range_kept(scale, zero, low, high) -> Non
     assert [n.op_type for n in model.graph.node].count("QuantizeLinear") == 2  # the input graph is left as it was
 
 
-def test_bad_graph_argument_is_one_line(capsys) -> None:
+def test_bad_graph_argument_is_one_line(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         budget.main(["edgeconv"])
     assert exc.value.code == 2
     assert "'edgeconv': give NAME=PATH of an existing ONNX file" in capsys.readouterr().err
+    corrupt = tmp_path / "q.onnx"
+    corrupt.write_bytes(b"\x0b\xff not protobuf")
+    with pytest.raises(SystemExit) as exc:
+        budget.main([f"edgeconv={corrupt}"])
+    assert exc.value.code == 2
+    assert f"{corrupt}: not an ONNX model" in capsys.readouterr().err

@@ -33,6 +33,7 @@ def test_export_int8_writes_fidelity_into_the_manifest(tmp_path: Path) -> None:
     int8 = manifest["int8"]
     assert int8["target"] == "tensorrt" and int8["calibration"]["method"] == "minmax"
     assert int8["calibration"]["samples"] == 16 and int8["fidelity"]["samples"] == 300
+    assert int8["calibration"]["seed"] == 0
     assert int8["gate"]["passed"] and int8["fidelity"]["top1_agreement"] >= 0.8
     assert int8["adaround"]["layers"] == 5  # two convs, three linear layers: every weight re-rounded
     assert all(0 < ratio <= 1 for ratio in int8["adaround"]["output_mse_vs_nearest"].values())
@@ -52,6 +53,23 @@ def test_export_int8_bad_calibration_folder(tmp_path: Path) -> None:
 
 def test_int8_options_need_int8(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", "lenet5", "--target", "tensorrt", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "add --int8" in result.output
+
+
+def test_seed_draws_other_crops_and_is_recorded(tmp_path: Path) -> None:
+    base = ["export", "lenet5", "--int8", "--no-adaround", "--calib-samples", "16", "--eval-samples", "32"]
+    graphs = {}
+    for seed in ("0", "3"):
+        out = tmp_path / f"seed{seed}"
+        result = CliRunner().invoke(app, [*base, "--seed", seed, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "manifest.json").read_text())["int8"]["calibration"]["seed"] == int(seed)
+        graphs[seed] = (out / "model_int8.onnx").read_bytes()
+    assert graphs["0"] != graphs["3"]  # other calibration crops, other ranges
+    result = CliRunner().invoke(app, [*base, "--seed", "-1", "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "--seed -1" in result.output
+    assert not (tmp_path / "bad" / "model_int8.onnx").exists()
+    result = CliRunner().invoke(app, ["export", "lenet5", "--seed", "1", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "add --int8" in result.output
 
 

@@ -194,6 +194,12 @@ def export_command(
         "--eval-samples",
         help="INT8: held-out crops of other photos that the fidelity gate scores (default 300; a detector: 16).",
     ),
+    seed: int = typer.Option(
+        None,
+        "--seed",
+        help="INT8: seed of the calibration and held-out crops and of adaptive rounding's batch order (default 0). "
+        "Another seed shows how much the INT8 result depends on the draw.",
+    ),
     no_equalize: bool = typer.Option(
         False, "--no-equalize", help="INT8: skip cross-layer equalization (conv pairs and residual streams)."
     ),
@@ -339,6 +345,7 @@ def export_command(
                 calib_method=calib_method,
                 calib_samples=defaults.calib_samples if calib_samples is None else calib_samples,
                 eval_samples=defaults.eval_samples if eval_samples is None else eval_samples,
+                seed=defaults.seed if seed is None else seed,
                 equalize=not no_equalize,
                 equalize_depthwise=equalize_depthwise is not False,
                 bias_correction=bias_correction,
@@ -356,14 +363,14 @@ def export_command(
             )
             int8_options.validate()
         elif (
-            any(v is not None for v in (calib, min_agreement, min_confident_agreement))
+            any(v is not None for v in (calib, min_agreement, min_confident_agreement, seed))
             or (target != "onnxruntime" and detector_form is None)
             or fallback != "auto"
             or cpu_kernels != "auto"
             or equalize_depthwise is not None
         ):
             raise InvalidArgumentError(
-                "--target, --calib, --fallback, --cpu-kernels, --[no-]equalize-depthwise, --min-agreement and "
+                "--target, --calib, --seed, --fallback, --cpu-kernels, --[no-]equalize-depthwise, --min-agreement and "
                 "--min-confident-agreement configure INT8; add --int8"
             )
         manifest = export_artifact(

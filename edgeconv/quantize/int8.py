@@ -239,6 +239,7 @@ def quantize_int8(
         evaluation_images=[p.name for p in data.split.evaluation.paths] if data.split else [],
         skipped_files=[f"{p.name}: {why}" for p, why in data.skipped],
         calib_samples=len(data.calibration),
+        seed=options.seed,
         notes=notes,
         before_fallback=before_fallback,
         weights_form=("saturation-safe" if saturating else "full 8-bit") if options.target == "onnxruntime" else None,

@@ -122,6 +122,8 @@ class Int8Options:
             raise InvalidArgumentError(f"adaptive rounding iterations {self.adaround_iterations} must be at least 1")
         if self.calib_samples < 8:
             raise InvalidArgumentError(f"--calib-samples {self.calib_samples} is too few; use at least 8 (128 default)")
+        if self.seed < 0:
+            raise InvalidArgumentError(f"--seed {self.seed} is negative; use a seed of 0 or more (0 default)")
         if self.eval_samples < 1:
             raise InvalidArgumentError(f"--eval-samples {self.eval_samples} is too few; use at least 1 (300 default)")
         if not 0.0 <= self.min_agreement <= 1.0:

@@ -37,6 +37,7 @@ class Int8Report:
     evaluation_images: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     calib_samples: int = 0
+    seed: int = 0  # of the calibration and held-out crops and of adaptive rounding's batch order
     notes: list[str] = field(default_factory=list)
     before_fallback: FidelityReport | None = None  # CLE + bias correction, all layers INT8 (when fallback ran)
     split_activations: list[str] = field(default_factory=list)  # activations given one module per call site
@@ -58,6 +59,7 @@ class Int8Report:
             "calibration": {
                 "method": self.calib_method,
                 "samples": self.calib_samples,
+                "seed": self.seed,
                 "images": self.calibration_images,
                 "skipped_files": self.skipped_files,
             },

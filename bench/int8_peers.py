@@ -229,6 +229,29 @@ def guarded(row: Row, rows: list[Row], body: Callable[[], None]) -> None:
     rows.append(row)
 
 
+def run_cli(cmd: list[str], logfile: Path) -> tuple[int, float]:
+    """Run ``cmd`` (an argument list, no shell) in the checkout, its output into ``logfile``: (exit code, wall-clock
+    seconds from start to exit)."""
+    start = time.perf_counter()
+    with logfile.open("wb") as sink:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False)
+    return done.returncode, time.perf_counter() - start
+
+
+def nncf_quantize(fp32: Path, samples: Any, path: Path, **kwargs: Any) -> float:
+    """``nncf.quantize`` of the FP32 ONNX on all of ``samples`` (``kwargs`` as NNCF takes them), saved at ``path``;
+    seconds from loading the FP32 file to saving the INT8 one (NNCF's import not included)."""
+    import nncf
+    import onnx
+
+    begin = time.perf_counter()
+    model = onnx.load(str(fp32))
+    name = model.graph.input[0].name
+    dataset = nncf.Dataset(list(samples), lambda sample: {name: sample[None]})
+    onnx.save(nncf.quantize(model, dataset, subset_size=len(samples), **kwargs), str(path))
+    return time.perf_counter() - begin
+
+
 def edgeconv_rows(args: argparse.Namespace, tmp: Path, evaluation: Any, reference: Any, rows: list[Row]) -> None:
     for target in ("onnxruntime", "tensorrt"):
         out = tmp / f"edgeconv-{target}"
@@ -240,14 +263,10 @@ def edgeconv_rows(args: argparse.Namespace, tmp: Path, evaluation: Any, referenc
 
         def body(row: Row = row, cmd: list[str] = cmd, out: Path = out, target: str = target) -> None:
             logfile = tmp / f"{out.name}.log"
-            start = time.perf_counter()
-            with logfile.open("wb") as sink:
-                done = subprocess.run(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False)
-            row.seconds = row.total_seconds = time.perf_counter() - start
-            row.extra["exit_code"] = done.returncode
-            if done.returncode != 0:
-                tail = logfile.read_text(errors="replace")[-1500:]
-                raise RuntimeError(f"exit code {done.returncode}: {tail}")
+            code, row.seconds = run_cli(cmd, logfile)
+            row.total_seconds, row.extra["exit_code"] = row.seconds, code
+            if code != 0:
+                raise RuntimeError(f"exit code {code}: {logfile.read_text(errors='replace')[-1500:]}")
             manifest = json.loads((out / "manifest.json").read_text())
             int8 = manifest.get("int8") or {}
             row.extra["manifest_int8"] = {k: int8.get(k) for k in ("target", "fidelity", "gate", "float_fallback")}
@@ -280,7 +299,6 @@ NNCF_VARIANTS: dict[str, dict[str, Any]] = {
 def nncf_rows(args: argparse.Namespace, tmp: Path, data: Any, reference: Any, rows: list[Row]) -> None:
     start = time.perf_counter()
     import nncf
-    import onnx
 
     import_seconds = time.perf_counter() - start
     nncf.set_log_level(logging.WARNING)
@@ -315,13 +333,7 @@ def nncf_rows(args: argparse.Namespace, tmp: Path, data: Any, reference: Any, ro
                     activations_quantization_params=per_channel
                 )
             path = tmp / f"nncf_{len(rows)}.onnx"
-            begin = time.perf_counter()
-            model = onnx.load(str(args.fp32))
-            name = model.graph.input[0].name
-            dataset = nncf.Dataset(list(data.calibration), lambda sample: {name: sample[None]})
-            quantized = nncf.quantize(model, dataset, subset_size=len(data.calibration), **kwargs)
-            onnx.save(quantized, str(path))
-            row.seconds = time.perf_counter() - begin
+            row.seconds = nncf_quantize(args.fp32, data.calibration, path, **kwargs)
             row.total_seconds = row.seconds + import_seconds
             score(row, path, data.evaluation, reference)
             if args.keep:

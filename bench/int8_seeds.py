@@ -26,10 +26,8 @@ import json
 import logging
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # int8_peers, beside this file
 
 import int8_peers  # noqa: E402
+
+log = logging.getLogger("int8_seeds")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -90,16 +90,13 @@ def edgeconv_row(
     cmd = [sys.executable, "-m", "edgeconv", "export", model, "--weights", "imagenet", "--int8", "--seed", str(seed)]
     cmd += ["--out", str(out), "--force"]
     row = int8_peers.Row("edgeconv", f"seed {seed}", "onnxruntime", " ".join(cmd[3:]))
-    log = tmp / f"edgeconv-{seed}.log"
-    start = time.perf_counter()
-    with log.open("wb") as sink:
-        done = subprocess.run(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False)
-    row.seconds = time.perf_counter() - start
-    if done.returncode == 0:
+    logfile = tmp / f"edgeconv-{seed}.log"
+    code, row.seconds = int8_peers.run_cli(cmd, logfile)
+    if code == 0:
         int8_peers.score(row, out / "model_int8.onnx", held_out, reference)
         entry["edgeconv"] = _figures(row)
     else:
-        entry["edgeconv_error"] = log.read_text(errors="replace")[-500:]
+        entry["edgeconv_error"] = logfile.read_text(errors="replace")[-500:]
     return row
 
 
@@ -107,18 +104,10 @@ def nncf_row(
     fp32: Path, seed: int, calibration: Any, tmp: Path, held_out: Any, reference: Any, entry: dict[str, Any]
 ) -> int8_peers.Row:
     """NNCF's defaults on ``calibration`` (all of it), timed from loading the FP32 ONNX to saving the INT8 one."""
-    import nncf
-    import onnx
-
     row = int8_peers.Row("NNCF", f"defaults, seed {seed}", "onnxruntime", "nncf.quantize(defaults)")
     path = tmp / f"nncf-{seed}.onnx"
     try:
-        start = time.perf_counter()
-        model = onnx.load(str(fp32))
-        name = model.graph.input[0].name
-        dataset = nncf.Dataset(list(calibration), lambda sample: {name: sample[None]})
-        onnx.save(nncf.quantize(model, dataset, subset_size=len(calibration)), str(path))
-        row.seconds = time.perf_counter() - start
+        row.seconds = int8_peers.nncf_quantize(fp32, calibration, path)
         int8_peers.score(row, path, held_out, reference)
         entry["nncf"] = _figures(row)
     except Exception as exc:  # a failed draw is a result too
@@ -198,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = Path(args.fp32) if args.fp32 else ROOT / "models" / args.model / "model.onnx"
     if not fp32.is_file():
         parser.error(f"{fp32}: no FP32 ONNX; run edgeconv export {args.model} --weights imagenet, or pass --fp32")
+    import onnx
+
+    try:
+        onnx.load(str(fp32), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        parser.error(f"{fp32}: not an ONNX model ({type(exc).__name__}); pass the model.onnx of an FP32 export")
     try:
         import nncf
     except ImportError:
@@ -206,30 +201,33 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from edgeconv.bench import environment
     from edgeconv.files import write_atomic
-    from edgeconv.quantize.calibration import Preprocessing, load_calibration_data
+    from edgeconv.quantize.calibration import Preprocessing, load_calibration_data, split_calibration_folder
     from edgeconv.quantize.fidelity import softmax
     from edgeconv.zoo import get_spec
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     nncf.set_log_level(logging.WARNING)
     command = "python bench/int8_seeds.py" + "".join(f" {shlex.quote(a)}" for a in argv)
     started, env = dt.datetime.now(dt.timezone.utc), environment()
     prep = Preprocessing.from_spec(get_spec(args.model))
+    split = split_calibration_folder()  # the photos, decoded once for every draw
     held_out = load_calibration_data(
-        None, prep, samples=8, eval_samples=args.eval_samples, seed=args.eval_seed
+        None, prep, samples=8, eval_samples=args.eval_samples, seed=args.eval_seed, split=split
     ).evaluation
     reference = int8_peers._run_onnx()(fp32, held_out)
     per_seed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edgeconv-seeds-") as name:
         tmp = Path(name)
-        for seed in seeds:
+        for index, seed in enumerate(seeds, 1):
+            log.info("seed %d (%d of %d): edgeconv export --int8 --seed %d (about 80 s)", seed, index, len(seeds), seed)
             entry: dict[str, Any] = {"seed": seed}
             mine = edgeconv_row(args.model, seed, tmp, held_out, reference, entry)
-            calibration = load_calibration_data(None, prep, samples=128, eval_samples=0, seed=seed).calibration
-            peer = nncf_row(fp32, seed, calibration, tmp, held_out, reference, entry)
+            log.info("seed %d: NNCF's defaults on the same calibration crops", seed)
+            data = load_calibration_data(None, prep, samples=128, eval_samples=0, seed=seed, split=split)
+            peer = nncf_row(fp32, seed, data.calibration, tmp, held_out, reference, entry)
             if mine.hits is not None and peer.hits is not None:
                 entry["paired"] = int8_peers.paired(mine, peer)
             per_seed.append(entry)
-            print(json.dumps(entry), flush=True)
     result = {
         "command": command,
         "date": f"{started:%Y-%m-%d %H:%M}-{dt.datetime.now(dt.timezone.utc):%H:%M} UTC",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import load_script
 
@@ -41,3 +43,13 @@ def test_bad_seeds_is_one_line_before_any_work(capsys: pytest.CaptureFixture[str
         seeds.main(["--seeds", "7"])
     assert stop.value.code == 2
     assert "--seeds '7': give at least two seeds" in capsys.readouterr().err
+
+
+def test_corrupt_fp32_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a protobuf \xff\xfe")
+    with pytest.raises(SystemExit) as stop:
+        seeds.main(["--fp32", str(broken)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{broken}: not an ONNX model" in err and "Traceback" not in err
